@@ -1,0 +1,19 @@
+//! rotd-core owns rotd's domain vocabulary: secret names, version ids, stage labels, tags, secret types,
+//! rotation policies and the [`Secret`] value type, each with the vendor's validation rules. It does no IO:
+//! no files, no network, no clock reads except where a caller passes `now` in. Every other crate speaks
+//! these types, so a value that exists here has already been validated.
+
+mod error;
+mod password;
+mod rotation;
+mod secret;
+mod vocab;
+
+pub use error::ValidationError;
+pub use password::{PasswordPolicy, generate_password};
+pub use rotation::{RotationInterval, RotationPolicy, RotationSchedule};
+pub use secret::Secret;
+pub use vocab::{
+    DataType, MAX_STAGES_PER_SECRET, MAX_TAGS, MAX_VALUE_BYTES, MAX_VERSIONS_PER_SECRET, SecretName,
+    SecretType, StageLabel, Tag, Tags, VersionId,
+};

@@ -1,0 +1,1 @@
+//! Black-box tests of the built `rotd` binary live in `tests/tests/`.
