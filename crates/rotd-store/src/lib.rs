@@ -7,6 +7,7 @@
 //! `BEGIN IMMEDIATE`). The public surface is the [`Store`] handle; the SQL behind it is plain runtime
 //! `query()` text so that a PostgreSQL engine can be added behind the same handle.
 
+mod control;
 mod envelope;
 mod error;
 mod keyring;
@@ -14,6 +15,7 @@ mod model;
 mod sqlite;
 mod stages;
 
+pub use control::{Heartbeat, RotationRequest, RotationState};
 pub use error::StoreError;
 pub use keyring::{CmkInfo, DEFAULT_CMK, Keyring};
 pub use model::{

@@ -39,7 +39,7 @@ pub struct CmkUsage {
 /// it is only ever read while sealing or opening one value.
 #[derive(Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    pub(crate) pool: SqlitePool,
     keyring: Arc<RwLock<Keyring>>,
 }
 
@@ -51,7 +51,7 @@ impl std::fmt::Debug for Store {
     }
 }
 
-fn ts(t: i64) -> DateTime<Utc> {
+pub(crate) fn ts(t: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(t, 0).single().unwrap_or_default()
 }
 
@@ -91,7 +91,7 @@ impl Store {
         self.pool.close().await;
     }
 
-    async fn write_tx(&self) -> Result<Tx> {
+    pub(crate) async fn write_tx(&self) -> Result<Tx> {
         // IMMEDIATE takes the write lock up front, so two writers queue on busy_timeout instead of one
         // failing with SQLITE_BUSY when it upgrades a read transaction.
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)

@@ -1,0 +1,153 @@
+//! The backend trait: what rotd needs from anything whose credentials it rotates.
+//!
+//! A backend knows one kind of target (a MySQL server, a Redis node, an SSH host, a cloud RAM user, a
+//! user command) and nothing of the store, the journal or the schedule: the engine drives it through
+//! the journaled protocol of DESIGN.md §3 and decides when each method runs. Every method must be
+//! idempotent, because after a crash the engine repeats the step it had not yet journaled as done.
+//! Capabilities are data ([`Capabilities`]), never an "unsupported" error found at run time.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::Secret;
+
+/// A boxed future, so backends can be used as trait objects and wrapped by decorators.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Static facts about a backend that the engine plans with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Capabilities {
+    /// Two accounts (`user`, `user_clone`) alternate: each rotation resets the one holding
+    /// `ACSPrevious`, so the credential applications hold stays valid for a whole interval.
+    pub dual_accounts: bool,
+    /// Old and new credential are valid at the same time after `apply` (Redis multi-password, a second
+    /// AccessKey, a second authorized key); the old one goes away only in `retire`.
+    pub overlap: bool,
+    /// The backend, not the engine, produces the new credential (a cloud AccessKey): see `mint`.
+    pub mints_secret: bool,
+    /// The old credential must be revoked after a grace period (`retire`).
+    pub needs_retire: bool,
+    /// The backend can create its accounts from scratch (`create_accounts`).
+    pub creates_accounts: bool,
+}
+
+/// Which of a resource's accounts a step concerns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Slot {
+    /// The only account of a single-account resource.
+    Single,
+    /// `user` of a dual-account resource.
+    Primary,
+    /// `user_clone` of a dual-account resource.
+    Clone,
+}
+
+impl Slot {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Slot::Single => "single",
+            Slot::Primary => "primary",
+            Slot::Clone => "clone",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Slot> {
+        match s {
+            "single" => Some(Slot::Single),
+            "primary" => Some(Slot::Primary),
+            "clone" => Some(Slot::Clone),
+            _ => None,
+        }
+    }
+
+    /// The other account of a dual pair.
+    pub fn other(self) -> Slot {
+        match self {
+            Slot::Single => Slot::Single,
+            Slot::Primary => Slot::Clone,
+            Slot::Clone => Slot::Primary,
+        }
+    }
+}
+
+impl fmt::Display for Slot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Whether trying again can help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// A timeout, a refused connection, a server restarting: retry with backoff.
+    Retryable,
+    /// Bad admin credentials, missing privileges, an invalid target: retrying the same way will fail.
+    Permanent,
+}
+
+/// A backend failure. The message must never contain secret material; backends build it from
+/// their own context (operation, host, account) and the server's error text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{backend} {operation}: {message}")]
+pub struct BackendError {
+    pub backend: String,
+    pub operation: &'static str,
+    pub class: ErrorClass,
+    pub message: String,
+}
+
+impl BackendError {
+    pub fn retryable(backend: impl Into<String>, operation: &'static str, message: impl Into<String>) -> Self {
+        Self { backend: backend.into(), operation, class: ErrorClass::Retryable, message: message.into() }
+    }
+
+    pub fn permanent(backend: impl Into<String>, operation: &'static str, message: impl Into<String>) -> Self {
+        Self { backend: backend.into(), operation, class: ErrorClass::Permanent, message: message.into() }
+    }
+
+    pub fn is_retryable(&self) -> bool {
+        self.class == ErrorClass::Retryable
+    }
+}
+
+pub type BackendResult<T> = Result<T, BackendError>;
+
+/// What rotd needs from a rotation target. See the module docs for the contract.
+pub trait Backend: Send + Sync {
+    /// A short, bounded label for logs and metrics ("exec", "mysql", "redis"…).
+    fn kind(&self) -> &str;
+
+    fn capabilities(&self) -> Capabilities;
+
+    /// Checks the admin connection and privileges without changing anything.
+    fn check(&self) -> BoxFuture<'_, BackendResult<()>>;
+
+    /// Builds the secret value for `slot` from a freshly generated password, in the vendor's format
+    /// (`{"AccountName","AccountPassword"}` for databases). Pure: it must not touch the target.
+    fn compose(&self, slot: Slot, password: &Secret) -> BackendResult<Secret>;
+
+    /// For backends that mint credentials: creates the new credential at the target and returns its
+    /// value. The engine journals the intent first and stores the result as `ACSPending` at once.
+    fn mint<'a>(&'a self, _slot: Slot) -> BoxFuture<'a, BackendResult<Secret>> {
+        Box::pin(async move { Err(BackendError::permanent(self.kind(), "mint", "this backend does not mint credentials")) })
+    }
+
+    /// Makes the target accept `new` for `slot`. Must succeed, doing nothing, if it already does.
+    fn apply<'a>(&'a self, slot: Slot, new: &'a Secret) -> BoxFuture<'a, BackendResult<()>>;
+
+    /// Logs in with `secret` exactly as a client would. `Err` means the credential does not work.
+    fn verify<'a>(&'a self, slot: Slot, secret: &'a Secret) -> BoxFuture<'a, BackendResult<()>>;
+
+    /// Revokes an old credential after the grace period. Idempotent: revoking what is gone succeeds.
+    fn retire<'a>(&'a self, _slot: Slot, _old: &'a Secret) -> BoxFuture<'a, BackendResult<()>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// Creates the resource's accounts (backends with `creates_accounts`); returns one value per slot.
+    fn create_accounts<'a>(&'a self) -> BoxFuture<'a, BackendResult<Vec<(Slot, Secret)>>> {
+        Box::pin(async move {
+            Err(BackendError::permanent(self.kind(), "create accounts", "this backend does not create accounts"))
+        })
+    }
+}

@@ -1,0 +1,125 @@
+//! The failure policy around one attempt: exponential backoff with jitter, a bounded number of attempts,
+//! then quarantine (until `rotd rotation resume` or the next rotation window).
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rotd_core::{ErrorClass, VersionId};
+use rotd_store::{JournalRecord, Store};
+use serde_json::json;
+use tracing::{error, info, warn};
+
+use crate::rotation::{self, Managed, Outcome, RotationError, StepLimits, step};
+
+/// How failures are retried.
+#[derive(Debug, Clone)]
+pub struct FailurePolicy {
+    /// Attempts in a row (retryable failures) before the secret is quarantined.
+    pub max_attempts: u32,
+    /// The first retry waits about this long; each further one twice as long.
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+}
+
+impl Default for FailurePolicy {
+    fn default() -> Self {
+        Self { max_attempts: 5, backoff_base: Duration::from_secs(30), backoff_max: Duration::from_secs(3600) }
+    }
+}
+
+impl FailurePolicy {
+    /// The wait after the `failures`-th consecutive failure: base · 2^(failures−1), capped, with ±20 %
+    /// jitter so that many secrets failing together do not retry together.
+    pub fn backoff(&self, failures: u32, jitter: f64) -> Duration {
+        let exp = self.backoff_base.saturating_mul(1u32 << failures.saturating_sub(1).min(20));
+        let capped = exp.min(self.backoff_max);
+        capped.mul_f64((0.8 + 0.4 * jitter.clamp(0.0, 1.0)).max(0.0))
+    }
+}
+
+/// What happened to one attempt, for the scheduler and metrics.
+#[derive(Debug)]
+pub enum AttemptResult {
+    Done(Outcome),
+    /// Failed; will be retried at `retry_at`.
+    Retry { error: RotationError, retry_at: DateTime<Utc> },
+    /// Failed and quarantined (permanent error or too many attempts); `until` is the next window, if any.
+    Quarantined { error: RotationError, until: Option<DateTime<Utc>> },
+}
+
+/// Runs one attempt with the failure policy applied and recorded in the store.
+pub async fn attempt(
+    store: &Store,
+    m: &Managed,
+    limits: &StepLimits,
+    policy: &FailurePolicy,
+    requested: Option<VersionId>,
+    next_window: Option<DateTime<Utc>>,
+) -> AttemptResult {
+    let name = m.name.as_str();
+    match rotation::rotate(store, m, limits, requested).await {
+        Ok(outcome) => {
+            let now = Utc::now();
+            if let Err(e) = store.record_success(name, now).await {
+                warn!(secret = %name, error = %e, "Could not record the rotation's success.");
+            }
+            if !outcome.already_done {
+                info!(secret = %name, version = %outcome.version_id, slot = %outcome.slot, resumed = outcome.resumed, "Rotation promoted.");
+            }
+            AttemptResult::Done(outcome)
+        }
+        Err(error) => {
+            let state = store.rotation_state(name).await.unwrap_or_default();
+            let failures = state.consecutive_failures + 1;
+            let permanent = error.class() == ErrorClass::Permanent;
+            let quarantine = permanent || failures >= policy.max_attempts;
+            let retry_at = Utc::now()
+                + chrono::Duration::from_std(policy.backoff(failures, rand::random::<f64>())).unwrap_or_default();
+            let next = if quarantine { next_window } else { Some(retry_at) };
+            let message = error.to_string();
+            let open = store.journal(name).await.ok().and_then(|j| rotation::open_rotation(&j));
+            let rec = JournalRecord {
+                secret_name: m.name.clone(),
+                rotation_id: open.as_ref().map_or_else(String::new, |o| o.rotation_id.clone()),
+                step: if quarantine { step::QUARANTINED } else { step::FAILED }.to_owned(),
+                version_id: open.map(|o| o.version_id),
+                detail: json!({
+                    "failed_step": error.step(),
+                    "class": if permanent { "permanent" } else { "retryable" },
+                    "attempt": failures,
+                    "error": message,
+                }),
+            };
+            if let Err(e) = store.journal_append(&rec).await {
+                warn!(secret = %name, error = %e, "Could not journal a failed attempt.");
+            }
+            if let Err(e) = store.record_failure(name, &message, next, quarantine).await {
+                warn!(secret = %name, error = %e, "Could not record a failed attempt.");
+            }
+            if quarantine {
+                // One clear line per quarantine; retries before it log at WARN once each.
+                error!(secret = %name, error = %message, attempts = failures, permanent, "Rotation quarantined; run `rotd rotation resume` after fixing the cause.");
+                AttemptResult::Quarantined { error, until: next_window }
+            } else {
+                warn!(secret = %name, error = %message, attempt = failures, retry_at = %retry_at.format("%Y-%m-%dT%H:%M:%SZ"), "Rotation failed; will retry.");
+                AttemptResult::Retry { error, retry_at }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_caps_and_jitters() {
+        let p = FailurePolicy::default();
+        assert_eq!(p.backoff(1, 0.5), Duration::from_secs(30));
+        assert_eq!(p.backoff(2, 0.5), Duration::from_secs(60));
+        assert_eq!(p.backoff(3, 0.5), Duration::from_secs(120));
+        assert_eq!(p.backoff(30, 0.5), Duration::from_secs(3600));
+        assert_eq!(p.backoff(1, 0.0), Duration::from_secs(24));
+        assert_eq!(p.backoff(1, 1.0), Duration::from_secs(36));
+    }
+}

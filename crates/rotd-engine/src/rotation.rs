@@ -1,0 +1,391 @@
+//! One rotation, as the journaled state machine of DESIGN.md §3.
+//!
+//! ```text
+//!   pending ──► applied ──► verified ──► promoted ──► (retired, after the grace period)
+//! ```
+//!
+//! Each step is written to the store's append-only journal after it completes and before the next one
+//! starts, so after a crash [`rotate`] finds the open rotation and rolls it forward with the *same*
+//! pending value. The new value is stored as `ACSPending` before the target is touched; `ACSCurrent`
+//! moves only after verification, in one compare-and-set transaction with `ACSPrevious` and the removal
+//! of `ACSPending`. A failure journals a `failed` entry and leaves the rotation open for the next attempt.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rotd_core::{
+    Backend, BackendError, DataType, ErrorClass, PasswordPolicy, SecretName, SecretType, Slot, StageLabel, VersionId,
+};
+use rotd_store::{Expect, JournalEntry, JournalRecord, NewVersion, Selector, StageMove, Store, StoreError};
+use serde_json::{Value, json};
+use tracing::{info, warn};
+
+/// The journal's step names. Only these advance a rotation; `failed` and others are annotations.
+pub mod step {
+    pub const MINTING: &str = "minting";
+    pub const PENDING: &str = "pending";
+    pub const APPLIED: &str = "applied";
+    pub const VERIFIED: &str = "verified";
+    pub const PROMOTED: &str = "promoted";
+    pub const RETIRED: &str = "retired";
+    pub const FAILED: &str = "failed";
+    pub const QUARANTINED: &str = "quarantined";
+}
+
+/// A secret the engine rotates, with its backend.
+#[derive(Clone)]
+pub struct Managed {
+    pub name: SecretName,
+    pub kind: SecretType,
+    pub backend: Arc<dyn Backend>,
+    /// How new passwords are generated (ignored by backends that mint credentials).
+    pub password: PasswordPolicy,
+    /// How long an old credential stays valid before `retire` (backends that need retiring).
+    pub grace: Duration,
+}
+
+impl std::fmt::Debug for Managed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Managed")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("backend", &self.backend.kind())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Limits for one attempt.
+#[derive(Debug, Clone)]
+pub struct StepLimits {
+    /// A backend call that takes longer is abandoned as a retryable failure.
+    pub step_timeout: Duration,
+}
+
+impl Default for StepLimits {
+    fn default() -> Self {
+        Self { step_timeout: Duration::from_secs(60) }
+    }
+}
+
+/// Why an attempt failed, with the step it failed in. Never carries secret material.
+#[derive(Debug, thiserror::Error)]
+pub enum RotationError {
+    #[error("{step}: {source}")]
+    Backend { step: &'static str, source: BackendError },
+    #[error("{step}: {source}")]
+    Store { step: &'static str, source: StoreError },
+    #[error("{step}: {message}")]
+    Invalid { step: &'static str, message: String },
+}
+
+impl RotationError {
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            RotationError::Backend { source, .. } => source.class,
+            RotationError::Store { source, .. } if source.is_retryable() => ErrorClass::Retryable,
+            RotationError::Store { .. } | RotationError::Invalid { .. } => ErrorClass::Permanent,
+        }
+    }
+
+    pub fn step(&self) -> &'static str {
+        match self {
+            RotationError::Backend { step, .. } | RotationError::Store { step, .. } | RotationError::Invalid { step, .. } => step,
+        }
+    }
+}
+
+/// What a completed rotation did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub rotation_id: String,
+    pub version_id: VersionId,
+    pub slot: Slot,
+    /// True when this call resumed a rotation an earlier process had started.
+    pub resumed: bool,
+    /// True when the requested version already existed, so nothing was rotated (RotateSecret idempotency).
+    pub already_done: bool,
+}
+
+/// An open (unfinished) rotation reconstructed from the journal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenRotation {
+    pub rotation_id: String,
+    pub version_id: VersionId,
+    pub slot: Slot,
+    /// The last step that completed.
+    pub step: String,
+}
+
+/// A promoted rotation whose old credential still has to be retired.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingRetire {
+    pub rotation_id: String,
+    pub old_version: VersionId,
+    pub old_slot: Slot,
+    pub due: DateTime<Utc>,
+}
+
+fn store_err(step: &'static str) -> impl Fn(StoreError) -> RotationError {
+    move |source| RotationError::Store { step, source }
+}
+
+/// The open rotation in a journal, if the newest rotation has not been promoted.
+pub fn open_rotation(journal: &[JournalEntry]) -> Option<OpenRotation> {
+    let last = journal.iter().rev().find(|e| is_progress(&e.step))?;
+    if last.step == step::PROMOTED || last.step == step::RETIRED {
+        return None;
+    }
+    let rotation_id = last.rotation_id.clone();
+    // The pending entry of this rotation carries its version and slot.
+    let pending = journal.iter().find(|e| e.rotation_id == rotation_id && (e.step == step::PENDING || e.step == step::MINTING))?;
+    Some(OpenRotation {
+        rotation_id,
+        version_id: VersionId::parse(pending.version_id.clone()?).ok()?,
+        slot: slot_of(&pending.detail)?,
+        step: last.step.clone(),
+    })
+}
+
+/// The newest promoted rotation whose old credential is not yet retired.
+pub fn pending_retire(journal: &[JournalEntry]) -> Option<PendingRetire> {
+    let promoted = journal.iter().rev().find(|e| e.step == step::PROMOTED)?;
+    if journal.iter().any(|e| e.rotation_id == promoted.rotation_id && e.step == step::RETIRED) {
+        return None;
+    }
+    let d = &promoted.detail;
+    Some(PendingRetire {
+        rotation_id: promoted.rotation_id.clone(),
+        old_version: VersionId::parse(d.get("retire_version")?.as_str()?).ok()?,
+        old_slot: Slot::parse(d.get("retire_slot")?.as_str()?)?,
+        due: DateTime::from_timestamp(d.get("retire_at")?.as_i64()?, 0)?,
+    })
+}
+
+fn is_progress(s: &str) -> bool {
+    matches!(s, step::MINTING | step::PENDING | step::APPLIED | step::VERIFIED | step::PROMOTED | step::RETIRED)
+}
+
+fn slot_of(detail: &Value) -> Option<Slot> {
+    Slot::parse(detail.get("slot")?.as_str()?)
+}
+
+/// The slot that holds `ACSCurrent`: the slot of the last promoted rotation, or `Primary` for
+/// accounts that were imported or created and never rotated.
+pub fn current_slot(journal: &[JournalEntry], dual: bool) -> Slot {
+    if !dual {
+        return Slot::Single;
+    }
+    journal.iter().rev().find(|e| e.step == step::PROMOTED).and_then(|e| slot_of(&e.detail)).unwrap_or(Slot::Primary)
+}
+
+async fn journal(store: &Store, m: &Managed, rotation_id: &str, step: &str, version: Option<&VersionId>, detail: Value) -> Result<(), StoreError> {
+    store
+        .journal_append(&JournalRecord {
+            secret_name: m.name.clone(),
+            rotation_id: rotation_id.to_owned(),
+            step: step.to_owned(),
+            version_id: version.cloned(),
+            detail,
+        })
+        .await
+        .map(|_| ())
+}
+
+async fn with_timeout<T>(
+    limits: &StepLimits,
+    m: &Managed,
+    step: &'static str,
+    fut: impl std::future::Future<Output = Result<T, BackendError>>,
+) -> Result<T, RotationError> {
+    match tokio::time::timeout(limits.step_timeout, fut).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(source)) => Err(RotationError::Backend { step, source }),
+        Err(_) => Err(RotationError::Backend {
+            step,
+            source: BackendError::retryable(
+                m.backend.kind(),
+                step,
+                format!("timed out after {}s", limits.step_timeout.as_secs()),
+            ),
+        }),
+    }
+}
+
+/// A new rotation id, also used as the new version's id: 32 random hex digits.
+pub fn new_rotation_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+/// Runs (or resumes) one rotation of `m` to promotion.
+///
+/// With `requested` (the vendor's RotateSecret `VersionId`), an existing version of that id means the
+/// rotation already happened and nothing is done; otherwise the new version gets that id.
+pub async fn rotate(
+    store: &Store,
+    m: &Managed,
+    limits: &StepLimits,
+    requested: Option<VersionId>,
+) -> Result<Outcome, RotationError> {
+    let j = store.journal(m.name.as_str()).await.map_err(store_err("read journal"))?;
+    let caps = m.backend.capabilities();
+
+    // A retire that is still owed must happen before a new credential takes a slot (a RAM user holds at
+    // most two AccessKeys). A rotation started now retires early rather than wait.
+    if caps.needs_retire && open_rotation(&j).is_none() {
+        if let Some(r) = pending_retire(&j) {
+            retire(store, m, limits, &r).await?;
+        }
+    }
+
+    let (open, resumed) = match open_rotation(&j) {
+        Some(open) => {
+            info!(secret = %m.name, rotation = %open.rotation_id, step = %open.step, "Resuming an unfinished rotation.");
+            (open, true)
+        }
+        None => {
+            if let Some(v) = &requested {
+                match store.get_value(m.name.as_str(), &Selector::Version(v.clone())).await {
+                    Ok(_) => {
+                        return Ok(Outcome {
+                            rotation_id: String::new(),
+                            version_id: v.clone(),
+                            slot: current_slot(&j, caps.dual_accounts),
+                            resumed: false,
+                            already_done: true,
+                        });
+                    }
+                    Err(StoreError::VersionNotFound { .. }) => {}
+                    Err(e) => return Err(store_err("check version")(e)),
+                }
+            }
+            let rotation_id = new_rotation_id();
+            let version_id = match requested {
+                Some(v) => v,
+                None => VersionId::parse(rotation_id.clone()).map_err(|e| RotationError::Invalid {
+                    step: "pending",
+                    message: e.to_string(),
+                })?,
+            };
+            let slot = if caps.dual_accounts { current_slot(&j, true).other() } else { Slot::Single };
+            let first = if caps.mints_secret { step::MINTING } else { step::PENDING };
+            journal(store, m, &rotation_id, first, Some(&version_id), json!({"slot": slot.as_str()}))
+                .await
+                .map_err(store_err(first))?;
+            (OpenRotation { rotation_id, version_id, slot, step: first.to_owned() }, false)
+        }
+    };
+
+    let value = pending_value(store, m, limits, &open).await?;
+    let rid = open.rotation_id.as_str();
+    let vid = &open.version_id;
+    let detail = json!({"slot": open.slot.as_str()});
+
+    if matches!(open.step.as_str(), step::MINTING | step::PENDING) {
+        with_timeout(limits, m, step::APPLIED, m.backend.apply(open.slot, &value)).await?;
+        journal(store, m, rid, step::APPLIED, Some(vid), detail.clone()).await.map_err(store_err(step::APPLIED))?;
+    }
+    if open.step != step::VERIFIED {
+        with_timeout(limits, m, step::VERIFIED, m.backend.verify(open.slot, &value)).await?;
+        journal(store, m, rid, step::VERIFIED, Some(vid), detail.clone()).await.map_err(store_err(step::VERIFIED))?;
+    }
+    promote(store, m, &open).await?;
+    Ok(Outcome { rotation_id: open.rotation_id, version_id: open.version_id, slot: open.slot, resumed, already_done: false })
+}
+
+/// The value of an open rotation: the stored `ACSPending` version, or (when the process died between
+/// journaling `pending` and storing it, so the target was never touched) a newly made one.
+async fn pending_value(
+    store: &Store,
+    m: &Managed,
+    limits: &StepLimits,
+    open: &OpenRotation,
+) -> Result<rotd_core::Secret, RotationError> {
+    match store.get_value(m.name.as_str(), &Selector::Version(open.version_id.clone())).await {
+        Ok(v) => return Ok(v.value),
+        Err(StoreError::VersionNotFound { .. }) => {}
+        Err(e) => return Err(store_err(step::PENDING)(e)),
+    }
+    if open.step != step::PENDING && open.step != step::MINTING {
+        return Err(RotationError::Invalid {
+            step: step::PENDING,
+            message: format!("the journal says {} but version {} is missing from the store", open.step, open.version_id),
+        });
+    }
+    let value = if m.backend.capabilities().mints_secret {
+        with_timeout(limits, m, step::MINTING, m.backend.mint(open.slot)).await?
+    } else {
+        let password = rotd_core::generate_password(&m.password)
+            .map_err(|e| RotationError::Invalid { step: step::PENDING, message: e.to_string() })?;
+        m.backend.compose(open.slot, &password).map_err(|source| RotationError::Backend { step: step::PENDING, source })?
+    };
+    let new = NewVersion { version_id: open.version_id.clone(), data_type: DataType::Text, value: value.clone() };
+    store
+        .put_value(m.name.as_str(), new, Some(vec![StageLabel::pending()]))
+        .await
+        .map_err(store_err(step::PENDING))?;
+    if open.step == step::MINTING {
+        journal(store, m, &open.rotation_id, step::PENDING, Some(&open.version_id), json!({"slot": open.slot.as_str()}))
+            .await
+            .map_err(store_err(step::PENDING))?;
+    }
+    Ok(value)
+}
+
+async fn promote(store: &Store, m: &Managed, open: &OpenRotation) -> Result<(), RotationError> {
+    let name = m.name.as_str();
+    let stages = store.stages(name).await.map_err(store_err(step::PROMOTED))?;
+    let current = stages.get(&StageLabel::current()).cloned();
+    let already = current.as_ref() == Some(&open.version_id);
+    let caps = m.backend.capabilities();
+    // The version that held ACSCurrent is what the old credential was.
+    let mut detail = json!({"slot": open.slot.as_str()});
+    if !already {
+        let mut moves = vec![StageMove {
+            stage: StageLabel::current(),
+            expect: current.clone().map_or(Expect::Absent, Expect::At),
+            to: Some(open.version_id.clone()),
+        }];
+        if let Some(cur) = &current {
+            moves.push(StageMove { stage: StageLabel::previous(), expect: Expect::Any, to: Some(cur.clone()) });
+        }
+        if stages.get(&StageLabel::pending()) == Some(&open.version_id) {
+            moves.push(StageMove { stage: StageLabel::pending(), expect: Expect::At(open.version_id.clone()), to: None });
+        }
+        store.move_stages(name, &moves).await.map_err(store_err(step::PROMOTED))?;
+        if caps.needs_retire {
+            if let Some(cur) = &current {
+                let at = Utc::now() + chrono::Duration::from_std(m.grace).unwrap_or_default();
+                let old_slot = if caps.dual_accounts { open.slot.other() } else { Slot::Single };
+                detail["retire_version"] = json!(cur.as_str());
+                detail["retire_slot"] = json!(old_slot.as_str());
+                detail["retire_at"] = json!(at.timestamp());
+            }
+        }
+    } else if stages.get(&StageLabel::pending()) == Some(&open.version_id) {
+        // Promoted by a process that died before cleaning up ACSPending (cannot happen with the single
+        // transaction above, but a manual stage move could leave it).
+        let mv = [StageMove { stage: StageLabel::pending(), expect: Expect::At(open.version_id.clone()), to: None }];
+        store.move_stages(name, &mv).await.map_err(store_err(step::PROMOTED))?;
+    }
+    journal(store, m, &open.rotation_id, step::PROMOTED, Some(&open.version_id), detail)
+        .await
+        .map_err(store_err(step::PROMOTED))?;
+    Ok(())
+}
+
+/// Revokes the old credential of a promoted rotation and journals it.
+pub async fn retire(store: &Store, m: &Managed, limits: &StepLimits, r: &PendingRetire) -> Result<(), RotationError> {
+    let old = match store.get_value(m.name.as_str(), &Selector::Version(r.old_version.clone())).await {
+        Ok(v) => Some(v.value),
+        Err(StoreError::VersionNotFound { .. }) => None,
+        Err(e) => return Err(store_err(step::RETIRED)(e)),
+    };
+    match old {
+        Some(old) => with_timeout(limits, m, step::RETIRED, m.backend.retire(r.old_slot, &old)).await?,
+        None => warn!(secret = %m.name, version = %r.old_version, "The version to retire is gone; nothing to revoke."),
+    }
+    journal(store, m, &r.rotation_id, step::RETIRED, Some(&r.old_version), json!({"slot": r.old_slot.as_str()}))
+        .await
+        .map_err(store_err(step::RETIRED))
+}

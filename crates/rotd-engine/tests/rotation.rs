@@ -1,0 +1,284 @@
+//! The rotation state machine against the fake backend and a real SQLite store: every step's crash and
+//! resume, dual alternation, failure policy and quarantine, and the ACSCurrent invariant.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rotd_core::{DataType, PasswordPolicy, SecretName, SecretType, Slot, StageLabel, Tags, VersionId};
+use rotd_engine::rotation::{self, step};
+use rotd_engine::{AttemptResult, FailurePolicy, Managed, StepLimits, attempt, rotate};
+use rotd_store::{JournalRecord, NewSecret, NewVersion, Selector, Store};
+use rotd_testkit::fake_backend::{FakeBackend, Op, account_value};
+
+struct World {
+    store: Store,
+    fake: FakeBackend,
+    m: Managed,
+    _dir: tempfile::TempDir,
+}
+
+const NAME: &str = "db/app";
+
+async fn world(fake: FakeBackend) -> World {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = Store::open_sqlite(&dir.path().join("rotd.db"), rotd_testkit::store_suite::keyring()).await.expect("store");
+    let dual = fake.capabilities_dual();
+    let primary = if dual { Slot::Primary } else { Slot::Single };
+    fake.set_password(primary, "imported-pw");
+    if dual {
+        fake.set_password(Slot::Clone, "clone-initial-pw");
+    }
+    let new = NewSecret {
+        name: SecretName::parse(NAME).expect("name"),
+        kind: SecretType::Rds,
+        description: String::new(),
+        tags: Tags::default(),
+        cmk_id: "default".into(),
+        extended_config: None,
+        rotation: None,
+        policy: None,
+        managed_by: None,
+    };
+    let initial = NewVersion {
+        version_id: VersionId::parse("v0").expect("id"),
+        data_type: DataType::Text,
+        value: account_value(fake.account(primary), "imported-pw"),
+    };
+    store.create_secret(new, Some(initial)).await.expect("create");
+    let m = Managed {
+        name: SecretName::parse(NAME).expect("name"),
+        kind: SecretType::Rds,
+        backend: Arc::new(fake.clone()),
+        password: PasswordPolicy::default(),
+        grace: Duration::from_secs(0),
+    };
+    World { store, fake, m, _dir: dir }
+}
+
+trait DualExt {
+    fn capabilities_dual(&self) -> bool;
+}
+impl DualExt for FakeBackend {
+    fn capabilities_dual(&self) -> bool {
+        rotd_core::Backend::capabilities(self).dual_accounts
+    }
+}
+
+fn limits() -> StepLimits {
+    StepLimits { step_timeout: Duration::from_secs(5) }
+}
+
+impl World {
+    async fn value(&self, stage: &str) -> Option<rotd_core::Secret> {
+        self.store.get_value(NAME, &Selector::Stage(StageLabel::parse(stage).expect("stage"))).await.ok().map(|v| v.value)
+    }
+    async fn version_at(&self, stage: &str) -> Option<String> {
+        self.store.stages(NAME).await.expect("stages").get(&StageLabel::parse(stage).expect("stage")).map(ToString::to_string)
+    }
+    async fn steps(&self) -> Vec<String> {
+        self.store.journal(NAME).await.expect("journal").into_iter().map(|e| e.step).collect()
+    }
+    async fn current_works(&self) -> bool {
+        match self.value("ACSCurrent").await {
+            Some(v) => self.fake.accepts(&v),
+            None => false,
+        }
+    }
+}
+
+#[tokio::test]
+async fn single_rotation_promotes_a_verified_value() {
+    let w = world(FakeBackend::single()).await;
+    let old = w.value("ACSCurrent").await.expect("current");
+    let out = rotate(&w.store, &w.m, &limits(), None).await.expect("rotate");
+    assert_eq!(out.slot, Slot::Single);
+    assert!(!out.resumed);
+    assert_eq!(w.version_at("ACSCurrent").await.as_deref(), Some(out.version_id.as_str()));
+    assert_eq!(w.version_at("ACSPrevious").await.as_deref(), Some("v0"));
+    assert_eq!(w.version_at("ACSPending").await, None);
+    assert!(w.current_works().await);
+    assert!(!w.fake.accepts(&old), "single account: the old password stops working");
+    assert_eq!(w.steps().await, [step::PENDING, step::APPLIED, step::VERIFIED, step::PROMOTED]);
+}
+
+#[tokio::test]
+async fn dual_rotations_alternate_and_never_break_current_or_previous() {
+    let w = world(FakeBackend::dual()).await;
+    let mut expected = Slot::Clone;
+    for i in 0..20 {
+        let out = rotate(&w.store, &w.m, &limits(), None).await.expect("rotate");
+        assert_eq!(out.slot, expected, "rotation {i}");
+        expected = expected.other();
+        assert!(w.current_works().await, "rotation {i}: ACSCurrent logs in");
+        let prev = w.value("ACSPrevious").await.expect("previous");
+        assert!(w.fake.accepts(&prev), "rotation {i}: ACSPrevious (the other account) still logs in");
+        assert_ne!(w.value("ACSCurrent").await.expect("cur").expose_secret(), prev.expose_secret());
+    }
+    assert!(w.store.list_versions(NAME).await.expect("versions").len() <= 10);
+}
+
+#[tokio::test]
+async fn a_failed_apply_resumes_with_the_same_pending_value() {
+    let w = world(FakeBackend::single()).await;
+    w.fake.fail_next(Op::Apply, 1, false);
+    let e = rotate(&w.store, &w.m, &limits(), None).await.expect_err("apply fails");
+    assert_eq!(e.step(), step::APPLIED);
+    let pending_version = w.version_at("ACSPending").await.expect("pending stored before the target was touched");
+    let pending = w.value("ACSPending").await.expect("pending value");
+    assert_eq!(w.version_at("ACSCurrent").await.as_deref(), Some("v0"), "current untouched");
+    assert!(w.current_works().await);
+
+    let out = rotate(&w.store, &w.m, &limits(), None).await.expect("resume");
+    assert!(out.resumed);
+    assert_eq!(out.version_id.as_str(), pending_version, "rolls forward with the same version");
+    let cur = w.value("ACSCurrent").await.expect("current");
+    assert_eq!(cur.expose_secret(), pending.expose_secret(), "and the same value");
+    assert!(w.fake.accepts(&cur));
+}
+
+#[tokio::test]
+async fn a_failed_verify_never_promotes_and_resumes_at_verify() {
+    let w = world(FakeBackend::single()).await;
+    w.fake.fail_next(Op::Verify, 2, false);
+    for _ in 0..2 {
+        let e = rotate(&w.store, &w.m, &limits(), None).await.expect_err("verify fails");
+        assert_eq!(e.step(), step::VERIFIED);
+        assert_eq!(w.version_at("ACSCurrent").await.as_deref(), Some("v0"), "ACSCurrent never points at an unverified value");
+    }
+    let applies = w.fake.calls(Op::Apply);
+    let out = rotate(&w.store, &w.m, &limits(), None).await.expect("resume");
+    assert!(out.resumed);
+    assert_eq!(w.fake.calls(Op::Apply), applies, "resuming after apply does not apply again");
+    assert!(w.current_works().await);
+}
+
+#[tokio::test]
+async fn crash_between_journal_and_store_write_makes_a_fresh_pending_value() {
+    let w = world(FakeBackend::single()).await;
+    // The journal says pending, but the process died before the version was stored: the target was
+    // never touched, so a new value under the same version id is safe.
+    w.store
+        .journal_append(&JournalRecord {
+            secret_name: SecretName::parse(NAME).expect("name"),
+            rotation_id: "r-crashed".into(),
+            step: step::PENDING.into(),
+            version_id: Some(VersionId::parse("r-crashed").expect("id")),
+            detail: serde_json::json!({"slot": "single"}),
+        })
+        .await
+        .expect("journal");
+    let out = rotate(&w.store, &w.m, &limits(), None).await.expect("resume");
+    assert!(out.resumed);
+    assert_eq!(out.version_id.as_str(), "r-crashed");
+    assert!(w.current_works().await);
+}
+
+#[tokio::test]
+async fn crash_after_promotion_before_its_journal_entry_is_recognised() {
+    let w = world(FakeBackend::single()).await;
+    w.fake.fail_next(Op::Verify, 1, false);
+    rotate(&w.store, &w.m, &limits(), None).await.expect_err("stop before verify");
+    // Finish verify and the promotion transaction by hand, as a process that died right after it.
+    let open = rotation::open_rotation(&w.store.journal(NAME).await.expect("j")).expect("open");
+    let vid = open.version_id.clone();
+    w.store.update_version_stage(NAME, &StageLabel::current(), None, Some(&vid)).await.expect("promote");
+    let out = rotate(&w.store, &w.m, &limits(), None).await.expect("resume");
+    assert_eq!(out.version_id, vid);
+    assert_eq!(w.version_at("ACSCurrent").await.as_deref(), Some(vid.as_str()));
+    assert_eq!(w.version_at("ACSPending").await, None, "the leftover pending label is cleaned up");
+    assert_eq!(w.steps().await.last().map(String::as_str), Some(step::PROMOTED));
+}
+
+#[tokio::test]
+async fn requested_version_ids_are_idempotent() {
+    let w = world(FakeBackend::single()).await;
+    let v = VersionId::parse("req-1").expect("id");
+    let first = rotate(&w.store, &w.m, &limits(), Some(v.clone())).await.expect("rotate");
+    assert_eq!(first.version_id, v);
+    assert!(!first.already_done);
+    let applies = w.fake.calls(Op::Apply);
+    let again = rotate(&w.store, &w.m, &limits(), Some(v.clone())).await.expect("repeat");
+    assert!(again.already_done);
+    assert_eq!(w.fake.calls(Op::Apply), applies, "a repeated request rotates nothing");
+}
+
+#[tokio::test]
+async fn a_hanging_backend_is_bounded_by_the_step_timeout() {
+    let w = world(FakeBackend::single()).await;
+    w.fake.hang(Op::Apply);
+    let started = std::time::Instant::now();
+    let e = rotate(&w.store, &w.m, &StepLimits { step_timeout: Duration::from_millis(300) }, None).await.expect_err("times out");
+    assert!(e.to_string().contains("timed out"), "{e}");
+    assert!(e.class() == rotd_core::ErrorClass::Retryable);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    w.fake.unhang(Op::Apply);
+    rotate(&w.store, &w.m, &limits(), None).await.expect("resumes after the hang");
+    assert!(w.current_works().await);
+}
+
+#[tokio::test]
+async fn retryable_failures_back_off_then_quarantine() {
+    let w = world(FakeBackend::single()).await;
+    let policy = FailurePolicy { max_attempts: 3, ..Default::default() };
+    w.fake.fail_next(Op::Apply, 10, false);
+    let mut retry_times = Vec::new();
+    for i in 1..=2 {
+        match attempt(&w.store, &w.m, &limits(), &policy, None, None).await {
+            AttemptResult::Retry { retry_at, .. } => retry_times.push(retry_at),
+            other => panic!("attempt {i}: {other:?}"),
+        }
+        let st = w.store.rotation_state(NAME).await.expect("state");
+        assert_eq!(st.consecutive_failures, i);
+        assert!(!st.quarantined);
+    }
+    let gap1 = retry_times[0] - chrono::Utc::now();
+    assert!(gap1 > chrono::Duration::seconds(20) && gap1 <= chrono::Duration::seconds(36), "{gap1}");
+    let window = chrono::Utc::now() + chrono::Duration::days(1);
+    match attempt(&w.store, &w.m, &limits(), &policy, None, Some(window)).await {
+        AttemptResult::Quarantined { until, .. } => assert_eq!(until, Some(window)),
+        other => panic!("third attempt: {other:?}"),
+    }
+    let st = w.store.rotation_state(NAME).await.expect("state");
+    assert!(st.quarantined);
+    assert_eq!(st.next_attempt_at.map(|t| t.timestamp()), Some(window.timestamp()));
+    assert!(st.last_error.as_deref().unwrap_or_default().contains("injected Apply failure"));
+    assert_eq!(w.steps().await.iter().filter(|s| *s == step::QUARANTINED).count(), 1);
+    assert!(w.current_works().await, "ACSCurrent still works while quarantined");
+
+    w.store.clear_quarantine(NAME).await.expect("resume");
+    w.fake.fail_next(Op::Apply, 0, false);
+    assert!(matches!(attempt(&w.store, &w.m, &limits(), &policy, None, None).await, AttemptResult::Done(_)));
+    let st = w.store.rotation_state(NAME).await.expect("state");
+    assert_eq!((st.consecutive_failures, st.quarantined), (0, false));
+    assert!(st.last_success_at.is_some());
+}
+
+#[tokio::test]
+async fn a_permanent_failure_quarantines_at_once() {
+    let w = world(FakeBackend::single()).await;
+    w.fake.fail_next(Op::Apply, 1, true);
+    let r = attempt(&w.store, &w.m, &limits(), &FailurePolicy::default(), None, None).await;
+    assert!(matches!(r, AttemptResult::Quarantined { .. }), "{r:?}");
+    assert!(w.store.rotation_state(NAME).await.expect("state").quarantined);
+}
+
+#[tokio::test]
+async fn overlapping_backends_retire_the_old_credential() {
+    let w = world(FakeBackend::overlapping()).await;
+    let old = w.value("ACSCurrent").await.expect("current");
+    rotate(&w.store, &w.m, &limits(), None).await.expect("rotate");
+    assert!(w.fake.accepts(&old), "overlap: the old credential works until retired");
+    let j = w.store.journal(NAME).await.expect("journal");
+    let due = rotation::pending_retire(&j).expect("a retire is owed");
+    assert_eq!(due.old_version.as_str(), "v0");
+    rotation::retire(&w.store, &w.m, &limits(), &due).await.expect("retire");
+    assert!(!w.fake.accepts(&old), "retired");
+    assert!(w.current_works().await);
+    assert!(rotation::pending_retire(&w.store.journal(NAME).await.expect("j")).is_none());
+    // The next rotation retires what it owes before taking the slot.
+    rotate(&w.store, &w.m, &limits(), None).await.expect("rotate again");
+    let before = w.value("ACSPrevious").await.expect("prev");
+    rotate(&w.store, &w.m, &limits(), None).await.expect("and again");
+    assert!(!w.fake.accepts(&before), "the owed retire ran before the new rotation");
+    assert!(w.current_works().await);
+}

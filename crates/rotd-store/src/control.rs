@@ -1,0 +1,226 @@
+//! Rotation control state: pause/quarantine/backoff per secret, operator requests to the daemon, and
+//! the daemon's heartbeat. Plain rows; the engine owns the rules.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::Row;
+
+use crate::sqlite::ts;
+use crate::{Store, StoreError};
+
+type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// One secret's rotation control state.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct RotationState {
+    pub secret_name: String,
+    pub paused: bool,
+    pub quarantined: bool,
+    pub consecutive_failures: u32,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub last_success_at: Option<DateTime<Utc>>,
+}
+
+/// A request from the CLI or API to the daemon.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RotationRequest {
+    pub id: i64,
+    pub secret_name: String,
+    pub kind: String,
+    pub version_id: Option<String>,
+    pub requested_at: DateTime<Utc>,
+    pub done_at: Option<DateTime<Utc>>,
+    pub result: Option<String>,
+}
+
+/// The running daemon's heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Heartbeat {
+    pub pid: u32,
+    pub started_at: DateTime<Utc>,
+    pub beat_at: DateTime<Utc>,
+}
+
+fn state_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<RotationState> {
+    Ok(RotationState {
+        secret_name: r.try_get("secret_name")?,
+        paused: r.try_get::<i64, _>("paused")? != 0,
+        quarantined: r.try_get::<i64, _>("quarantined")? != 0,
+        consecutive_failures: u32::try_from(r.try_get::<i64, _>("consecutive_failures")?).unwrap_or(u32::MAX),
+        next_attempt_at: r.try_get::<Option<i64>, _>("next_attempt_at")?.map(ts),
+        last_error: r.try_get("last_error")?,
+        last_success_at: r.try_get::<Option<i64>, _>("last_success_at")?.map(ts),
+    })
+}
+
+fn request_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<RotationRequest> {
+    Ok(RotationRequest {
+        id: r.try_get("id")?,
+        secret_name: r.try_get("secret_name")?,
+        kind: r.try_get("kind")?,
+        version_id: r.try_get("version_id")?,
+        requested_at: ts(r.try_get("requested_at")?),
+        done_at: r.try_get::<Option<i64>, _>("done_at")?.map(ts),
+        result: r.try_get("result")?,
+    })
+}
+
+const STATE_COLS: &str =
+    "secret_name, paused, quarantined, consecutive_failures, next_attempt_at, last_error, last_success_at";
+
+impl Store {
+    /// A secret's rotation state (all defaults if it never had any).
+    pub async fn rotation_state(&self, name: &str) -> Result<RotationState> {
+        let sql = format!("SELECT {STATE_COLS} FROM rotation_state WHERE secret_name = ?");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(name).fetch_optional(&self.pool).await?;
+        match row {
+            Some(r) => state_from_row(&r),
+            None => Ok(RotationState { secret_name: name.to_owned(), ..Default::default() }),
+        }
+    }
+
+    pub async fn rotation_states(&self) -> Result<Vec<RotationState>> {
+        let sql = format!("SELECT {STATE_COLS} FROM rotation_state ORDER BY secret_name");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&self.pool).await?;
+        rows.iter().map(state_from_row).collect()
+    }
+
+    async fn upsert_state(&self, name: &str, set: &'static str, binds: &[Option<i64>], text: Option<&str>) -> Result<()> {
+        let mut tx = self.write_tx().await?;
+        sqlx::query(
+            "INSERT INTO rotation_state (secret_name, updated_at) VALUES (?, ?)
+             ON CONFLICT (secret_name) DO UPDATE SET updated_at = excluded.updated_at",
+        )
+        .bind(name)
+        .bind(Utc::now().timestamp())
+        .execute(&mut *tx)
+        .await?;
+        // `set` is one of the fixed assignment lists in this file, never user input.
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(format!("UPDATE rotation_state SET {set} WHERE secret_name = ?")));
+        for b in binds {
+            q = q.bind(*b);
+        }
+        if let Some(t) = text {
+            q = q.bind(t);
+        }
+        q.bind(name).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn set_paused(&self, name: &str, paused: bool) -> Result<()> {
+        self.upsert_state(name, "paused = ?", &[Some(i64::from(paused))], None).await
+    }
+
+    /// A rotation succeeded: clear failures, quarantine and backoff.
+    pub async fn record_success(&self, name: &str, at: DateTime<Utc>) -> Result<()> {
+        self.upsert_state(
+            name,
+            "last_success_at = ?, consecutive_failures = 0, quarantined = 0, next_attempt_at = NULL, last_error = NULL",
+            &[Some(at.timestamp())],
+            None,
+        )
+        .await
+    }
+
+    /// A rotation attempt failed. `next_attempt_at` is the backoff; `quarantine` stops attempts.
+    pub async fn record_failure(
+        &self,
+        name: &str,
+        error: &str,
+        next_attempt_at: Option<DateTime<Utc>>,
+        quarantine: bool,
+    ) -> Result<()> {
+        self.upsert_state(
+            name,
+            "consecutive_failures = consecutive_failures + 1, next_attempt_at = ?, quarantined = ?, last_error = ?",
+            &[next_attempt_at.map(|t| t.timestamp()), Some(i64::from(quarantine))],
+            Some(error),
+        )
+        .await
+    }
+
+    /// Lifts a quarantine and forgets the failure count and backoff.
+    pub async fn clear_quarantine(&self, name: &str) -> Result<()> {
+        self.upsert_state(name, "quarantined = 0, consecutive_failures = 0, next_attempt_at = NULL", &[], None).await
+    }
+
+    /// Queues a request for the daemon and returns its id.
+    pub async fn add_request(&self, name: &str, kind: &str, version_id: Option<&str>) -> Result<i64> {
+        let id = sqlx::query(
+            "INSERT INTO rotation_requests (secret_name, kind, version_id, requested_at) VALUES (?, ?, ?, ?) RETURNING id",
+        )
+        .bind(name)
+        .bind(kind)
+        .bind(version_id)
+        .bind(Utc::now().timestamp())
+        .fetch_one(&self.pool)
+        .await?
+        .try_get(0)?;
+        Ok(id)
+    }
+
+    /// How many requests of `kind` for `name` were made since `since` (for the 50-per-hour limit).
+    pub async fn count_requests_since(&self, name: &str, kind: &str, since: DateTime<Utc>) -> Result<u64> {
+        let n: i64 = sqlx::query(
+            "SELECT COUNT(*) FROM rotation_requests WHERE secret_name = ? AND kind = ? AND requested_at >= ?",
+        )
+        .bind(name)
+        .bind(kind)
+        .bind(since.timestamp())
+        .fetch_one(&self.pool)
+        .await?
+        .try_get(0)?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    pub async fn open_requests(&self) -> Result<Vec<RotationRequest>> {
+        let rows = sqlx::query("SELECT * FROM rotation_requests WHERE done_at IS NULL ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(request_from_row).collect()
+    }
+
+    pub async fn request(&self, id: i64) -> Result<Option<RotationRequest>> {
+        let row = sqlx::query("SELECT * FROM rotation_requests WHERE id = ?").bind(id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(request_from_row).transpose()
+    }
+
+    pub async fn finish_request(&self, id: i64, result: &str) -> Result<()> {
+        sqlx::query("UPDATE rotation_requests SET done_at = ?, result = ? WHERE id = ?")
+            .bind(Utc::now().timestamp())
+            .bind(result)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn heartbeat(&self, pid: u32, started_at: DateTime<Utc>) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO daemon_heartbeat (id, pid, started_at, beat_at) VALUES (1, ?, ?, ?)
+             ON CONFLICT (id) DO UPDATE SET pid = excluded.pid, started_at = excluded.started_at, beat_at = excluded.beat_at",
+        )
+        .bind(i64::from(pid))
+        .bind(started_at.timestamp())
+        .bind(Utc::now().timestamp())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn last_heartbeat(&self) -> Result<Option<Heartbeat>> {
+        let row = sqlx::query("SELECT pid, started_at, beat_at FROM daemon_heartbeat WHERE id = 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            Ok(Heartbeat {
+                pid: u32::try_from(r.try_get::<i64, _>(0)?).unwrap_or(0),
+                started_at: ts(r.try_get(1)?),
+                beat_at: ts(r.try_get(2)?),
+            })
+        })
+        .transpose()
+    }
+}

@@ -1,0 +1,132 @@
+//! The backend conformance suite: what every backend must do, whatever it talks to. Each case is an
+//! async fn taking a [`BackendUnderTest`]; [`backend_conformance!`](crate::backend_conformance) expands
+//! to one named test per case. Capability flags decide inside a case; no backend opts out of a case.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use rotd_core::{Backend, PasswordPolicy, Secret, Slot, generate_password};
+
+/// A backend with its accounts set up, and whatever keeps its server alive.
+pub struct BackendUnderTest {
+    pub backend: Arc<dyn Backend>,
+    /// The credential each slot accepts now (one entry for single, two for dual).
+    pub initial: Vec<(Slot, Secret)>,
+    pub guard: Box<dyn Any + Send>,
+}
+
+impl std::fmt::Debug for BackendUnderTest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackendUnderTest").field("backend", &self.backend.kind()).finish_non_exhaustive()
+    }
+}
+
+/// Expands to one `#[tokio::test]` per case. `$factory` is an `async fn() -> BackendUnderTest`.
+#[macro_export]
+macro_rules! backend_conformance {
+    ($factory:path) => {
+        $crate::backend_conformance!(@cases $factory,
+            check_succeeds,
+            apply_then_verify,
+            apply_is_idempotent,
+            verify_rejects_a_wrong_secret,
+            current_survives_a_rotation_of_the_other_slot,
+            retire_is_idempotent,
+            errors_never_contain_the_secret,
+        );
+    };
+    (@cases $factory:path, $($case:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let under_test = $factory().await;
+                $crate::backend_suite::$case(&under_test).await;
+            }
+        )+
+    };
+}
+
+fn password() -> Secret {
+    generate_password(&PasswordPolicy::default()).expect("password")
+}
+
+/// The slot a rotation would target: the clone for dual accounts, the only account otherwise.
+fn target(t: &BackendUnderTest) -> Slot {
+    if t.backend.capabilities().dual_accounts { Slot::Clone } else { Slot::Single }
+}
+
+fn initial(t: &BackendUnderTest, slot: Slot) -> Option<&Secret> {
+    t.initial.iter().find(|(s, _)| *s == slot).map(|(_, v)| v)
+}
+
+pub async fn check_succeeds(t: &BackendUnderTest) {
+    t.backend.check().await.expect("check");
+}
+
+pub async fn apply_then_verify(t: &BackendUnderTest) {
+    let slot = target(t);
+    let new = t.backend.compose(slot, &password()).expect("compose");
+    t.backend.apply(slot, &new).await.expect("apply");
+    t.backend.verify(slot, &new).await.expect("verify the applied secret");
+}
+
+pub async fn apply_is_idempotent(t: &BackendUnderTest) {
+    let slot = target(t);
+    let new = t.backend.compose(slot, &password()).expect("compose");
+    t.backend.apply(slot, &new).await.expect("apply");
+    // A crash after apply and before the journal write makes the engine apply again.
+    t.backend.apply(slot, &new).await.expect("apply again");
+    t.backend.verify(slot, &new).await.expect("verify");
+}
+
+pub async fn verify_rejects_a_wrong_secret(t: &BackendUnderTest) {
+    let slot = target(t);
+    let wrong = t.backend.compose(slot, &password()).expect("compose");
+    let e = t.backend.verify(slot, &wrong).await.expect_err("a never-applied password must not verify");
+    assert!(!e.is_retryable(), "a wrong password is a permanent failure: {e}");
+}
+
+pub async fn current_survives_a_rotation_of_the_other_slot(t: &BackendUnderTest) {
+    let caps = t.backend.capabilities();
+    let slot = target(t);
+    let new = t.backend.compose(slot, &password()).expect("compose");
+    t.backend.apply(slot, &new).await.expect("apply");
+    t.backend.verify(slot, &new).await.expect("verify new");
+    if caps.dual_accounts {
+        let current = initial(t, Slot::Primary).expect("dual fixtures give the primary's credential");
+        t.backend.verify(Slot::Primary, current).await.expect("the current account is untouched by a dual rotation");
+    } else if caps.overlap {
+        let old = initial(t, Slot::Single).expect("fixtures give the current credential");
+        t.backend.verify(Slot::Single, old).await.expect("with overlap the old credential works until retire");
+    } else if let Some(old) = initial(t, Slot::Single) {
+        assert!(t.backend.verify(Slot::Single, old).await.is_err(), "single: the old password stops working");
+    }
+}
+
+pub async fn retire_is_idempotent(t: &BackendUnderTest) {
+    let caps = t.backend.capabilities();
+    let slot = target(t);
+    let old_slot = if caps.dual_accounts { Slot::Primary } else { Slot::Single };
+    let new = t.backend.compose(slot, &password()).expect("compose");
+    t.backend.apply(slot, &new).await.expect("apply");
+    if let Some(old) = initial(t, old_slot) {
+        t.backend.retire(old_slot, old).await.expect("retire");
+        t.backend.retire(old_slot, old).await.expect("retire again");
+        if caps.overlap && !caps.dual_accounts {
+            assert!(t.backend.verify(old_slot, old).await.is_err(), "a retired credential stops working");
+        }
+    }
+    t.backend.verify(slot, &new).await.expect("the new credential survives retiring the old one");
+}
+
+pub async fn errors_never_contain_the_secret(t: &BackendUnderTest) {
+    let slot = target(t);
+    let pw = password();
+    let wrong = t.backend.compose(slot, &pw).expect("compose");
+    let e = t.backend.verify(slot, &wrong).await.expect_err("wrong secret");
+    let pw_text = pw.expose_str().expect("text");
+    for rendered in [e.to_string(), format!("{e:?}")] {
+        assert!(!rendered.contains(pw_text), "error contains the secret: {rendered}");
+    }
+    assert!(!format!("{wrong:?}").contains(pw_text));
+}

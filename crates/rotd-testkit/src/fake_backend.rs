@@ -1,0 +1,215 @@
+//! An in-memory backend for engine tests: a pretend server with one or two accounts, whose state tests
+//! can inspect, and faults they can inject. It follows the same contract as the real backends (and
+//! passes the same conformance suite), so a test that passes with it says something about the engine.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rotd_core::{Backend, BackendError, BackendResult, BoxFuture, Capabilities, Secret, Slot};
+
+/// Which operation a fault applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Op {
+    Check,
+    Apply,
+    Verify,
+    Retire,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// The passwords each account accepts now. More than one only with overlap.
+    accepted: HashMap<Slot, HashSet<String>>,
+    /// Remaining injected failures per operation, and whether they are permanent.
+    failures: HashMap<Op, (u32, bool)>,
+    /// Operations that hang (never return) while set.
+    hang: HashSet<Op>,
+    calls: HashMap<Op, u32>,
+}
+
+/// The fake server and its accounts. Cloning shares the state.
+#[derive(Clone, Debug)]
+pub struct FakeBackend {
+    caps: Capabilities,
+    accounts: HashMap<Slot, String>,
+    state: Arc<Mutex<State>>,
+}
+
+/// The value format of database-like secrets: `{"AccountName","AccountPassword"}`.
+pub fn account_value(account: &str, password: &str) -> Secret {
+    Secret::from(serde_json::json!({"AccountName": account, "AccountPassword": password}).to_string())
+}
+
+fn parse_value(s: &Secret) -> Option<(String, String)> {
+    let v: serde_json::Value = serde_json::from_slice(s.expose_secret()).ok()?;
+    Some((v["AccountName"].as_str()?.to_owned(), v["AccountPassword"].as_str()?.to_owned()))
+}
+
+impl FakeBackend {
+    /// A single-account target, account `app`.
+    pub fn single() -> Self {
+        Self::new(Capabilities::default(), &[(Slot::Single, "app")])
+    }
+
+    /// A dual-account target, accounts `app` and `app_clone`.
+    pub fn dual() -> Self {
+        Self::new(Capabilities { dual_accounts: true, ..Default::default() }, &[(Slot::Primary, "app"), (Slot::Clone, "app_clone")])
+    }
+
+    /// A single account whose old and new passwords overlap until `retire`.
+    pub fn overlapping() -> Self {
+        Self::new(Capabilities { overlap: true, needs_retire: true, ..Default::default() }, &[(Slot::Single, "app")])
+    }
+
+    pub fn new(caps: Capabilities, accounts: &[(Slot, &str)]) -> Self {
+        Self {
+            caps,
+            accounts: accounts.iter().map(|(s, a)| (*s, (*a).to_owned())).collect(),
+            state: Arc::default(),
+        }
+    }
+
+    pub fn account(&self, slot: Slot) -> &str {
+        &self.accounts[&slot]
+    }
+
+    /// Sets an account's password directly, as an operator would before importing it.
+    pub fn set_password(&self, slot: Slot, password: &str) {
+        let mut st = self.state.lock().expect("fake state");
+        st.accepted.insert(slot, HashSet::from([password.to_owned()]));
+    }
+
+    /// Whether `value` (an account value JSON) logs in right now: the check tests use for "still works".
+    pub fn accepts(&self, value: &Secret) -> bool {
+        let Some((account, password)) = parse_value(value) else { return false };
+        let Some(slot) = self.accounts.iter().find(|(_, a)| **a == account).map(|(s, _)| *s) else { return false };
+        self.state.lock().expect("fake state").accepted.get(&slot).is_some_and(|set| set.contains(&password))
+    }
+
+    /// The next `n` calls of `op` fail (retryable unless `permanent`).
+    pub fn fail_next(&self, op: Op, n: u32, permanent: bool) {
+        self.state.lock().expect("fake state").failures.insert(op, (n, permanent));
+    }
+
+    /// Calls of `op` hang until [`FakeBackend::unhang`].
+    pub fn hang(&self, op: Op) {
+        self.state.lock().expect("fake state").hang.insert(op);
+    }
+
+    pub fn unhang(&self, op: Op) {
+        self.state.lock().expect("fake state").hang.remove(&op);
+    }
+
+    pub fn calls(&self, op: Op) -> u32 {
+        self.state.lock().expect("fake state").calls.get(&op).copied().unwrap_or(0)
+    }
+
+    /// Records a call and returns an injected fault, if any.
+    fn enter(&self, op: Op) -> Result<bool, BackendError> {
+        let mut st = self.state.lock().expect("fake state");
+        *st.calls.entry(op).or_default() += 1;
+        if let Some((n, permanent)) = st.failures.get_mut(&op) {
+            if *n > 0 {
+                *n -= 1;
+                let e = if *permanent {
+                    BackendError::permanent("fake", "call", format!("injected permanent {op:?} failure"))
+                } else {
+                    BackendError::retryable("fake", "call", format!("injected {op:?} failure"))
+                };
+                return Err(e);
+            }
+        }
+        Ok(st.hang.contains(&op))
+    }
+
+    async fn gate(&self, op: Op) -> BackendResult<()> {
+        while self.enter(op)? {
+            // Hang until released; each poll counts as a call, which tests ignore for hangs.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let mut st = self.state.lock().expect("fake state");
+            if let Some(c) = st.calls.get_mut(&op) {
+                *c -= 1;
+            }
+        }
+        Ok(())
+    }
+
+    fn slot_password(&self, slot: Slot, value: &Secret, op: &'static str) -> BackendResult<String> {
+        let (account, password) =
+            parse_value(value).ok_or_else(|| BackendError::permanent("fake", op, "value is not an account JSON"))?;
+        if account != self.accounts[&slot] {
+            return Err(BackendError::permanent(
+                "fake",
+                op,
+                format!("value is for account {account}, not {}", self.accounts[&slot]),
+            ));
+        }
+        Ok(password)
+    }
+}
+
+impl Backend for FakeBackend {
+    fn kind(&self) -> &str {
+        "fake"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.caps
+    }
+
+    fn check(&self) -> BoxFuture<'_, BackendResult<()>> {
+        Box::pin(self.gate(Op::Check))
+    }
+
+    fn compose(&self, slot: Slot, password: &Secret) -> BackendResult<Secret> {
+        let account = self
+            .accounts
+            .get(&slot)
+            .ok_or_else(|| BackendError::permanent("fake", "compose", format!("no account for slot {slot}")))?;
+        let pw = password.expose_str().ok_or_else(|| BackendError::permanent("fake", "compose", "password is not text"))?;
+        Ok(account_value(account, pw))
+    }
+
+    fn apply<'a>(&'a self, slot: Slot, new: &'a Secret) -> BoxFuture<'a, BackendResult<()>> {
+        Box::pin(async move {
+            self.gate(Op::Apply).await?;
+            let pw = self.slot_password(slot, new, "apply")?;
+            let mut st = self.state.lock().expect("fake state");
+            let set = st.accepted.entry(slot).or_default();
+            if !self.caps.overlap {
+                set.clear();
+            }
+            set.insert(pw);
+            Ok(())
+        })
+    }
+
+    fn verify<'a>(&'a self, slot: Slot, secret: &'a Secret) -> BoxFuture<'a, BackendResult<()>> {
+        Box::pin(async move {
+            self.gate(Op::Verify).await?;
+            let pw = self.slot_password(slot, secret, "verify")?;
+            let ok = self.state.lock().expect("fake state").accepted.get(&slot).is_some_and(|s| s.contains(&pw));
+            if ok {
+                Ok(())
+            } else {
+                Err(BackendError::permanent("fake", "verify", format!("login as {} failed: wrong password", self.accounts[&slot])))
+            }
+        })
+    }
+
+    fn retire<'a>(&'a self, slot: Slot, old: &'a Secret) -> BoxFuture<'a, BackendResult<()>> {
+        Box::pin(async move {
+            self.gate(Op::Retire).await?;
+            let pw = self.slot_password(slot, old, "retire")?;
+            let mut st = self.state.lock().expect("fake state");
+            if let Some(set) = st.accepted.get_mut(&slot) {
+                // Never remove the last password: retiring must not lock the account out.
+                if set.len() > 1 {
+                    set.remove(&pw);
+                }
+            }
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,42 @@
+//! The fake backend passes the backend conformance suite in each of its shapes.
+
+use std::sync::Arc;
+
+use rotd_core::{Backend, Slot};
+use rotd_testkit::backend_suite::BackendUnderTest;
+use rotd_testkit::fake_backend::{FakeBackend, account_value};
+
+fn under_test(fake: FakeBackend, slots: &[(Slot, &str)]) -> BackendUnderTest {
+    let initial = slots
+        .iter()
+        .map(|(slot, pw)| {
+            fake.set_password(*slot, pw);
+            (*slot, account_value(fake.account(*slot), pw))
+        })
+        .collect();
+    BackendUnderTest { backend: Arc::new(fake) as Arc<dyn Backend>, initial, guard: Box::new(()) }
+}
+
+mod single {
+    use super::*;
+    async fn factory() -> BackendUnderTest {
+        under_test(FakeBackend::single(), &[(Slot::Single, "initial-pw")])
+    }
+    rotd_testkit::backend_conformance!(factory);
+}
+
+mod dual {
+    use super::*;
+    async fn factory() -> BackendUnderTest {
+        under_test(FakeBackend::dual(), &[(Slot::Primary, "primary-pw"), (Slot::Clone, "clone-pw")])
+    }
+    rotd_testkit::backend_conformance!(factory);
+}
+
+mod overlapping {
+    use super::*;
+    async fn factory() -> BackendUnderTest {
+        under_test(FakeBackend::overlapping(), &[(Slot::Single, "initial-pw")])
+    }
+    rotd_testkit::backend_conformance!(factory);
+}
