@@ -1,1 +1,135 @@
-//! Black-box tests of the built `rotd` binary live in `tests/tests/`.
+//! Black-box tests of the built `rotd` binary (in `tests/`), and the small harness they share: locating
+//! the binary, laying out a configuration in a temp dir, and running commands.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// The `rotd` binary next to this test executable (`target/<profile>/rotd`).
+pub fn rotd_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let mut dir = exe.parent().expect("exe dir").to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let bin = dir.join("rotd");
+    assert!(
+        bin.exists(),
+        "{} does not exist; build it first with `cargo build -p rotd` (scripts/test does)",
+        bin.display()
+    );
+    bin
+}
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repo root")
+        .to_path_buf()
+}
+
+/// A throwaway installation: `rotd.toml` and `secrets.d/` in a temp dir.
+#[derive(Debug)]
+pub struct Env {
+    pub dir: tempfile::TempDir,
+}
+
+/// A finished command.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Self {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl Env {
+    /// A fresh installation with a minimal rotd.toml and an empty secrets.d/.
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("rotd.toml"), "data_dir = \"data\"\n").expect("write rotd.toml");
+        std::fs::create_dir(dir.path().join("secrets.d")).expect("secrets.d");
+        Env { dir }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.path("rotd.toml")
+    }
+
+    pub fn write(&self, rel: &str, text: &str) {
+        let p = self.path(rel);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).expect("mkdir");
+        }
+        std::fs::write(p, text).expect("write");
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(rotd_bin());
+        c.arg("-c")
+            .arg(self.config())
+            .args(args)
+            .env_remove("ROTD_CONFIG")
+            .env_remove("CREDENTIALS_DIRECTORY");
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        self.command(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run rotd")
+            .into()
+    }
+
+    /// Runs with `input` on standard input.
+    pub fn run_stdin(&self, args: &[&str], input: &[u8]) -> Run {
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn rotd");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input)
+            .expect("write stdin");
+        child.wait_with_output().expect("wait").into()
+    }
+
+    /// Runs and requires success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let r = self.run(args);
+        assert_eq!(r.code, 0, "rotd {args:?} failed:\n{}{}", r.stdout, r.stderr);
+        r.stdout
+    }
+
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = vec!["-o", "json"];
+        all.extend_from_slice(args);
+        serde_json::from_str(&self.ok(&all)).expect("json output")
+    }
+}
+
+impl Default for Env {
+    fn default() -> Self {
+        Self::new()
+    }
+}

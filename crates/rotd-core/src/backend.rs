@@ -98,12 +98,30 @@ pub struct BackendError {
 }
 
 impl BackendError {
-    pub fn retryable(backend: impl Into<String>, operation: &'static str, message: impl Into<String>) -> Self {
-        Self { backend: backend.into(), operation, class: ErrorClass::Retryable, message: message.into() }
+    pub fn retryable(
+        backend: impl Into<String>,
+        operation: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            backend: backend.into(),
+            operation,
+            class: ErrorClass::Retryable,
+            message: message.into(),
+        }
     }
 
-    pub fn permanent(backend: impl Into<String>, operation: &'static str, message: impl Into<String>) -> Self {
-        Self { backend: backend.into(), operation, class: ErrorClass::Permanent, message: message.into() }
+    pub fn permanent(
+        backend: impl Into<String>,
+        operation: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            backend: backend.into(),
+            operation,
+            class: ErrorClass::Permanent,
+            message: message.into(),
+        }
     }
 
     pub fn is_retryable(&self) -> bool {
@@ -130,7 +148,13 @@ pub trait Backend: Send + Sync {
     /// For backends that mint credentials: creates the new credential at the target and returns its
     /// value. The engine journals the intent first and stores the result as `ACSPending` at once.
     fn mint<'a>(&'a self, _slot: Slot) -> BoxFuture<'a, BackendResult<Secret>> {
-        Box::pin(async move { Err(BackendError::permanent(self.kind(), "mint", "this backend does not mint credentials")) })
+        Box::pin(async move {
+            Err(BackendError::permanent(
+                self.kind(),
+                "mint",
+                "this backend does not mint credentials",
+            ))
+        })
     }
 
     /// Makes the target accept `new` for `slot`. Must succeed, doing nothing, if it already does.
@@ -147,7 +171,11 @@ pub trait Backend: Send + Sync {
     /// Creates the resource's accounts (backends with `creates_accounts`); returns one value per slot.
     fn create_accounts<'a>(&'a self) -> BoxFuture<'a, BackendResult<Vec<(Slot, Secret)>>> {
         Box::pin(async move {
-            Err(BackendError::permanent(self.kind(), "create accounts", "this backend does not create accounts"))
+            Err(BackendError::permanent(
+                self.kind(),
+                "create accounts",
+                "this backend does not create accounts",
+            ))
         })
     }
 }

@@ -3,15 +3,19 @@
 //! no files, no network, no clock reads except where a caller passes `now` in. Every other crate speaks
 //! these types, so a value that exists here has already been validated.
 
+mod backend;
 mod error;
 mod password;
 mod rotation;
+mod schedule;
 mod secret;
 mod vocab;
 
+pub use backend::{Backend, BackendError, BackendResult, BoxFuture, Capabilities, ErrorClass, Slot};
 pub use error::ValidationError;
 pub use password::{PasswordPolicy, generate_password};
 pub use rotation::{RotationInterval, RotationPolicy, RotationSchedule};
+pub use schedule::{CompiledSchedule, compile, jitter, next_start, spread_overdue, start_at};
 pub use secret::Secret;
 pub use vocab::{
     DataType, MAX_STAGES_PER_SECRET, MAX_TAGS, MAX_VALUE_BYTES, MAX_VERSIONS_PER_SECRET, SecretName,

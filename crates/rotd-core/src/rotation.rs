@@ -61,7 +61,7 @@ impl RotationInterval {
 
 fn human(secs: u64) -> String {
     for (unit, n) in [("d", DAY), ("h", HOUR), ("m", MINUTE)] {
-        if secs % n == 0 {
+        if secs.is_multiple_of(n) {
             return format!("{}{unit}", secs / n);
         }
     }

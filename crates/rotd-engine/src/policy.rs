@@ -23,7 +23,11 @@ pub struct FailurePolicy {
 
 impl Default for FailurePolicy {
     fn default() -> Self {
-        Self { max_attempts: 5, backoff_base: Duration::from_secs(30), backoff_max: Duration::from_secs(3600) }
+        Self {
+            max_attempts: 5,
+            backoff_base: Duration::from_secs(30),
+            backoff_max: Duration::from_secs(3600),
+        }
     }
 }
 
@@ -31,7 +35,9 @@ impl FailurePolicy {
     /// The wait after the `failures`-th consecutive failure: base · 2^(failures−1), capped, with ±20 %
     /// jitter so that many secrets failing together do not retry together.
     pub fn backoff(&self, failures: u32, jitter: f64) -> Duration {
-        let exp = self.backoff_base.saturating_mul(1u32 << failures.saturating_sub(1).min(20));
+        let exp = self
+            .backoff_base
+            .saturating_mul(1u32 << failures.saturating_sub(1).min(20));
         let capped = exp.min(self.backoff_max);
         capped.mul_f64((0.8 + 0.4 * jitter.clamp(0.0, 1.0)).max(0.0))
     }
@@ -42,9 +48,15 @@ impl FailurePolicy {
 pub enum AttemptResult {
     Done(Outcome),
     /// Failed; will be retried at `retry_at`.
-    Retry { error: RotationError, retry_at: DateTime<Utc> },
+    Retry {
+        error: RotationError,
+        retry_at: DateTime<Utc>,
+    },
     /// Failed and quarantined (permanent error or too many attempts); `until` is the next window, if any.
-    Quarantined { error: RotationError, until: Option<DateTime<Utc>> },
+    Quarantined {
+        error: RotationError,
+        until: Option<DateTime<Utc>>,
+    },
 }
 
 /// Runs one attempt with the failure policy applied and recorded in the store.
@@ -74,14 +86,24 @@ pub async fn attempt(
             let permanent = error.class() == ErrorClass::Permanent;
             let quarantine = permanent || failures >= policy.max_attempts;
             let retry_at = Utc::now()
-                + chrono::Duration::from_std(policy.backoff(failures, rand::random::<f64>())).unwrap_or_default();
+                + chrono::Duration::from_std(policy.backoff(failures, rand::random::<f64>()))
+                    .unwrap_or_default();
             let next = if quarantine { next_window } else { Some(retry_at) };
             let message = error.to_string();
-            let open = store.journal(name).await.ok().and_then(|j| rotation::open_rotation(&j));
+            let open = store
+                .journal(name)
+                .await
+                .ok()
+                .and_then(|j| rotation::open_rotation(&j));
             let rec = JournalRecord {
                 secret_name: m.name.clone(),
                 rotation_id: open.as_ref().map_or_else(String::new, |o| o.rotation_id.clone()),
-                step: if quarantine { step::QUARANTINED } else { step::FAILED }.to_owned(),
+                step: if quarantine {
+                    step::QUARANTINED
+                } else {
+                    step::FAILED
+                }
+                .to_owned(),
                 version_id: open.map(|o| o.version_id),
                 detail: json!({
                     "failed_step": error.step(),
@@ -99,7 +121,10 @@ pub async fn attempt(
             if quarantine {
                 // One clear line per quarantine; retries before it log at WARN once each.
                 error!(secret = %name, error = %message, attempts = failures, permanent, "Rotation quarantined; run `rotd rotation resume` after fixing the cause.");
-                AttemptResult::Quarantined { error, until: next_window }
+                AttemptResult::Quarantined {
+                    error,
+                    until: next_window,
+                }
             } else {
                 warn!(secret = %name, error = %message, attempt = failures, retry_at = %retry_at.format("%Y-%m-%dT%H:%M:%SZ"), "Rotation failed; will retry.");
                 AttemptResult::Retry { error, retry_at }

@@ -15,7 +15,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rotd_core::{
-    Backend, BackendError, DataType, ErrorClass, PasswordPolicy, SecretName, SecretType, Slot, StageLabel, VersionId,
+    Backend, BackendError, DataType, ErrorClass, PasswordPolicy, SecretName, SecretType, Slot, StageLabel,
+    VersionId,
 };
 use rotd_store::{Expect, JournalEntry, JournalRecord, NewVersion, Selector, StageMove, Store, StoreError};
 use serde_json::{Value, json};
@@ -64,7 +65,9 @@ pub struct StepLimits {
 
 impl Default for StepLimits {
     fn default() -> Self {
-        Self { step_timeout: Duration::from_secs(60) }
+        Self {
+            step_timeout: Duration::from_secs(60),
+        }
     }
 }
 
@@ -72,7 +75,10 @@ impl Default for StepLimits {
 #[derive(Debug, thiserror::Error)]
 pub enum RotationError {
     #[error("{step}: {source}")]
-    Backend { step: &'static str, source: BackendError },
+    Backend {
+        step: &'static str,
+        source: BackendError,
+    },
     #[error("{step}: {source}")]
     Store { step: &'static str, source: StoreError },
     #[error("{step}: {message}")]
@@ -90,7 +96,9 @@ impl RotationError {
 
     pub fn step(&self) -> &'static str {
         match self {
-            RotationError::Backend { step, .. } | RotationError::Store { step, .. } | RotationError::Invalid { step, .. } => step,
+            RotationError::Backend { step, .. }
+            | RotationError::Store { step, .. }
+            | RotationError::Invalid { step, .. } => step,
         }
     }
 }
@@ -138,7 +146,9 @@ pub fn open_rotation(journal: &[JournalEntry]) -> Option<OpenRotation> {
     }
     let rotation_id = last.rotation_id.clone();
     // The pending entry of this rotation carries its version and slot.
-    let pending = journal.iter().find(|e| e.rotation_id == rotation_id && (e.step == step::PENDING || e.step == step::MINTING))?;
+    let pending = journal
+        .iter()
+        .find(|e| e.rotation_id == rotation_id && (e.step == step::PENDING || e.step == step::MINTING))?;
     Some(OpenRotation {
         rotation_id,
         version_id: VersionId::parse(pending.version_id.clone()?).ok()?,
@@ -150,7 +160,10 @@ pub fn open_rotation(journal: &[JournalEntry]) -> Option<OpenRotation> {
 /// The newest promoted rotation whose old credential is not yet retired.
 pub fn pending_retire(journal: &[JournalEntry]) -> Option<PendingRetire> {
     let promoted = journal.iter().rev().find(|e| e.step == step::PROMOTED)?;
-    if journal.iter().any(|e| e.rotation_id == promoted.rotation_id && e.step == step::RETIRED) {
+    if journal
+        .iter()
+        .any(|e| e.rotation_id == promoted.rotation_id && e.step == step::RETIRED)
+    {
         return None;
     }
     let d = &promoted.detail;
@@ -163,7 +176,10 @@ pub fn pending_retire(journal: &[JournalEntry]) -> Option<PendingRetire> {
 }
 
 fn is_progress(s: &str) -> bool {
-    matches!(s, step::MINTING | step::PENDING | step::APPLIED | step::VERIFIED | step::PROMOTED | step::RETIRED)
+    matches!(
+        s,
+        step::MINTING | step::PENDING | step::APPLIED | step::VERIFIED | step::PROMOTED | step::RETIRED
+    )
 }
 
 fn slot_of(detail: &Value) -> Option<Slot> {
@@ -176,10 +192,22 @@ pub fn current_slot(journal: &[JournalEntry], dual: bool) -> Slot {
     if !dual {
         return Slot::Single;
     }
-    journal.iter().rev().find(|e| e.step == step::PROMOTED).and_then(|e| slot_of(&e.detail)).unwrap_or(Slot::Primary)
+    journal
+        .iter()
+        .rev()
+        .find(|e| e.step == step::PROMOTED)
+        .and_then(|e| slot_of(&e.detail))
+        .unwrap_or(Slot::Primary)
 }
 
-async fn journal(store: &Store, m: &Managed, rotation_id: &str, step: &str, version: Option<&VersionId>, detail: Value) -> Result<(), StoreError> {
+async fn journal(
+    store: &Store,
+    m: &Managed,
+    rotation_id: &str,
+    step: &str,
+    version: Option<&VersionId>,
+    detail: Value,
+) -> Result<(), StoreError> {
     store
         .journal_append(&JournalRecord {
             secret_name: m.name.clone(),
@@ -227,15 +255,19 @@ pub async fn rotate(
     limits: &StepLimits,
     requested: Option<VersionId>,
 ) -> Result<Outcome, RotationError> {
-    let j = store.journal(m.name.as_str()).await.map_err(store_err("read journal"))?;
+    let j = store
+        .journal(m.name.as_str())
+        .await
+        .map_err(store_err("read journal"))?;
     let caps = m.backend.capabilities();
 
     // A retire that is still owed must happen before a new credential takes a slot (a RAM user holds at
     // most two AccessKeys). A rotation started now retires early rather than wait.
-    if caps.needs_retire && open_rotation(&j).is_none() {
-        if let Some(r) = pending_retire(&j) {
-            retire(store, m, limits, &r).await?;
-        }
+    if caps.needs_retire
+        && open_rotation(&j).is_none()
+        && let Some(r) = pending_retire(&j)
+    {
+        retire(store, m, limits, &r).await?;
     }
 
     let (open, resumed) = match open_rotation(&j) {
@@ -245,7 +277,10 @@ pub async fn rotate(
         }
         None => {
             if let Some(v) = &requested {
-                match store.get_value(m.name.as_str(), &Selector::Version(v.clone())).await {
+                match store
+                    .get_value(m.name.as_str(), &Selector::Version(v.clone()))
+                    .await
+                {
                     Ok(_) => {
                         return Ok(Outcome {
                             rotation_id: String::new(),
@@ -267,12 +302,35 @@ pub async fn rotate(
                     message: e.to_string(),
                 })?,
             };
-            let slot = if caps.dual_accounts { current_slot(&j, true).other() } else { Slot::Single };
-            let first = if caps.mints_secret { step::MINTING } else { step::PENDING };
-            journal(store, m, &rotation_id, first, Some(&version_id), json!({"slot": slot.as_str()}))
-                .await
-                .map_err(store_err(first))?;
-            (OpenRotation { rotation_id, version_id, slot, step: first.to_owned() }, false)
+            let slot = if caps.dual_accounts {
+                current_slot(&j, true).other()
+            } else {
+                Slot::Single
+            };
+            let first = if caps.mints_secret {
+                step::MINTING
+            } else {
+                step::PENDING
+            };
+            journal(
+                store,
+                m,
+                &rotation_id,
+                first,
+                Some(&version_id),
+                json!({"slot": slot.as_str()}),
+            )
+            .await
+            .map_err(store_err(first))?;
+            (
+                OpenRotation {
+                    rotation_id,
+                    version_id,
+                    slot,
+                    step: first.to_owned(),
+                },
+                false,
+            )
         }
     };
 
@@ -283,14 +341,24 @@ pub async fn rotate(
 
     if matches!(open.step.as_str(), step::MINTING | step::PENDING) {
         with_timeout(limits, m, step::APPLIED, m.backend.apply(open.slot, &value)).await?;
-        journal(store, m, rid, step::APPLIED, Some(vid), detail.clone()).await.map_err(store_err(step::APPLIED))?;
+        journal(store, m, rid, step::APPLIED, Some(vid), detail.clone())
+            .await
+            .map_err(store_err(step::APPLIED))?;
     }
     if open.step != step::VERIFIED {
         with_timeout(limits, m, step::VERIFIED, m.backend.verify(open.slot, &value)).await?;
-        journal(store, m, rid, step::VERIFIED, Some(vid), detail.clone()).await.map_err(store_err(step::VERIFIED))?;
+        journal(store, m, rid, step::VERIFIED, Some(vid), detail.clone())
+            .await
+            .map_err(store_err(step::VERIFIED))?;
     }
     promote(store, m, &open).await?;
-    Ok(Outcome { rotation_id: open.rotation_id, version_id: open.version_id, slot: open.slot, resumed, already_done: false })
+    Ok(Outcome {
+        rotation_id: open.rotation_id,
+        version_id: open.version_id,
+        slot: open.slot,
+        resumed,
+        already_done: false,
+    })
 }
 
 /// The value of an open rotation: the stored `ACSPending` version, or (when the process died between
@@ -301,7 +369,10 @@ async fn pending_value(
     limits: &StepLimits,
     open: &OpenRotation,
 ) -> Result<rotd_core::Secret, RotationError> {
-    match store.get_value(m.name.as_str(), &Selector::Version(open.version_id.clone())).await {
+    match store
+        .get_value(m.name.as_str(), &Selector::Version(open.version_id.clone()))
+        .await
+    {
         Ok(v) => return Ok(v.value),
         Err(StoreError::VersionNotFound { .. }) => {}
         Err(e) => return Err(store_err(step::PENDING)(e)),
@@ -309,25 +380,46 @@ async fn pending_value(
     if open.step != step::PENDING && open.step != step::MINTING {
         return Err(RotationError::Invalid {
             step: step::PENDING,
-            message: format!("the journal says {} but version {} is missing from the store", open.step, open.version_id),
+            message: format!(
+                "the journal says {} but version {} is missing from the store",
+                open.step, open.version_id
+            ),
         });
     }
     let value = if m.backend.capabilities().mints_secret {
         with_timeout(limits, m, step::MINTING, m.backend.mint(open.slot)).await?
     } else {
-        let password = rotd_core::generate_password(&m.password)
-            .map_err(|e| RotationError::Invalid { step: step::PENDING, message: e.to_string() })?;
-        m.backend.compose(open.slot, &password).map_err(|source| RotationError::Backend { step: step::PENDING, source })?
+        let password = rotd_core::generate_password(&m.password).map_err(|e| RotationError::Invalid {
+            step: step::PENDING,
+            message: e.to_string(),
+        })?;
+        m.backend
+            .compose(open.slot, &password)
+            .map_err(|source| RotationError::Backend {
+                step: step::PENDING,
+                source,
+            })?
     };
-    let new = NewVersion { version_id: open.version_id.clone(), data_type: DataType::Text, value: value.clone() };
+    let new = NewVersion {
+        version_id: open.version_id.clone(),
+        data_type: DataType::Text,
+        value: value.clone(),
+    };
     store
         .put_value(m.name.as_str(), new, Some(vec![StageLabel::pending()]))
         .await
         .map_err(store_err(step::PENDING))?;
     if open.step == step::MINTING {
-        journal(store, m, &open.rotation_id, step::PENDING, Some(&open.version_id), json!({"slot": open.slot.as_str()}))
-            .await
-            .map_err(store_err(step::PENDING))?;
+        journal(
+            store,
+            m,
+            &open.rotation_id,
+            step::PENDING,
+            Some(&open.version_id),
+            json!({"slot": open.slot.as_str()}),
+        )
+        .await
+        .map_err(store_err(step::PENDING))?;
     }
     Ok(value)
 }
@@ -347,45 +439,91 @@ async fn promote(store: &Store, m: &Managed, open: &OpenRotation) -> Result<(), 
             to: Some(open.version_id.clone()),
         }];
         if let Some(cur) = &current {
-            moves.push(StageMove { stage: StageLabel::previous(), expect: Expect::Any, to: Some(cur.clone()) });
+            moves.push(StageMove {
+                stage: StageLabel::previous(),
+                expect: Expect::Any,
+                to: Some(cur.clone()),
+            });
         }
         if stages.get(&StageLabel::pending()) == Some(&open.version_id) {
-            moves.push(StageMove { stage: StageLabel::pending(), expect: Expect::At(open.version_id.clone()), to: None });
+            moves.push(StageMove {
+                stage: StageLabel::pending(),
+                expect: Expect::At(open.version_id.clone()),
+                to: None,
+            });
         }
-        store.move_stages(name, &moves).await.map_err(store_err(step::PROMOTED))?;
-        if caps.needs_retire {
-            if let Some(cur) = &current {
-                let at = Utc::now() + chrono::Duration::from_std(m.grace).unwrap_or_default();
-                let old_slot = if caps.dual_accounts { open.slot.other() } else { Slot::Single };
-                detail["retire_version"] = json!(cur.as_str());
-                detail["retire_slot"] = json!(old_slot.as_str());
-                detail["retire_at"] = json!(at.timestamp());
-            }
+        store
+            .move_stages(name, &moves)
+            .await
+            .map_err(store_err(step::PROMOTED))?;
+        if caps.needs_retire
+            && let Some(cur) = &current
+        {
+            let at = Utc::now() + chrono::Duration::from_std(m.grace).unwrap_or_default();
+            let old_slot = if caps.dual_accounts {
+                open.slot.other()
+            } else {
+                Slot::Single
+            };
+            detail["retire_version"] = json!(cur.as_str());
+            detail["retire_slot"] = json!(old_slot.as_str());
+            detail["retire_at"] = json!(at.timestamp());
         }
     } else if stages.get(&StageLabel::pending()) == Some(&open.version_id) {
         // Promoted by a process that died before cleaning up ACSPending (cannot happen with the single
         // transaction above, but a manual stage move could leave it).
-        let mv = [StageMove { stage: StageLabel::pending(), expect: Expect::At(open.version_id.clone()), to: None }];
-        store.move_stages(name, &mv).await.map_err(store_err(step::PROMOTED))?;
+        let mv = [StageMove {
+            stage: StageLabel::pending(),
+            expect: Expect::At(open.version_id.clone()),
+            to: None,
+        }];
+        store
+            .move_stages(name, &mv)
+            .await
+            .map_err(store_err(step::PROMOTED))?;
     }
-    journal(store, m, &open.rotation_id, step::PROMOTED, Some(&open.version_id), detail)
-        .await
-        .map_err(store_err(step::PROMOTED))?;
+    journal(
+        store,
+        m,
+        &open.rotation_id,
+        step::PROMOTED,
+        Some(&open.version_id),
+        detail,
+    )
+    .await
+    .map_err(store_err(step::PROMOTED))?;
     Ok(())
 }
 
 /// Revokes the old credential of a promoted rotation and journals it.
-pub async fn retire(store: &Store, m: &Managed, limits: &StepLimits, r: &PendingRetire) -> Result<(), RotationError> {
-    let old = match store.get_value(m.name.as_str(), &Selector::Version(r.old_version.clone())).await {
+pub async fn retire(
+    store: &Store,
+    m: &Managed,
+    limits: &StepLimits,
+    r: &PendingRetire,
+) -> Result<(), RotationError> {
+    let old = match store
+        .get_value(m.name.as_str(), &Selector::Version(r.old_version.clone()))
+        .await
+    {
         Ok(v) => Some(v.value),
         Err(StoreError::VersionNotFound { .. }) => None,
         Err(e) => return Err(store_err(step::RETIRED)(e)),
     };
     match old {
         Some(old) => with_timeout(limits, m, step::RETIRED, m.backend.retire(r.old_slot, &old)).await?,
-        None => warn!(secret = %m.name, version = %r.old_version, "The version to retire is gone; nothing to revoke."),
+        None => {
+            warn!(secret = %m.name, version = %r.old_version, "The version to retire is gone; nothing to revoke.")
+        }
     }
-    journal(store, m, &r.rotation_id, step::RETIRED, Some(&r.old_version), json!({"slot": r.old_slot.as_str()}))
-        .await
-        .map_err(store_err(step::RETIRED))
+    journal(
+        store,
+        m,
+        &r.rotation_id,
+        step::RETIRED,
+        Some(&r.old_version),
+        json!({"slot": r.old_slot.as_str()}),
+    )
+    .await
+    .map_err(store_err(step::RETIRED))
 }

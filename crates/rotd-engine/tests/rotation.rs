@@ -21,7 +21,9 @@ const NAME: &str = "db/app";
 
 async fn world(fake: FakeBackend) -> World {
     let dir = tempfile::tempdir().expect("dir");
-    let store = Store::open_sqlite(&dir.path().join("rotd.db"), rotd_testkit::store_suite::keyring()).await.expect("store");
+    let store = Store::open_sqlite(&dir.path().join("rotd.db"), rotd_testkit::store_suite::keyring())
+        .await
+        .expect("store");
     let dual = fake.capabilities_dual();
     let primary = if dual { Slot::Primary } else { Slot::Single };
     fake.set_password(primary, "imported-pw");
@@ -52,7 +54,12 @@ async fn world(fake: FakeBackend) -> World {
         password: PasswordPolicy::default(),
         grace: Duration::from_secs(0),
     };
-    World { store, fake, m, _dir: dir }
+    World {
+        store,
+        fake,
+        m,
+        _dir: dir,
+    }
 }
 
 trait DualExt {
@@ -65,18 +72,35 @@ impl DualExt for FakeBackend {
 }
 
 fn limits() -> StepLimits {
-    StepLimits { step_timeout: Duration::from_secs(5) }
+    StepLimits {
+        step_timeout: Duration::from_secs(5),
+    }
 }
 
 impl World {
     async fn value(&self, stage: &str) -> Option<rotd_core::Secret> {
-        self.store.get_value(NAME, &Selector::Stage(StageLabel::parse(stage).expect("stage"))).await.ok().map(|v| v.value)
+        self.store
+            .get_value(NAME, &Selector::Stage(StageLabel::parse(stage).expect("stage")))
+            .await
+            .ok()
+            .map(|v| v.value)
     }
     async fn version_at(&self, stage: &str) -> Option<String> {
-        self.store.stages(NAME).await.expect("stages").get(&StageLabel::parse(stage).expect("stage")).map(ToString::to_string)
+        self.store
+            .stages(NAME)
+            .await
+            .expect("stages")
+            .get(&StageLabel::parse(stage).expect("stage"))
+            .map(ToString::to_string)
     }
     async fn steps(&self) -> Vec<String> {
-        self.store.journal(NAME).await.expect("journal").into_iter().map(|e| e.step).collect()
+        self.store
+            .journal(NAME)
+            .await
+            .expect("journal")
+            .into_iter()
+            .map(|e| e.step)
+            .collect()
     }
     async fn current_works(&self) -> bool {
         match self.value("ACSCurrent").await {
@@ -93,12 +117,21 @@ async fn single_rotation_promotes_a_verified_value() {
     let out = rotate(&w.store, &w.m, &limits(), None).await.expect("rotate");
     assert_eq!(out.slot, Slot::Single);
     assert!(!out.resumed);
-    assert_eq!(w.version_at("ACSCurrent").await.as_deref(), Some(out.version_id.as_str()));
+    assert_eq!(
+        w.version_at("ACSCurrent").await.as_deref(),
+        Some(out.version_id.as_str())
+    );
     assert_eq!(w.version_at("ACSPrevious").await.as_deref(), Some("v0"));
     assert_eq!(w.version_at("ACSPending").await, None);
     assert!(w.current_works().await);
-    assert!(!w.fake.accepts(&old), "single account: the old password stops working");
-    assert_eq!(w.steps().await, [step::PENDING, step::APPLIED, step::VERIFIED, step::PROMOTED]);
+    assert!(
+        !w.fake.accepts(&old),
+        "single account: the old password stops working"
+    );
+    assert_eq!(
+        w.steps().await,
+        [step::PENDING, step::APPLIED, step::VERIFIED, step::PROMOTED]
+    );
 }
 
 #[tokio::test]
@@ -111,8 +144,14 @@ async fn dual_rotations_alternate_and_never_break_current_or_previous() {
         expected = expected.other();
         assert!(w.current_works().await, "rotation {i}: ACSCurrent logs in");
         let prev = w.value("ACSPrevious").await.expect("previous");
-        assert!(w.fake.accepts(&prev), "rotation {i}: ACSPrevious (the other account) still logs in");
-        assert_ne!(w.value("ACSCurrent").await.expect("cur").expose_secret(), prev.expose_secret());
+        assert!(
+            w.fake.accepts(&prev),
+            "rotation {i}: ACSPrevious (the other account) still logs in"
+        );
+        assert_ne!(
+            w.value("ACSCurrent").await.expect("cur").expose_secret(),
+            prev.expose_secret()
+        );
     }
     assert!(w.store.list_versions(NAME).await.expect("versions").len() <= 10);
 }
@@ -121,16 +160,29 @@ async fn dual_rotations_alternate_and_never_break_current_or_previous() {
 async fn a_failed_apply_resumes_with_the_same_pending_value() {
     let w = world(FakeBackend::single()).await;
     w.fake.fail_next(Op::Apply, 1, false);
-    let e = rotate(&w.store, &w.m, &limits(), None).await.expect_err("apply fails");
+    let e = rotate(&w.store, &w.m, &limits(), None)
+        .await
+        .expect_err("apply fails");
     assert_eq!(e.step(), step::APPLIED);
-    let pending_version = w.version_at("ACSPending").await.expect("pending stored before the target was touched");
+    let pending_version = w
+        .version_at("ACSPending")
+        .await
+        .expect("pending stored before the target was touched");
     let pending = w.value("ACSPending").await.expect("pending value");
-    assert_eq!(w.version_at("ACSCurrent").await.as_deref(), Some("v0"), "current untouched");
+    assert_eq!(
+        w.version_at("ACSCurrent").await.as_deref(),
+        Some("v0"),
+        "current untouched"
+    );
     assert!(w.current_works().await);
 
     let out = rotate(&w.store, &w.m, &limits(), None).await.expect("resume");
     assert!(out.resumed);
-    assert_eq!(out.version_id.as_str(), pending_version, "rolls forward with the same version");
+    assert_eq!(
+        out.version_id.as_str(),
+        pending_version,
+        "rolls forward with the same version"
+    );
     let cur = w.value("ACSCurrent").await.expect("current");
     assert_eq!(cur.expose_secret(), pending.expose_secret(), "and the same value");
     assert!(w.fake.accepts(&cur));
@@ -141,14 +193,24 @@ async fn a_failed_verify_never_promotes_and_resumes_at_verify() {
     let w = world(FakeBackend::single()).await;
     w.fake.fail_next(Op::Verify, 2, false);
     for _ in 0..2 {
-        let e = rotate(&w.store, &w.m, &limits(), None).await.expect_err("verify fails");
+        let e = rotate(&w.store, &w.m, &limits(), None)
+            .await
+            .expect_err("verify fails");
         assert_eq!(e.step(), step::VERIFIED);
-        assert_eq!(w.version_at("ACSCurrent").await.as_deref(), Some("v0"), "ACSCurrent never points at an unverified value");
+        assert_eq!(
+            w.version_at("ACSCurrent").await.as_deref(),
+            Some("v0"),
+            "ACSCurrent never points at an unverified value"
+        );
     }
     let applies = w.fake.calls(Op::Apply);
     let out = rotate(&w.store, &w.m, &limits(), None).await.expect("resume");
     assert!(out.resumed);
-    assert_eq!(w.fake.calls(Op::Apply), applies, "resuming after apply does not apply again");
+    assert_eq!(
+        w.fake.calls(Op::Apply),
+        applies,
+        "resuming after apply does not apply again"
+    );
     assert!(w.current_works().await);
 }
 
@@ -177,15 +239,24 @@ async fn crash_between_journal_and_store_write_makes_a_fresh_pending_value() {
 async fn crash_after_promotion_before_its_journal_entry_is_recognised() {
     let w = world(FakeBackend::single()).await;
     w.fake.fail_next(Op::Verify, 1, false);
-    rotate(&w.store, &w.m, &limits(), None).await.expect_err("stop before verify");
+    rotate(&w.store, &w.m, &limits(), None)
+        .await
+        .expect_err("stop before verify");
     // Finish verify and the promotion transaction by hand, as a process that died right after it.
     let open = rotation::open_rotation(&w.store.journal(NAME).await.expect("j")).expect("open");
     let vid = open.version_id.clone();
-    w.store.update_version_stage(NAME, &StageLabel::current(), None, Some(&vid)).await.expect("promote");
+    w.store
+        .update_version_stage(NAME, &StageLabel::current(), None, Some(&vid))
+        .await
+        .expect("promote");
     let out = rotate(&w.store, &w.m, &limits(), None).await.expect("resume");
     assert_eq!(out.version_id, vid);
     assert_eq!(w.version_at("ACSCurrent").await.as_deref(), Some(vid.as_str()));
-    assert_eq!(w.version_at("ACSPending").await, None, "the leftover pending label is cleaned up");
+    assert_eq!(
+        w.version_at("ACSPending").await,
+        None,
+        "the leftover pending label is cleaned up"
+    );
     assert_eq!(w.steps().await.last().map(String::as_str), Some(step::PROMOTED));
 }
 
@@ -193,13 +264,21 @@ async fn crash_after_promotion_before_its_journal_entry_is_recognised() {
 async fn requested_version_ids_are_idempotent() {
     let w = world(FakeBackend::single()).await;
     let v = VersionId::parse("req-1").expect("id");
-    let first = rotate(&w.store, &w.m, &limits(), Some(v.clone())).await.expect("rotate");
+    let first = rotate(&w.store, &w.m, &limits(), Some(v.clone()))
+        .await
+        .expect("rotate");
     assert_eq!(first.version_id, v);
     assert!(!first.already_done);
     let applies = w.fake.calls(Op::Apply);
-    let again = rotate(&w.store, &w.m, &limits(), Some(v.clone())).await.expect("repeat");
+    let again = rotate(&w.store, &w.m, &limits(), Some(v.clone()))
+        .await
+        .expect("repeat");
     assert!(again.already_done);
-    assert_eq!(w.fake.calls(Op::Apply), applies, "a repeated request rotates nothing");
+    assert_eq!(
+        w.fake.calls(Op::Apply),
+        applies,
+        "a repeated request rotates nothing"
+    );
 }
 
 #[tokio::test]
@@ -207,19 +286,33 @@ async fn a_hanging_backend_is_bounded_by_the_step_timeout() {
     let w = world(FakeBackend::single()).await;
     w.fake.hang(Op::Apply);
     let started = std::time::Instant::now();
-    let e = rotate(&w.store, &w.m, &StepLimits { step_timeout: Duration::from_millis(300) }, None).await.expect_err("times out");
+    let e = rotate(
+        &w.store,
+        &w.m,
+        &StepLimits {
+            step_timeout: Duration::from_millis(300),
+        },
+        None,
+    )
+    .await
+    .expect_err("times out");
     assert!(e.to_string().contains("timed out"), "{e}");
     assert!(e.class() == rotd_core::ErrorClass::Retryable);
     assert!(started.elapsed() < Duration::from_secs(5));
     w.fake.unhang(Op::Apply);
-    rotate(&w.store, &w.m, &limits(), None).await.expect("resumes after the hang");
+    rotate(&w.store, &w.m, &limits(), None)
+        .await
+        .expect("resumes after the hang");
     assert!(w.current_works().await);
 }
 
 #[tokio::test]
 async fn retryable_failures_back_off_then_quarantine() {
     let w = world(FakeBackend::single()).await;
-    let policy = FailurePolicy { max_attempts: 3, ..Default::default() };
+    let policy = FailurePolicy {
+        max_attempts: 3,
+        ..Default::default()
+    };
     w.fake.fail_next(Op::Apply, 10, false);
     let mut retry_times = Vec::new();
     for i in 1..=2 {
@@ -232,7 +325,10 @@ async fn retryable_failures_back_off_then_quarantine() {
         assert!(!st.quarantined);
     }
     let gap1 = retry_times[0] - chrono::Utc::now();
-    assert!(gap1 > chrono::Duration::seconds(20) && gap1 <= chrono::Duration::seconds(36), "{gap1}");
+    assert!(
+        gap1 > chrono::Duration::seconds(20) && gap1 <= chrono::Duration::seconds(36),
+        "{gap1}"
+    );
     let window = chrono::Utc::now() + chrono::Duration::days(1);
     match attempt(&w.store, &w.m, &limits(), &policy, None, Some(window)).await {
         AttemptResult::Quarantined { until, .. } => assert_eq!(until, Some(window)),
@@ -240,14 +336,31 @@ async fn retryable_failures_back_off_then_quarantine() {
     }
     let st = w.store.rotation_state(NAME).await.expect("state");
     assert!(st.quarantined);
-    assert_eq!(st.next_attempt_at.map(|t| t.timestamp()), Some(window.timestamp()));
-    assert!(st.last_error.as_deref().unwrap_or_default().contains("injected Apply failure"));
-    assert_eq!(w.steps().await.iter().filter(|s| *s == step::QUARANTINED).count(), 1);
-    assert!(w.current_works().await, "ACSCurrent still works while quarantined");
+    assert_eq!(
+        st.next_attempt_at.map(|t| t.timestamp()),
+        Some(window.timestamp())
+    );
+    assert!(
+        st.last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("injected Apply failure")
+    );
+    assert_eq!(
+        w.steps().await.iter().filter(|s| *s == step::QUARANTINED).count(),
+        1
+    );
+    assert!(
+        w.current_works().await,
+        "ACSCurrent still works while quarantined"
+    );
 
     w.store.clear_quarantine(NAME).await.expect("resume");
     w.fake.fail_next(Op::Apply, 0, false);
-    assert!(matches!(attempt(&w.store, &w.m, &limits(), &policy, None, None).await, AttemptResult::Done(_)));
+    assert!(matches!(
+        attempt(&w.store, &w.m, &limits(), &policy, None, None).await,
+        AttemptResult::Done(_)
+    ));
     let st = w.store.rotation_state(NAME).await.expect("state");
     assert_eq!((st.consecutive_failures, st.quarantined), (0, false));
     assert!(st.last_success_at.is_some());
@@ -267,18 +380,28 @@ async fn overlapping_backends_retire_the_old_credential() {
     let w = world(FakeBackend::overlapping()).await;
     let old = w.value("ACSCurrent").await.expect("current");
     rotate(&w.store, &w.m, &limits(), None).await.expect("rotate");
-    assert!(w.fake.accepts(&old), "overlap: the old credential works until retired");
+    assert!(
+        w.fake.accepts(&old),
+        "overlap: the old credential works until retired"
+    );
     let j = w.store.journal(NAME).await.expect("journal");
     let due = rotation::pending_retire(&j).expect("a retire is owed");
     assert_eq!(due.old_version.as_str(), "v0");
-    rotation::retire(&w.store, &w.m, &limits(), &due).await.expect("retire");
+    rotation::retire(&w.store, &w.m, &limits(), &due)
+        .await
+        .expect("retire");
     assert!(!w.fake.accepts(&old), "retired");
     assert!(w.current_works().await);
     assert!(rotation::pending_retire(&w.store.journal(NAME).await.expect("j")).is_none());
     // The next rotation retires what it owes before taking the slot.
-    rotate(&w.store, &w.m, &limits(), None).await.expect("rotate again");
+    rotate(&w.store, &w.m, &limits(), None)
+        .await
+        .expect("rotate again");
     let before = w.value("ACSPrevious").await.expect("prev");
     rotate(&w.store, &w.m, &limits(), None).await.expect("and again");
-    assert!(!w.fake.accepts(&before), "the owed retire ran before the new rotation");
+    assert!(
+        !w.fake.accepts(&before),
+        "the owed retire ran before the new rotation"
+    );
     assert!(w.current_works().await);
 }

@@ -73,20 +73,34 @@ impl Store {
     /// A secret's rotation state (all defaults if it never had any).
     pub async fn rotation_state(&self, name: &str) -> Result<RotationState> {
         let sql = format!("SELECT {STATE_COLS} FROM rotation_state WHERE secret_name = ?");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(name).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
         match row {
             Some(r) => state_from_row(&r),
-            None => Ok(RotationState { secret_name: name.to_owned(), ..Default::default() }),
+            None => Ok(RotationState {
+                secret_name: name.to_owned(),
+                ..Default::default()
+            }),
         }
     }
 
     pub async fn rotation_states(&self) -> Result<Vec<RotationState>> {
         let sql = format!("SELECT {STATE_COLS} FROM rotation_state ORDER BY secret_name");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(state_from_row).collect()
     }
 
-    async fn upsert_state(&self, name: &str, set: &'static str, binds: &[Option<i64>], text: Option<&str>) -> Result<()> {
+    async fn upsert_state(
+        &self,
+        name: &str,
+        set: &'static str,
+        binds: &[Option<i64>],
+        text: Option<&str>,
+    ) -> Result<()> {
         let mut tx = self.write_tx().await?;
         sqlx::query(
             "INSERT INTO rotation_state (secret_name, updated_at) VALUES (?, ?)
@@ -97,7 +111,9 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         // `set` is one of the fixed assignment lists in this file, never user input.
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(format!("UPDATE rotation_state SET {set} WHERE secret_name = ?")));
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE rotation_state SET {set} WHERE secret_name = ?"
+        )));
         for b in binds {
             q = q.bind(*b);
         }
@@ -110,7 +126,8 @@ impl Store {
     }
 
     pub async fn set_paused(&self, name: &str, paused: bool) -> Result<()> {
-        self.upsert_state(name, "paused = ?", &[Some(i64::from(paused))], None).await
+        self.upsert_state(name, "paused = ?", &[Some(i64::from(paused))], None)
+            .await
     }
 
     /// A rotation succeeded: clear failures, quarantine and backoff.
@@ -143,7 +160,13 @@ impl Store {
 
     /// Lifts a quarantine and forgets the failure count and backoff.
     pub async fn clear_quarantine(&self, name: &str) -> Result<()> {
-        self.upsert_state(name, "quarantined = 0, consecutive_failures = 0, next_attempt_at = NULL", &[], None).await
+        self.upsert_state(
+            name,
+            "quarantined = 0, consecutive_failures = 0, next_attempt_at = NULL",
+            &[],
+            None,
+        )
+        .await
     }
 
     /// Queues a request for the daemon and returns its id.
@@ -183,7 +206,10 @@ impl Store {
     }
 
     pub async fn request(&self, id: i64) -> Result<Option<RotationRequest>> {
-        let row = sqlx::query("SELECT * FROM rotation_requests WHERE id = ?").bind(id).fetch_optional(&self.pool).await?;
+        let row = sqlx::query("SELECT * FROM rotation_requests WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(request_from_row).transpose()
     }
 

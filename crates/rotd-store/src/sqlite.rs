@@ -523,13 +523,13 @@ impl Store {
         let mut tx = self.write_tx().await?;
         writable(&mut tx, name).await?;
         for m in moves {
-            if let Some(v) = &m.to {
-                if version_row(&mut tx, name, v.as_str()).await?.is_none() {
-                    return Err(StoreError::VersionNotFound {
-                        name: name.to_owned(),
-                        version: v.to_string(),
-                    });
-                }
+            if let Some(v) = &m.to
+                && version_row(&mut tx, name, v.as_str()).await?.is_none()
+            {
+                return Err(StoreError::VersionNotFound {
+                    name: name.to_owned(),
+                    version: v.to_string(),
+                });
             }
         }
         let mut map = load_stages(&mut tx, name).await?;

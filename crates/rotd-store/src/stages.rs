@@ -13,14 +13,14 @@ pub(crate) type StageMap = BTreeMap<StageLabel, VersionId>;
 pub(crate) fn put_moves(map: &StageMap, new: &VersionId, stages: &[StageLabel]) -> Vec<StageMove> {
     let mut moves = Vec::new();
     for stage in stages {
-        if stage.is_current() {
-            if let Some(old) = map.get(stage).filter(|old| *old != new) {
-                moves.push(StageMove {
-                    stage: StageLabel::previous(),
-                    expect: Expect::Any,
-                    to: Some(old.clone()),
-                });
-            }
+        if stage.is_current()
+            && let Some(old) = map.get(stage).filter(|old| *old != new)
+        {
+            moves.push(StageMove {
+                stage: StageLabel::previous(),
+                expect: Expect::Any,
+                to: Some(old.clone()),
+            });
         }
         moves.push(StageMove {
             stage: stage.clone(),
@@ -97,16 +97,15 @@ pub(crate) fn update_stage_moves(
     }
     let expect = remove_from.map_or(Expect::Any, |v| Expect::At(v.clone()));
     let mut moves = Vec::new();
-    if stage.is_current() {
-        if let (Some(old), Some(new)) = (map.get(stage), move_to) {
-            if old != new {
-                moves.push(StageMove {
-                    stage: StageLabel::previous(),
-                    expect: Expect::Any,
-                    to: Some(old.clone()),
-                });
-            }
-        }
+    if stage.is_current()
+        && let (Some(old), Some(new)) = (map.get(stage), move_to)
+        && old != new
+    {
+        moves.push(StageMove {
+            stage: StageLabel::previous(),
+            expect: Expect::Any,
+            to: Some(old.clone()),
+        });
     }
     moves.push(StageMove {
         stage: stage.clone(),

@@ -17,7 +17,9 @@ pub struct BackendUnderTest {
 
 impl std::fmt::Debug for BackendUnderTest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BackendUnderTest").field("backend", &self.backend.kind()).finish_non_exhaustive()
+        f.debug_struct("BackendUnderTest")
+            .field("backend", &self.backend.kind())
+            .finish_non_exhaustive()
     }
 }
 
@@ -52,7 +54,11 @@ fn password() -> Secret {
 
 /// The slot a rotation would target: the clone for dual accounts, the only account otherwise.
 fn target(t: &BackendUnderTest) -> Slot {
-    if t.backend.capabilities().dual_accounts { Slot::Clone } else { Slot::Single }
+    if t.backend.capabilities().dual_accounts {
+        Slot::Clone
+    } else {
+        Slot::Single
+    }
 }
 
 fn initial(t: &BackendUnderTest, slot: Slot) -> Option<&Secret> {
@@ -67,7 +73,10 @@ pub async fn apply_then_verify(t: &BackendUnderTest) {
     let slot = target(t);
     let new = t.backend.compose(slot, &password()).expect("compose");
     t.backend.apply(slot, &new).await.expect("apply");
-    t.backend.verify(slot, &new).await.expect("verify the applied secret");
+    t.backend
+        .verify(slot, &new)
+        .await
+        .expect("verify the applied secret");
 }
 
 pub async fn apply_is_idempotent(t: &BackendUnderTest) {
@@ -82,7 +91,11 @@ pub async fn apply_is_idempotent(t: &BackendUnderTest) {
 pub async fn verify_rejects_a_wrong_secret(t: &BackendUnderTest) {
     let slot = target(t);
     let wrong = t.backend.compose(slot, &password()).expect("compose");
-    let e = t.backend.verify(slot, &wrong).await.expect_err("a never-applied password must not verify");
+    let e = t
+        .backend
+        .verify(slot, &wrong)
+        .await
+        .expect_err("a never-applied password must not verify");
     assert!(!e.is_retryable(), "a wrong password is a permanent failure: {e}");
 }
 
@@ -94,29 +107,48 @@ pub async fn current_survives_a_rotation_of_the_other_slot(t: &BackendUnderTest)
     t.backend.verify(slot, &new).await.expect("verify new");
     if caps.dual_accounts {
         let current = initial(t, Slot::Primary).expect("dual fixtures give the primary's credential");
-        t.backend.verify(Slot::Primary, current).await.expect("the current account is untouched by a dual rotation");
+        t.backend
+            .verify(Slot::Primary, current)
+            .await
+            .expect("the current account is untouched by a dual rotation");
     } else if caps.overlap {
         let old = initial(t, Slot::Single).expect("fixtures give the current credential");
-        t.backend.verify(Slot::Single, old).await.expect("with overlap the old credential works until retire");
+        t.backend
+            .verify(Slot::Single, old)
+            .await
+            .expect("with overlap the old credential works until retire");
     } else if let Some(old) = initial(t, Slot::Single) {
-        assert!(t.backend.verify(Slot::Single, old).await.is_err(), "single: the old password stops working");
+        assert!(
+            t.backend.verify(Slot::Single, old).await.is_err(),
+            "single: the old password stops working"
+        );
     }
 }
 
 pub async fn retire_is_idempotent(t: &BackendUnderTest) {
     let caps = t.backend.capabilities();
     let slot = target(t);
-    let old_slot = if caps.dual_accounts { Slot::Primary } else { Slot::Single };
+    let old_slot = if caps.dual_accounts {
+        Slot::Primary
+    } else {
+        Slot::Single
+    };
     let new = t.backend.compose(slot, &password()).expect("compose");
     t.backend.apply(slot, &new).await.expect("apply");
     if let Some(old) = initial(t, old_slot) {
         t.backend.retire(old_slot, old).await.expect("retire");
         t.backend.retire(old_slot, old).await.expect("retire again");
         if caps.overlap && !caps.dual_accounts {
-            assert!(t.backend.verify(old_slot, old).await.is_err(), "a retired credential stops working");
+            assert!(
+                t.backend.verify(old_slot, old).await.is_err(),
+                "a retired credential stops working"
+            );
         }
     }
-    t.backend.verify(slot, &new).await.expect("the new credential survives retiring the old one");
+    t.backend
+        .verify(slot, &new)
+        .await
+        .expect("the new credential survives retiring the old one");
 }
 
 pub async fn errors_never_contain_the_secret(t: &BackendUnderTest) {
@@ -126,7 +158,10 @@ pub async fn errors_never_contain_the_secret(t: &BackendUnderTest) {
     let e = t.backend.verify(slot, &wrong).await.expect_err("wrong secret");
     let pw_text = pw.expose_str().expect("text");
     for rendered in [e.to_string(), format!("{e:?}")] {
-        assert!(!rendered.contains(pw_text), "error contains the secret: {rendered}");
+        assert!(
+            !rendered.contains(pw_text),
+            "error contains the secret: {rendered}"
+        );
     }
     assert!(!format!("{wrong:?}").contains(pw_text));
 }

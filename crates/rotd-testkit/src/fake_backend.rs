@@ -43,7 +43,10 @@ pub fn account_value(account: &str, password: &str) -> Secret {
 
 fn parse_value(s: &Secret) -> Option<(String, String)> {
     let v: serde_json::Value = serde_json::from_slice(s.expose_secret()).ok()?;
-    Some((v["AccountName"].as_str()?.to_owned(), v["AccountPassword"].as_str()?.to_owned()))
+    Some((
+        v["AccountName"].as_str()?.to_owned(),
+        v["AccountPassword"].as_str()?.to_owned(),
+    ))
 }
 
 impl FakeBackend {
@@ -54,12 +57,25 @@ impl FakeBackend {
 
     /// A dual-account target, accounts `app` and `app_clone`.
     pub fn dual() -> Self {
-        Self::new(Capabilities { dual_accounts: true, ..Default::default() }, &[(Slot::Primary, "app"), (Slot::Clone, "app_clone")])
+        Self::new(
+            Capabilities {
+                dual_accounts: true,
+                ..Default::default()
+            },
+            &[(Slot::Primary, "app"), (Slot::Clone, "app_clone")],
+        )
     }
 
     /// A single account whose old and new passwords overlap until `retire`.
     pub fn overlapping() -> Self {
-        Self::new(Capabilities { overlap: true, needs_retire: true, ..Default::default() }, &[(Slot::Single, "app")])
+        Self::new(
+            Capabilities {
+                overlap: true,
+                needs_retire: true,
+                ..Default::default()
+            },
+            &[(Slot::Single, "app")],
+        )
     }
 
     pub fn new(caps: Capabilities, accounts: &[(Slot, &str)]) -> Self {
@@ -82,14 +98,32 @@ impl FakeBackend {
 
     /// Whether `value` (an account value JSON) logs in right now: the check tests use for "still works".
     pub fn accepts(&self, value: &Secret) -> bool {
-        let Some((account, password)) = parse_value(value) else { return false };
-        let Some(slot) = self.accounts.iter().find(|(_, a)| **a == account).map(|(s, _)| *s) else { return false };
-        self.state.lock().expect("fake state").accepted.get(&slot).is_some_and(|set| set.contains(&password))
+        let Some((account, password)) = parse_value(value) else {
+            return false;
+        };
+        let Some(slot) = self
+            .accounts
+            .iter()
+            .find(|(_, a)| **a == account)
+            .map(|(s, _)| *s)
+        else {
+            return false;
+        };
+        self.state
+            .lock()
+            .expect("fake state")
+            .accepted
+            .get(&slot)
+            .is_some_and(|set| set.contains(&password))
     }
 
     /// The next `n` calls of `op` fail (retryable unless `permanent`).
     pub fn fail_next(&self, op: Op, n: u32, permanent: bool) {
-        self.state.lock().expect("fake state").failures.insert(op, (n, permanent));
+        self.state
+            .lock()
+            .expect("fake state")
+            .failures
+            .insert(op, (n, permanent));
     }
 
     /// Calls of `op` hang until [`FakeBackend::unhang`].
@@ -102,23 +136,29 @@ impl FakeBackend {
     }
 
     pub fn calls(&self, op: Op) -> u32 {
-        self.state.lock().expect("fake state").calls.get(&op).copied().unwrap_or(0)
+        self.state
+            .lock()
+            .expect("fake state")
+            .calls
+            .get(&op)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Records a call and returns an injected fault, if any.
     fn enter(&self, op: Op) -> Result<bool, BackendError> {
         let mut st = self.state.lock().expect("fake state");
         *st.calls.entry(op).or_default() += 1;
-        if let Some((n, permanent)) = st.failures.get_mut(&op) {
-            if *n > 0 {
-                *n -= 1;
-                let e = if *permanent {
-                    BackendError::permanent("fake", "call", format!("injected permanent {op:?} failure"))
-                } else {
-                    BackendError::retryable("fake", "call", format!("injected {op:?} failure"))
-                };
-                return Err(e);
-            }
+        if let Some((n, permanent)) = st.failures.get_mut(&op)
+            && *n > 0
+        {
+            *n -= 1;
+            let e = if *permanent {
+                BackendError::permanent("fake", "call", format!("injected permanent {op:?} failure"))
+            } else {
+                BackendError::retryable("fake", "call", format!("injected {op:?} failure"))
+            };
+            return Err(e);
         }
         Ok(st.hang.contains(&op))
     }
@@ -136,8 +176,8 @@ impl FakeBackend {
     }
 
     fn slot_password(&self, slot: Slot, value: &Secret, op: &'static str) -> BackendResult<String> {
-        let (account, password) =
-            parse_value(value).ok_or_else(|| BackendError::permanent("fake", op, "value is not an account JSON"))?;
+        let (account, password) = parse_value(value)
+            .ok_or_else(|| BackendError::permanent("fake", op, "value is not an account JSON"))?;
         if account != self.accounts[&slot] {
             return Err(BackendError::permanent(
                 "fake",
@@ -163,11 +203,12 @@ impl Backend for FakeBackend {
     }
 
     fn compose(&self, slot: Slot, password: &Secret) -> BackendResult<Secret> {
-        let account = self
-            .accounts
-            .get(&slot)
-            .ok_or_else(|| BackendError::permanent("fake", "compose", format!("no account for slot {slot}")))?;
-        let pw = password.expose_str().ok_or_else(|| BackendError::permanent("fake", "compose", "password is not text"))?;
+        let account = self.accounts.get(&slot).ok_or_else(|| {
+            BackendError::permanent("fake", "compose", format!("no account for slot {slot}"))
+        })?;
+        let pw = password
+            .expose_str()
+            .ok_or_else(|| BackendError::permanent("fake", "compose", "password is not text"))?;
         Ok(account_value(account, pw))
     }
 
@@ -189,11 +230,21 @@ impl Backend for FakeBackend {
         Box::pin(async move {
             self.gate(Op::Verify).await?;
             let pw = self.slot_password(slot, secret, "verify")?;
-            let ok = self.state.lock().expect("fake state").accepted.get(&slot).is_some_and(|s| s.contains(&pw));
+            let ok = self
+                .state
+                .lock()
+                .expect("fake state")
+                .accepted
+                .get(&slot)
+                .is_some_and(|s| s.contains(&pw));
             if ok {
                 Ok(())
             } else {
-                Err(BackendError::permanent("fake", "verify", format!("login as {} failed: wrong password", self.accounts[&slot])))
+                Err(BackendError::permanent(
+                    "fake",
+                    "verify",
+                    format!("login as {} failed: wrong password", self.accounts[&slot]),
+                ))
             }
         })
     }

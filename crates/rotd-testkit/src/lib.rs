@@ -3,5 +3,7 @@
 //! private, real servers (PostgreSQL, MariaDB, Redis, OpenSSH) on loopback with password authentication
 //! enforced. Nothing here is a mock: a fixture that cannot start its server panics with an install hint.
 
+pub mod backend_suite;
+pub mod fake_backend;
 pub mod fixtures;
 pub mod store_suite;

@@ -197,7 +197,7 @@ pub async fn create_twice_is_rejected(h: &Handle) {
     let e = s
         .create_secret(generic("a"), Some(text("v9", "other")))
         .await
-        .unwrap_err();
+        .expect_err("must be refused");
     assert!(matches!(e, StoreError::AlreadyExists { .. }), "{e}");
     assert_eq!(
         version_ids(s, "a").await,
@@ -313,7 +313,10 @@ pub async fn put_same_version_other_value_is_rejected(h: &Handle) {
     s.create_secret(generic("a"), Some(text("v1", "one")))
         .await
         .expect("create");
-    let e = s.put_value("a", text("v1", "changed"), None).await.unwrap_err();
+    let e = s
+        .put_value("a", text("v1", "changed"), None)
+        .await
+        .expect_err("must be refused");
     assert!(matches!(e, StoreError::VersionConflict { .. }), "{e}");
     let bin = NewVersion {
         version_id: vid("v1"),
@@ -367,12 +370,12 @@ pub async fn at_most_eight_stage_labels(h: &Handle) {
     let e = s
         .update_version_stage("a", &stage("L6"), None, Some(&vid("v1")))
         .await
-        .unwrap_err();
+        .expect_err("must be refused");
     assert!(matches!(e, StoreError::LimitExceeded(_)), "{e}");
     let e = s
         .put_value("a", text("v3", "3"), Some(vec![stage("Ninth")]))
         .await
-        .unwrap_err();
+        .expect_err("must be refused");
     assert!(matches!(e, StoreError::LimitExceeded(_)), "{e}");
     assert_eq!(
         version_ids(s, "a").await,
@@ -401,7 +404,7 @@ pub async fn update_stage_follows_vendor_rules(h: &Handle) {
     let e = s
         .update_version_stage("a", &stage("MyPendingLabel"), Some(&vid("v1")), None)
         .await
-        .unwrap_err();
+        .expect_err("must be refused");
     assert!(matches!(e, StoreError::StageConflict { .. }), "{e}");
     s.update_version_stage("a", &stage("MyPendingLabel"), Some(&vid("v3")), None)
         .await
@@ -411,7 +414,7 @@ pub async fn update_stage_follows_vendor_rules(h: &Handle) {
     let e = s
         .update_version_stage("a", &stage("ACSCurrent"), Some(&vid("v3")), None)
         .await
-        .unwrap_err();
+        .expect_err("must be refused");
     assert!(matches!(e, StoreError::Invalid(_)), "{e}");
     assert!(matches!(
         s.update_version_stage("a", &stage("X"), None, None).await,
@@ -425,7 +428,7 @@ pub async fn update_stage_follows_vendor_rules(h: &Handle) {
     let e = s
         .update_version_stage("a", &stage("X"), None, Some(&vid("v99")))
         .await
-        .unwrap_err();
+        .expect_err("must be refused");
     assert!(matches!(e, StoreError::VersionNotFound { .. }), "{e}");
 }
 
@@ -442,7 +445,7 @@ pub async fn stage_moves_are_compare_and_set(h: &Handle) {
         expect: Expect::At(vid("v0")),
         to: Some(vid("v2")),
     }];
-    let e = s.move_stages("a", &stale).await.unwrap_err();
+    let e = s.move_stages("a", &stale).await.expect_err("must be refused");
     assert!(matches!(e, StoreError::StageConflict { .. }), "{e}");
     assert!(e.is_retryable());
     let absent = [StageMove {
@@ -521,7 +524,7 @@ pub async fn selectors_must_agree(h: &Handle) {
     let e = s
         .get_value("a", &Selector::Both(vid("v1"), stage("ACSCurrent")))
         .await
-        .unwrap_err();
+        .expect_err("must be refused");
     assert!(matches!(e, StoreError::Invalid(_)), "{e}");
     assert!(matches!(
         s.get_value("a", &Selector::Version(vid("v9"))).await,
@@ -805,7 +808,10 @@ pub async fn missing_cmk_is_a_clear_error(h: &Handle) {
     let s = &h.store;
     let mut new = generic("a");
     new.cmk_id = "nope".into();
-    let e = s.create_secret(new, Some(text("v1", "1"))).await.unwrap_err();
+    let e = s
+        .create_secret(new, Some(text("v1", "1")))
+        .await
+        .expect_err("must be refused");
     assert_eq!(e.to_string(), "CMK nope is not in the keyring");
     assert!(matches!(
         s.describe("a").await,
@@ -917,20 +923,20 @@ pub async fn errors_never_contain_the_secret(h: &Handle) {
     let mut errors: Vec<StoreError> = vec![
         s.put_value("a", text("v1", &format!("{secret}-other")), None)
             .await
-            .unwrap_err(),
+            .expect_err("must be refused"),
         s.create_secret(generic("a"), Some(text("v1", secret)))
             .await
-            .unwrap_err(),
+            .expect_err("must be refused"),
         s.put_value("a", text("v2", &format!("{secret}{}", "x".repeat(40_000))), None)
             .await
-            .unwrap_err(),
+            .expect_err("must be refused"),
     ];
     let mut bad_cmk = generic("b");
     bad_cmk.cmk_id = "nope".into();
     errors.push(
         s.create_secret(bad_cmk, Some(text("v1", secret)))
             .await
-            .unwrap_err(),
+            .expect_err("must be refused"),
     );
     for e in &errors {
         for rendered in [e.to_string(), format!("{e:?}")] {

@@ -14,7 +14,11 @@ fn under_test(fake: FakeBackend, slots: &[(Slot, &str)]) -> BackendUnderTest {
             (*slot, account_value(fake.account(*slot), pw))
         })
         .collect();
-    BackendUnderTest { backend: Arc::new(fake) as Arc<dyn Backend>, initial, guard: Box::new(()) }
+    BackendUnderTest {
+        backend: Arc::new(fake) as Arc<dyn Backend>,
+        initial,
+        guard: Box::new(()),
+    }
 }
 
 mod single {
@@ -28,7 +32,10 @@ mod single {
 mod dual {
     use super::*;
     async fn factory() -> BackendUnderTest {
-        under_test(FakeBackend::dual(), &[(Slot::Primary, "primary-pw"), (Slot::Clone, "clone-pw")])
+        under_test(
+            FakeBackend::dual(),
+            &[(Slot::Primary, "primary-pw"), (Slot::Clone, "clone-pw")],
+        )
     }
     rotd_testkit::backend_conformance!(factory);
 }

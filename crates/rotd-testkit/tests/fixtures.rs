@@ -323,7 +323,7 @@ fn watchdog_cleans_up_after_abort() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let line = stdout
         .lines()
-        .find_map(|l| l.strip_prefix("ROTD_CHILD "))
+        .find_map(|l| l.split_once("ROTD_CHILD ").map(|(_, rest)| rest))
         .unwrap_or_else(|| panic!("child did not report its server: {stdout}"));
     let mut port = 0u16;
     let mut dir = PathBuf::new();

@@ -19,7 +19,7 @@ CREATE TABLE rotation_state (
 CREATE TABLE rotation_requests (
     id           INTEGER PRIMARY KEY AUTOINCREMENT,
     secret_name  TEXT NOT NULL,
-    kind         TEXT NOT NULL CHECK (kind IN ('rotate', 'resume')),
+    kind         TEXT NOT NULL CHECK (kind IN ('rotate', 'resume', 'refresh')),
     version_id   TEXT,
     requested_at INTEGER NOT NULL,
     done_at      INTEGER,

@@ -1,0 +1,344 @@
+//! The daemon's own file, `rotd.toml`: where data lives, how the keyring is found, what to listen on.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_spanned::Spanned;
+
+use crate::check;
+use crate::error::{ConfigError, Diag, Source};
+use crate::secret_ref::check_credential_name;
+
+/// The validated `rotd.toml`. Every path is absolute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DaemonConfig {
+    /// The file this was loaded from; relative paths in it and in the secret files resolve against
+    /// its directory ([`DaemonConfig::config_dir`]).
+    pub file: PathBuf,
+    pub data_dir: PathBuf,
+    pub secrets_dir: PathBuf,
+    pub store: StoreConfig,
+    pub keyring: KeyringSource,
+    /// The CMK that wraps the data keys of secrets that name none.
+    pub default_cmk: String,
+    pub api: ApiConfig,
+    pub admin: AdminConfig,
+    pub log: LogConfig,
+}
+
+impl DaemonConfig {
+    /// The directory of `rotd.toml`, the base of every relative path outside the data directory.
+    pub fn config_dir(&self) -> &Path {
+        self.file.parent().unwrap_or_else(|| Path::new("/"))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreConfig {
+    Sqlite { path: PathBuf },
+}
+
+/// Where the CMK keyring comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyringSource {
+    /// A JSON keyring file that must be mode 0600.
+    File(PathBuf),
+    /// A systemd credential name, read from `$CREDENTIALS_DIRECTORY/<name>`.
+    Credential(String),
+}
+
+/// The KMS-compatible HTTPS API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiConfig {
+    pub listen: SocketAddr,
+    /// Subject alternative names of the server certificate: DNS names and IP addresses, as text.
+    pub tls_names: Vec<String>,
+}
+
+/// The plain-HTTP admin listener with `/metrics`, `/healthz` and `/readyz`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// A `tracing_subscriber::EnvFilter` directive such as `info` or `info,rotd_engine=debug`; the
+    /// binary parses it, because only the binary depends on tracing-subscriber.
+    pub level: String,
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+    Journald,
+}
+
+pub const DEFAULT_API_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8443);
+pub const DEFAULT_ADMIN_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9464);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDaemon {
+    data_dir: Option<Spanned<String>>,
+    secrets_dir: Option<Spanned<String>>,
+    store: Option<Spanned<RawStore>>,
+    keyring: Option<Spanned<RawKeyring>>,
+    api: Option<Spanned<RawApi>>,
+    admin: Option<Spanned<RawAdmin>>,
+    log: Option<Spanned<RawLog>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    engine: Option<Spanned<String>>,
+    path: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKeyring {
+    file: Option<Spanned<String>>,
+    credential: Option<Spanned<String>>,
+    default_cmk: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApi {
+    listen: Option<Spanned<String>>,
+    tls_names: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    listen: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    level: Option<Spanned<String>>,
+    format: Option<Spanned<String>>,
+}
+
+/// A loaded daemon file together with what the secret loader needs to point its own errors at
+/// `rotd.toml`.
+pub(crate) struct LoadedDaemon {
+    pub(crate) config: DaemonConfig,
+    pub(crate) source: Source,
+    /// Where `secrets_dir` was written, if it was.
+    pub(crate) secrets_dir_span: Option<Range<usize>>,
+}
+
+pub(crate) fn load(path: &Path) -> Result<LoadedDaemon, Vec<ConfigError>> {
+    let file = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    let text = std::fs::read_to_string(&file).map_err(|e| {
+        vec![crate::error::io_error(
+            &file,
+            "(file)",
+            format!("cannot read: {}", crate::error::io_message(&e)),
+        )]
+    })?;
+    let source = Source::new(file.clone(), text);
+    let raw: RawDaemon = source.parse()?;
+    let mut d = Diag::new(&source);
+    let config = validate(&mut d, &raw, file);
+    let config = match config {
+        Some(c) if !d.has_errors() => c,
+        _ => {
+            d.errors.sort_by_key(|e| (e.line, e.col));
+            return Err(d.errors);
+        }
+    };
+    Ok(LoadedDaemon {
+        config,
+        secrets_dir_span: raw.secrets_dir.as_ref().map(Spanned::span),
+        source,
+    })
+}
+
+fn validate(d: &mut Diag<'_>, raw: &RawDaemon, file: PathBuf) -> Option<DaemonConfig> {
+    let base = file.parent().unwrap_or_else(|| Path::new("/")).to_owned();
+    let data_dir = match &raw.data_dir {
+        Some(v) => check::path(d, v, "data_dir", &base),
+        None => Some(base.join("data")),
+    };
+    let secrets_dir = match &raw.secrets_dir {
+        Some(v) => check::path(d, v, "secrets_dir", &base),
+        None => Some(base.join("secrets.d")),
+    };
+    // Paths inside the data directory fall back to the config directory only if data_dir itself
+    // was invalid, which is already an error; that keeps later checks running.
+    let data_base = data_dir.clone().unwrap_or_else(|| base.clone());
+
+    let store = validate_store(d, raw.store.as_ref(), &data_base);
+    let (keyring, default_cmk) = validate_keyring(d, raw.keyring.as_ref(), &data_base);
+    let api = validate_api(d, raw.api.as_ref());
+    let admin = match raw.admin.as_ref().and_then(|a| a.get_ref().listen.as_ref()) {
+        Some(v) => check::socket_addr(d, v, "admin.listen"),
+        None => Some(DEFAULT_ADMIN_LISTEN),
+    };
+    if let (Some(api), Some(admin_listen)) = (&api, admin)
+        && api.listen == admin_listen
+        && admin_listen.port() != 0
+    {
+        let at = raw
+            .admin
+            .as_ref()
+            .and_then(|a| a.get_ref().listen.as_ref())
+            .map(Spanned::span)
+            .unwrap_or(0..0);
+        d.error(
+            at,
+            "admin.listen",
+            "must differ from api.listen; the admin listener serves plain http",
+        );
+    }
+    let log = validate_log(d, raw.log.as_ref());
+
+    Some(DaemonConfig {
+        file,
+        data_dir: data_dir?,
+        secrets_dir: secrets_dir?,
+        store: store?,
+        keyring: keyring?,
+        default_cmk: default_cmk?,
+        api: api?,
+        admin: AdminConfig { listen: admin? },
+        log: log?,
+    })
+}
+
+#[derive(Clone, Copy)]
+enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+fn validate_store(d: &mut Diag<'_>, raw: Option<&Spanned<RawStore>>, data_dir: &Path) -> Option<StoreConfig> {
+    let default_path = || data_dir.join("rotd.db");
+    let Some(raw) = raw.map(Spanned::get_ref) else {
+        return Some(StoreConfig::Sqlite { path: default_path() });
+    };
+    let engine = check::choice_or(
+        d,
+        raw.engine.as_ref(),
+        "store.engine",
+        &[("sqlite", Engine::Sqlite), ("postgres", Engine::Postgres)],
+        Engine::Sqlite,
+    );
+    let path = match &raw.path {
+        Some(v) => check::path(d, v, "store.path", data_dir),
+        None => Some(default_path()),
+    };
+    match engine? {
+        Engine::Sqlite => Some(StoreConfig::Sqlite { path: path? }),
+        Engine::Postgres => {
+            let at = raw.engine.as_ref().map(Spanned::span).unwrap_or(0..0);
+            d.error(
+                at,
+                "store.engine",
+                "the postgres store is not supported yet; use sqlite",
+            );
+            None
+        }
+    }
+}
+
+fn validate_keyring(
+    d: &mut Diag<'_>,
+    raw: Option<&Spanned<RawKeyring>>,
+    data_dir: &Path,
+) -> (Option<KeyringSource>, Option<String>) {
+    let default_file = || KeyringSource::File(data_dir.join("keyring.json"));
+    let Some(spanned) = raw else {
+        return (Some(default_file()), Some("default".to_owned()));
+    };
+    let raw = spanned.get_ref();
+    let source = match (&raw.file, &raw.credential) {
+        (Some(_), Some(c)) => d.at(
+            c,
+            "keyring.credential",
+            "set only one of keyring.file and keyring.credential",
+        ),
+        (Some(f), None) => check::path(d, f, "keyring.file", data_dir).map(KeyringSource::File),
+        (None, Some(c)) => match check_credential_name(c.get_ref()) {
+            Ok(()) => Some(KeyringSource::Credential(c.get_ref().clone())),
+            Err(m) => d.at(c, "keyring.credential", m),
+        },
+        (None, None) => Some(default_file()),
+    };
+    let cmk = match &raw.default_cmk {
+        Some(v) => check::cmk(d, v, "keyring.default_cmk"),
+        None => Some("default".to_owned()),
+    };
+    (source, cmk)
+}
+
+fn validate_api(d: &mut Diag<'_>, raw: Option<&Spanned<RawApi>>) -> Option<ApiConfig> {
+    let raw = raw.map(Spanned::get_ref);
+    let listen = match raw.and_then(|r| r.listen.as_ref()) {
+        Some(v) => check::socket_addr(d, v, "api.listen"),
+        None => Some(DEFAULT_API_LISTEN),
+    };
+    let tls_names = match raw.and_then(|r| r.tls_names.as_ref()) {
+        None => Some(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]),
+        Some(list) if list.get_ref().is_empty() => d.at(
+            list,
+            "api.tls_names",
+            "must name at least one dns name or ip address",
+        ),
+        Some(list) => {
+            let mut names = Vec::new();
+            for n in list.get_ref() {
+                let s = n.get_ref();
+                let dns = s.strip_prefix("*.").unwrap_or(s);
+                if s.parse::<IpAddr>().is_ok() || check::is_dns_name(dns) {
+                    names.push(s.clone());
+                } else {
+                    d.error(
+                        n.span(),
+                        "api.tls_names",
+                        "each entry must be a dns name (optionally starting with *.) or an ip address",
+                    );
+                }
+            }
+            (names.len() == list.get_ref().len()).then_some(names)
+        }
+    };
+    Some(ApiConfig {
+        listen: listen?,
+        tls_names: tls_names?,
+    })
+}
+
+fn validate_log(d: &mut Diag<'_>, raw: Option<&Spanned<RawLog>>) -> Option<LogConfig> {
+    let raw = raw.map(Spanned::get_ref);
+    let level = match raw.and_then(|r| r.level.as_ref()) {
+        Some(v) if v.get_ref().trim().is_empty() => d.at(v, "log.level", "must not be empty"),
+        Some(v) => Some(v.get_ref().clone()),
+        None => Some("info".to_owned()),
+    };
+    let format = check::choice_or(
+        d,
+        raw.and_then(|r| r.format.as_ref()),
+        "log.format",
+        &[
+            ("text", LogFormat::Text),
+            ("json", LogFormat::Json),
+            ("journald", LogFormat::Journald),
+        ],
+        LogFormat::Text,
+    );
+    Some(LogConfig {
+        level: level?,
+        format: format?,
+    })
+}

@@ -1,0 +1,192 @@
+//! The engine's Prometheus metrics. Label sets are bounded: `secret` comes from configuration, `kind`
+//! from the backend list, `result` and `op` from fixed sets here. No error text or account name is ever
+//! a label.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicI64;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(String, String)>;
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+fn duration_histogram() -> Histogram {
+    // 50 ms … ~27 min.
+    Histogram::new(exponential_buckets(0.05, 2.0, 16))
+}
+
+/// Every metric rotd exports, registered once. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    rotations: Family<Labels, Counter>,
+    duration: Family<Labels, Histogram, fn() -> Histogram>,
+    last_success: Family<Labels, Gauge<i64, AtomicI64>>,
+    next_due: Family<Labels, Gauge<i64, AtomicI64>>,
+    failures: Family<Labels, Gauge<i64, AtomicI64>>,
+    quarantined: Family<Labels, Gauge<i64, AtomicI64>>,
+    in_progress: Gauge<i64, AtomicI64>,
+    journal_open: Gauge<i64, AtomicI64>,
+    backend_errors: Family<Labels, Counter>,
+    backend_calls: Family<Labels, Counter>,
+}
+
+impl Metrics {
+    pub fn new(version: &str) -> Self {
+        let mut r = Registry::default();
+        let rotations = Family::<Labels, Counter>::default();
+        r.register(
+            "rotd_rotations",
+            "Rotation attempts by secret type and result",
+            rotations.clone(),
+        );
+        let duration = Family::<Labels, Histogram, fn() -> Histogram>::new_with_constructor(
+            duration_histogram as fn() -> Histogram,
+        );
+        r.register(
+            "rotd_rotation_duration_seconds",
+            "Time from the start of an attempt to its end",
+            duration.clone(),
+        );
+        let last_success = Family::<Labels, Gauge<i64, AtomicI64>>::default();
+        r.register(
+            "rotd_last_success_timestamp_seconds",
+            "When each secret last rotated successfully",
+            last_success.clone(),
+        );
+        let next_due = Family::<Labels, Gauge<i64, AtomicI64>>::default();
+        r.register(
+            "rotd_next_due_timestamp_seconds",
+            "When each secret's next rotation is due",
+            next_due.clone(),
+        );
+        let failures = Family::<Labels, Gauge<i64, AtomicI64>>::default();
+        r.register(
+            "rotd_rotation_failures_consecutive",
+            "Failed attempts in a row per secret",
+            failures.clone(),
+        );
+        let quarantined = Family::<Labels, Gauge<i64, AtomicI64>>::default();
+        r.register(
+            "rotd_quarantined",
+            "1 while a secret's rotation is quarantined",
+            quarantined.clone(),
+        );
+        let in_progress = Gauge::<i64, AtomicI64>::default();
+        r.register(
+            "rotd_rotations_in_progress",
+            "Rotations running now",
+            in_progress.clone(),
+        );
+        let journal_open = Gauge::<i64, AtomicI64>::default();
+        r.register(
+            "rotd_journal_open_rotations",
+            "Rotations started but not yet promoted",
+            journal_open.clone(),
+        );
+        let backend_errors = Family::<Labels, Counter>::default();
+        r.register(
+            "rotd_backend_errors",
+            "Backend call failures by backend and operation",
+            backend_errors.clone(),
+        );
+        let backend_calls = Family::<Labels, Counter>::default();
+        r.register(
+            "rotd_backend_calls",
+            "Backend calls by backend and operation",
+            backend_calls.clone(),
+        );
+        let build = Family::<Labels, Gauge<i64, AtomicI64>>::default();
+        r.register("rotd_build_info", "rotd's version", build.clone());
+        build.get_or_create(&labels(&[("version", version)])).set(1);
+        Self {
+            registry: Arc::new(r),
+            rotations,
+            duration,
+            last_success,
+            next_due,
+            failures,
+            quarantined,
+            in_progress,
+            journal_open,
+            backend_errors,
+            backend_calls,
+        }
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+
+    pub fn attempt_finished(&self, kind: &str, result: &str, seconds: f64) {
+        self.rotations
+            .get_or_create(&labels(&[("kind", kind), ("result", result)]))
+            .inc();
+        self.duration
+            .get_or_create(&labels(&[("kind", kind)]))
+            .observe(seconds);
+    }
+
+    pub fn set_last_success(&self, secret: &str, unix: i64) {
+        self.last_success
+            .get_or_create(&labels(&[("secret", secret)]))
+            .set(unix);
+    }
+
+    pub fn set_next_due(&self, secret: &str, unix: Option<i64>) {
+        let l = labels(&[("secret", secret)]);
+        match unix {
+            Some(t) => {
+                self.next_due.get_or_create(&l).set(t);
+            }
+            None => {
+                self.next_due.remove(&l);
+            }
+        }
+    }
+
+    pub fn set_failures(&self, secret: &str, n: u32, quarantined: bool) {
+        let l = labels(&[("secret", secret)]);
+        self.failures.get_or_create(&l).set(i64::from(n));
+        self.quarantined.get_or_create(&l).set(i64::from(quarantined));
+    }
+
+    pub fn in_progress(&self) -> &Gauge<i64, AtomicI64> {
+        &self.in_progress
+    }
+
+    pub fn set_journal_open(&self, n: i64) {
+        self.journal_open.set(n);
+    }
+
+    pub fn backend_call(&self, backend: &str, op: &str, ok: bool) {
+        let l = labels(&[("backend", backend), ("op", op)]);
+        self.backend_calls.get_or_create(&l).inc();
+        if !ok {
+            self.backend_errors.get_or_create(&l).inc();
+        }
+    }
+
+    /// Drops the per-secret series of a secret that is no longer managed.
+    pub fn forget(&self, secret: &str) {
+        let l = labels(&[("secret", secret)]);
+        self.last_success.remove(&l);
+        self.next_due.remove(&l);
+        self.failures.remove(&l);
+        self.quarantined.remove(&l);
+    }
+}

@@ -1,0 +1,704 @@
+//! The scheduler: a deadline loop over every managed secret.
+//!
+//! Each secret's next due time is computed from its last rotation (`NextRotationDate` = last rotation +
+//! interval, or the next cron occurrence in its time zone) and persisted in the store; its start time
+//! adds a deterministic per-secret jitter inside the rotation window. The loop sleeps until the earliest
+//! start (or a one-second poll for operator requests), then starts what is due, bounded by a global and
+//! a per-backend concurrency limit. After downtime, secrets that fell due are spread over a catch-up
+//! period instead of starting together. Decisions are a pure function of `now` ([`decide`]).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use rotd_core::{Backend, CompiledSchedule, RotationPolicy, VersionId};
+use rotd_store::{RotationRequest, RotationState, SecretUpdate, Store};
+use tokio::sync::{Notify, Semaphore, watch};
+use tracing::{error, info, warn};
+
+use crate::decorators::{Limited, Measured};
+use crate::metrics::Metrics;
+use crate::policy::{AttemptResult, FailurePolicy, attempt};
+use crate::rotation::{self, Managed, StepLimits};
+
+/// A command run after a promotion (e.g. `systemctl reload app`), with a timeout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hook {
+    pub command: Vec<String>,
+    pub timeout: Duration,
+}
+
+/// One secret as the engine manages it.
+#[derive(Clone, Debug)]
+pub struct SecretEntry {
+    pub managed: Managed,
+    pub policy: Option<RotationPolicy>,
+    pub hooks: Vec<Hook>,
+}
+
+/// The engine's tunables.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub max_concurrent: usize,
+    pub per_backend: usize,
+    pub limits: StepLimits,
+    pub failure: FailurePolicy,
+    /// Secrets overdue at start-up are spread over this long.
+    pub catch_up_spread: Duration,
+    /// How often operator requests are polled.
+    pub poll: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            max_concurrent: 4,
+            per_backend: 2,
+            limits: StepLimits::default(),
+            failure: FailurePolicy::default(),
+            catch_up_spread: Duration::from_secs(600),
+            poll: Duration::from_secs(1),
+        }
+    }
+}
+
+/// What the loop should do with a secret now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Run,
+    At(DateTime<Utc>),
+    Idle,
+}
+
+/// The facts [`decide`] needs about one secret.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct View {
+    pub running: bool,
+    pub paused: bool,
+    pub quarantined: bool,
+    /// Backoff after a failure, or the next window for a quarantined secret.
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// A rotation was started and not promoted: roll it forward.
+    pub open_rotation: bool,
+    /// The scheduled start (due time + jitter, or a catch-up slot); `None` without automatic rotation.
+    pub start_at: Option<DateTime<Utc>>,
+}
+
+/// The scheduling rule, as a pure function of `now`.
+pub fn decide(now: DateTime<Utc>, v: &View) -> Decision {
+    if v.running || v.paused {
+        return Decision::Idle;
+    }
+    if v.quarantined {
+        return match v.next_attempt_at {
+            Some(t) if t <= now => Decision::Run,
+            Some(t) => Decision::At(t),
+            None => Decision::Idle,
+        };
+    }
+    if let Some(t) = v.next_attempt_at.filter(|t| *t > now) {
+        return Decision::At(t);
+    }
+    if v.open_rotation {
+        return Decision::Run;
+    }
+    match v.start_at {
+        Some(t) if t <= now => Decision::Run,
+        Some(t) => Decision::At(t),
+        None => Decision::Idle,
+    }
+}
+
+struct Entry {
+    spec: SecretEntry,
+    backend: Arc<dyn Backend>,
+    compiled: Option<CompiledSchedule>,
+    view: View,
+    retire_due: Option<DateTime<Utc>>,
+    next_due: Option<DateTime<Utc>>,
+}
+
+/// The running engine. Shared between the scheduler task and the daemon's control paths.
+pub struct Engine {
+    store: Store,
+    cfg: EngineConfig,
+    metrics: Metrics,
+    global: Arc<Semaphore>,
+    per_kind: Mutex<HashMap<String, Arc<Semaphore>>>,
+    entries: Mutex<HashMap<String, Entry>>,
+    wake: Notify,
+    started: Mutex<bool>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("cfg", &self.cfg)
+            .finish_non_exhaustive()
+    }
+}
+
+fn unix(t: Option<DateTime<Utc>>) -> Option<i64> {
+    t.map(|t| t.timestamp())
+}
+
+impl Engine {
+    pub fn new(store: Store, cfg: EngineConfig, metrics: Metrics) -> Arc<Self> {
+        Arc::new(Self {
+            global: Arc::new(Semaphore::new(cfg.max_concurrent.max(1))),
+            store,
+            cfg,
+            metrics,
+            per_kind: Mutex::default(),
+            entries: Mutex::default(),
+            wake: Notify::new(),
+            started: Mutex::new(false),
+        })
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    fn decorate(&self, backend: Arc<dyn Backend>) -> Arc<dyn Backend> {
+        let sem = self
+            .per_kind
+            .lock()
+            .expect("engine lock")
+            .entry(backend.kind().to_owned())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.cfg.per_backend.max(1))))
+            .clone();
+        Arc::new(Measured::new(
+            Arc::new(Limited::new(backend, sem)),
+            self.metrics.clone(),
+        ))
+    }
+
+    /// Replaces the set of managed secrets (at start-up and on reload), computing and persisting each
+    /// one's next due time. Rotations in progress finish with the backend they started with.
+    pub async fn set_secrets(&self, specs: Vec<SecretEntry>) {
+        let now = Utc::now();
+        let first = {
+            let mut started = self.started.lock().expect("engine lock");
+            !std::mem::replace(&mut *started, true)
+        };
+        let mut fresh = HashMap::new();
+        let mut overdue = Vec::new();
+        for spec in specs {
+            let name = spec.managed.name.to_string();
+            let entry = match self.load_entry(spec).await {
+                Ok(e) => e,
+                Err(e) => {
+                    error!(secret = %name, error = %e, "Cannot schedule this secret.");
+                    continue;
+                }
+            };
+            if first && let Some(t) = entry.view.start_at.filter(|t| *t <= now) {
+                overdue.push((name.clone(), t));
+            }
+            fresh.insert(name, entry);
+        }
+        // Catch up after downtime: spread what fell due over the catch-up period, most overdue first.
+        if overdue.len() > 1 {
+            let spread = rotd_core::spread_overdue(&overdue, now, self.cfg.catch_up_spread.as_secs());
+            info!(
+                count = spread.len(),
+                spread_secs = self.cfg.catch_up_spread.as_secs(),
+                "Rotations fell due while rotd was down; spreading them out."
+            );
+            for (name, at) in spread {
+                if let Some(e) = fresh.get_mut(&name) {
+                    e.view.start_at = Some(at);
+                }
+            }
+        }
+        let mut entries = self.entries.lock().expect("engine lock");
+        for old in entries.keys().filter(|k| !fresh.contains_key(*k)) {
+            self.metrics.forget(old);
+        }
+        // Keep the running flag of secrets whose rotation is under way.
+        for (name, e) in fresh.iter_mut() {
+            if let Some(old) = entries.get(name) {
+                e.view.running = old.view.running;
+            }
+        }
+        *entries = fresh;
+        drop(entries);
+        self.wake.notify_one();
+    }
+
+    async fn load_entry(&self, spec: SecretEntry) -> Result<Entry, rotd_store::StoreError> {
+        let name = spec.managed.name.as_str();
+        let meta = self.store.describe(name).await?;
+        let state = self.store.rotation_state(name).await?;
+        let journal = self.store.journal(name).await?;
+        let compiled = match &spec.policy {
+            Some(p) if p.enabled => match rotd_core::compile(&p.schedule) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    error!(secret = %name, error = %e, "Invalid schedule; automatic rotation is off for this secret.");
+                    None
+                }
+            },
+            _ => None,
+        };
+        let base = meta.last_rotation_at.unwrap_or(meta.created_at);
+        let next_due = compiled.as_ref().and_then(|c| c.next_due(base));
+        if unix(next_due) != unix(meta.next_rotation_at) && meta.planned_delete_at.is_none() {
+            let update = SecretUpdate {
+                next_rotation_at: Some(next_due),
+                ..Default::default()
+            };
+            self.store.update_secret(name, update).await?;
+        }
+        let window = spec.policy.as_ref().and_then(|p| p.window_secs);
+        let start_at = next_due.map(|d| rotd_core::start_at(d, name, window));
+        self.metrics.set_next_due(name, unix(next_due));
+        self.metrics
+            .set_failures(name, state.consecutive_failures, state.quarantined);
+        if let Some(t) = state.last_success_at.or(meta.last_rotation_at) {
+            self.metrics.set_last_success(name, t.timestamp());
+        }
+        let backend = self.decorate(spec.managed.backend.clone());
+        let retire_due = if backend.capabilities().needs_retire && rotation::open_rotation(&journal).is_none()
+        {
+            rotation::pending_retire(&journal).map(|r| r.due)
+        } else {
+            None
+        };
+        Ok(Entry {
+            view: View {
+                running: false,
+                paused: state.paused,
+                quarantined: state.quarantined,
+                next_attempt_at: state.next_attempt_at,
+                open_rotation: rotation::open_rotation(&journal).is_some(),
+                start_at,
+            },
+            retire_due,
+            next_due,
+            backend,
+            compiled,
+            spec,
+        })
+    }
+
+    /// Whether a secret is managed by this engine.
+    pub fn manages(&self, name: &str) -> bool {
+        self.entries.lock().expect("engine lock").contains_key(name)
+    }
+
+    /// Starts a task for a secret unless one is running. Returns false if it was already running or unknown.
+    fn launch(self: &Arc<Self>, name: &str, requested: Option<VersionId>, request: Option<i64>) -> bool {
+        let (managed, hooks, policy_next) = {
+            let mut entries = self.entries.lock().expect("engine lock");
+            let Some(e) = entries.get_mut(name) else {
+                return false;
+            };
+            if e.view.running {
+                return false;
+            }
+            e.view.running = true;
+            let mut m = e.spec.managed.clone();
+            m.backend = e.backend.clone();
+            (m, e.spec.hooks.clone(), e.compiled.clone())
+        };
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            let _global = this
+                .global
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("semaphore never closed");
+            this.metrics.in_progress().inc();
+            let started = Instant::now();
+            let state = this
+                .store
+                .rotation_state(managed.name.as_str())
+                .await
+                .unwrap_or_default();
+            if state.quarantined {
+                let _ = this.store.clear_quarantine(managed.name.as_str()).await;
+            }
+            let next_window = policy_next.as_ref().and_then(|c| c.next_due(Utc::now()));
+            let result = attempt(
+                &this.store,
+                &managed,
+                &this.cfg.limits,
+                &this.cfg.failure,
+                requested,
+                next_window,
+            )
+            .await;
+            let secs = started.elapsed().as_secs_f64();
+            let kind = managed.kind.as_str();
+            let summary = match &result {
+                AttemptResult::Done(o) => {
+                    this.metrics.attempt_finished(kind, "success", secs);
+                    if !o.already_done {
+                        let now = Utc::now();
+                        let next_due = policy_next.as_ref().and_then(|c| c.next_due(now));
+                        let update = SecretUpdate {
+                            last_rotation_at: Some(Some(now)),
+                            next_rotation_at: Some(next_due),
+                            ..Default::default()
+                        };
+                        if let Err(e) = this.store.update_secret(managed.name.as_str(), update).await {
+                            warn!(secret = %managed.name, error = %e, "Could not record the rotation time.");
+                        }
+                        run_hooks(&managed, &o.version_id, &hooks).await;
+                    }
+                    format!("ok: version {}", o.version_id)
+                }
+                AttemptResult::Retry { error, .. } => {
+                    this.metrics.attempt_finished(kind, "failure", secs);
+                    format!("error: {error}")
+                }
+                AttemptResult::Quarantined { error, .. } => {
+                    this.metrics.attempt_finished(kind, "quarantined", secs);
+                    format!("quarantined: {error}")
+                }
+            };
+            if let Some(id) = request
+                && let Err(e) = this.store.finish_request(id, &summary).await
+            {
+                warn!(error = %e, "Could not finish a rotation request.");
+            }
+            this.metrics.in_progress().dec();
+            this.refresh(managed.name.as_str(), false).await;
+        });
+        true
+    }
+
+    /// Re-reads a secret's state from the store after a change (attempt finished, operator request).
+    async fn refresh(&self, name: &str, keep_running: bool) {
+        let spec = {
+            let entries = self.entries.lock().expect("engine lock");
+            match entries.get(name) {
+                Some(e) => e.spec.clone(),
+                None => return,
+            }
+        };
+        match self.load_entry(spec).await {
+            Ok(mut fresh) => {
+                let mut entries = self.entries.lock().expect("engine lock");
+                if let Some(old) = entries.get(name) {
+                    if keep_running {
+                        fresh.view.running = old.view.running;
+                    }
+                    // Keep a catch-up slot that has not come yet.
+                    if let (Some(old_start), Some(new_start)) = (old.view.start_at, fresh.view.start_at)
+                        && old.next_due == fresh.next_due
+                        && old_start > new_start
+                    {
+                        fresh.view.start_at = Some(old_start);
+                    }
+                }
+                entries.insert(name.to_owned(), fresh);
+            }
+            Err(e) => error!(secret = %name, error = %e, "Could not reload a secret's rotation state."),
+        }
+        self.wake.notify_one();
+    }
+
+    async fn handle_request(self: &Arc<Self>, r: RotationRequest) {
+        let done = |result: String| {
+            let store = self.store.clone();
+            async move {
+                if let Err(e) = store.finish_request(r.id, &result).await {
+                    warn!(error = %e, "Could not finish a request.");
+                }
+            }
+        };
+        match r.kind.as_str() {
+            "rotate" => {
+                if !self.manages(&r.secret_name) {
+                    done(format!(
+                        "error: secret {} is not managed by this daemon (no rotation backend)",
+                        r.secret_name
+                    ))
+                    .await;
+                    return;
+                }
+                let requested = r.version_id.as_deref().and_then(|v| VersionId::parse(v).ok());
+                info!(secret = %r.secret_name, "Rotation requested by an operator.");
+                if !self.launch(&r.secret_name, requested, Some(r.id)) {
+                    // Already running: leave the request open; the loop retries it when the run ends.
+                }
+            }
+            _ => {
+                self.refresh(&r.secret_name, true).await;
+                done("ok".to_owned()).await;
+            }
+        }
+    }
+
+    /// Runs the loop until `shutdown` turns true.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let pid = std::process::id();
+        let started = Utc::now();
+        let mut last_beat: Option<Instant> = None;
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            if last_beat.is_none_or(|t| t.elapsed() >= Duration::from_secs(5)) {
+                if let Err(e) = self.store.heartbeat(pid, started).await {
+                    warn!(error = %e, "Could not write the heartbeat.");
+                }
+                last_beat = Some(Instant::now());
+            }
+            match self.store.open_requests().await {
+                Ok(reqs) => {
+                    for r in reqs {
+                        let running = self
+                            .entries
+                            .lock()
+                            .expect("engine lock")
+                            .get(&r.secret_name)
+                            .is_some_and(|e| e.view.running);
+                        if !(r.kind == "rotate" && running) {
+                            self.handle_request(r).await;
+                        }
+                    }
+                }
+                Err(e) => warn!(error = %e, "Could not read operator requests."),
+            }
+            let now = Utc::now();
+            let mut due = Vec::new();
+            let mut retire = Vec::new();
+            let mut next_wake = now + chrono::Duration::from_std(self.cfg.poll).unwrap_or_default();
+            let mut open = 0;
+            {
+                let entries = self.entries.lock().expect("engine lock");
+                for (name, e) in entries.iter() {
+                    open += i64::from(e.view.open_rotation);
+                    match decide(now, &e.view) {
+                        Decision::Run => due.push(name.clone()),
+                        Decision::At(t) => next_wake = next_wake.min(t),
+                        Decision::Idle => {}
+                    }
+                    if let Some(t) = e.retire_due.filter(|_| !e.view.running) {
+                        if t <= now {
+                            retire.push(name.clone());
+                        } else {
+                            next_wake = next_wake.min(t);
+                        }
+                    }
+                }
+            }
+            self.metrics.set_journal_open(open);
+            for name in due {
+                self.launch(&name, None, None);
+            }
+            for name in retire {
+                self.launch_retire(&name);
+            }
+            let sleep = (next_wake - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+            tokio::select! {
+                _ = tokio::time::sleep(sleep) => {}
+                _ = self.wake.notified() => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+    }
+
+    fn launch_retire(self: &Arc<Self>, name: &str) {
+        let managed = {
+            let mut entries = self.entries.lock().expect("engine lock");
+            let Some(e) = entries.get_mut(name) else { return };
+            if e.view.running {
+                return;
+            }
+            e.view.running = true;
+            let mut m = e.spec.managed.clone();
+            m.backend = e.backend.clone();
+            m
+        };
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            let name = managed.name.to_string();
+            if let Ok(j) = this.store.journal(&name).await
+                && let Some(r) = rotation::pending_retire(&j)
+            {
+                match rotation::retire(&this.store, &managed, &this.cfg.limits, &r).await {
+                    Ok(()) => info!(secret = %name, version = %r.old_version, "Retired the old credential."),
+                    Err(e) => {
+                        warn!(secret = %name, error = %e, "Retiring the old credential failed; will retry.")
+                    }
+                }
+            }
+            this.refresh(&name, false).await;
+        });
+    }
+
+    /// Per-secret status for `rotd status`-like views.
+    pub fn snapshot(&self) -> Vec<(String, View, Option<DateTime<Utc>>)> {
+        let entries = self.entries.lock().expect("engine lock");
+        let mut v: Vec<_> = entries
+            .iter()
+            .map(|(k, e)| (k.clone(), e.view.clone(), e.next_due))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+}
+
+/// Runs the post-promotion hooks. A hook gets the secret name and version in its environment, never the
+/// value; a failing or hanging hook is logged and does not undo the rotation.
+async fn run_hooks(m: &Managed, version: &VersionId, hooks: &[Hook]) {
+    for hook in hooks {
+        let Some((program, args)) = hook.command.split_first() else {
+            continue;
+        };
+        let mut cmd = tokio::process::Command::new(program);
+        cmd.args(args)
+            .env_clear()
+            .env(
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            )
+            .env("ROTD_SECRET_NAME", m.name.as_str())
+            .env("ROTD_VERSION_ID", version.as_str())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        let result = match cmd.spawn() {
+            Ok(child) => tokio::time::timeout(hook.timeout, child.wait_with_output()).await,
+            Err(e) => {
+                warn!(secret = %m.name, hook = %program, error = %e, "Could not start a post-rotation hook.");
+                continue;
+            }
+        };
+        match result {
+            Ok(Ok(out)) if out.status.success() => {
+                info!(secret = %m.name, hook = %program, "Post-rotation hook succeeded.")
+            }
+            Ok(Ok(out)) => {
+                let stderr = String::from_utf8_lossy(&out.stderr);
+                let tail: String = stderr
+                    .chars()
+                    .rev()
+                    .take(300)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect();
+                warn!(secret = %m.name, hook = %program, status = %out.status, stderr = %tail.trim(), "Post-rotation hook failed.");
+            }
+            Ok(Err(e)) => warn!(secret = %m.name, hook = %program, error = %e, "Post-rotation hook failed."),
+            Err(_) => {
+                warn!(secret = %m.name, hook = %program, timeout_secs = hook.timeout.as_secs(), "Post-rotation hook timed out and was killed.")
+            }
+        }
+    }
+}
+
+impl From<&RotationState> for View {
+    fn from(s: &RotationState) -> Self {
+        View {
+            paused: s.paused,
+            quarantined: s.quarantined,
+            next_attempt_at: s.next_attempt_at,
+            ..Default::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn t(h: u32, m: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 28, h, m, 0)
+            .single()
+            .expect("time")
+    }
+
+    #[test]
+    fn decisions() {
+        let now = t(12, 0);
+        let due = View {
+            start_at: Some(t(11, 0)),
+            ..Default::default()
+        };
+        assert_eq!(decide(now, &due), Decision::Run);
+        assert_eq!(
+            decide(
+                now,
+                &View {
+                    start_at: Some(t(13, 0)),
+                    ..Default::default()
+                }
+            ),
+            Decision::At(t(13, 0))
+        );
+        assert_eq!(
+            decide(
+                now,
+                &View {
+                    running: true,
+                    ..due.clone()
+                }
+            ),
+            Decision::Idle
+        );
+        assert_eq!(
+            decide(
+                now,
+                &View {
+                    paused: true,
+                    ..due.clone()
+                }
+            ),
+            Decision::Idle
+        );
+        assert_eq!(
+            decide(now, &View::default()),
+            Decision::Idle,
+            "no schedule, nothing open"
+        );
+        // Backoff wins over a due schedule and over recovery; once it passes, recovery runs.
+        let backoff = View {
+            next_attempt_at: Some(t(12, 30)),
+            open_rotation: true,
+            ..due.clone()
+        };
+        assert_eq!(decide(now, &backoff), Decision::At(t(12, 30)));
+        assert_eq!(decide(t(12, 31), &backoff), Decision::Run);
+        // An open rotation is rolled forward even without a schedule.
+        assert_eq!(
+            decide(
+                now,
+                &View {
+                    open_rotation: true,
+                    ..Default::default()
+                }
+            ),
+            Decision::Run
+        );
+        // Quarantine holds until the next window, then runs; without a window it holds.
+        let q = View {
+            quarantined: true,
+            next_attempt_at: Some(t(18, 0)),
+            open_rotation: true,
+            ..due.clone()
+        };
+        assert_eq!(decide(now, &q), Decision::At(t(18, 0)));
+        assert_eq!(decide(t(18, 0), &q), Decision::Run);
+        assert_eq!(
+            decide(
+                now,
+                &View {
+                    quarantined: true,
+                    ..due
+                }
+            ),
+            Decision::Idle
+        );
+    }
+}

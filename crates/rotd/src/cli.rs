@@ -1,0 +1,183 @@
+//! The command line, as clap derive types. Help texts are written for someone who has never seen rotd.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "rotd",
+    version,
+    about = "Self-hosted secrets manager and credential-rotation daemon",
+    long_about = "rotd stores secrets as encrypted, versioned values (ACSCurrent, ACSPrevious), rotates the \
+credentials behind them on a schedule, and serves them through an API compatible with Alibaba Cloud KMS \
+Secrets Manager.\n\nStart with `rotd init`, declare secrets in one TOML file each under secrets.d/, check them \
+with `rotd check`, then run `rotd serve` (usually through systemd).",
+    after_help = "Every command reads the daemon's rotd.toml (-c/--config, $ROTD_CONFIG, or /etc/rotd/rotd.toml). \
+Secret values are never taken from the command line: use --value-file or --value-stdin."
+)]
+pub struct Cli {
+    /// Path to the daemon's rotd.toml; relative paths inside it resolve against its directory.
+    #[arg(
+        short,
+        long,
+        global = true,
+        env = "ROTD_CONFIG",
+        default_value = "/etc/rotd/rotd.toml"
+    )]
+    pub config: PathBuf,
+
+    /// Output format for commands that print data.
+    #[arg(short, long, global = true, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the data directory, the master-key keyring, the store and a first admin access key.
+    ///
+    /// Safe to run again: it creates only what is missing and never replaces an existing keyring.
+    Init {
+        /// When rotd.toml reads the keyring from a systemd credential, write a new keyring to this file
+        /// (the one `LoadCredential=` points at) instead.
+        #[arg(long, value_name = "PATH")]
+        keyring_file: Option<PathBuf>,
+    },
+    /// Validate rotd.toml and every file in the secrets directory; print every error with file:line:col.
+    ///
+    /// Exits 0 when everything is valid and 64 when anything is not.
+    Check,
+    /// Run the daemon: load the configuration, open the store, create or update declared secrets, and run
+    /// until SIGTERM or SIGINT. SIGHUP reloads the secrets directory.
+    Serve,
+    /// Create, read, list, version, stage, delete and restore secrets.
+    #[command(subcommand)]
+    Secret(SecretCmd),
+    /// Manage master keys (CMKs): list them, add a new version, re-wrap data keys under the newest one.
+    #[command(subcommand)]
+    Key(KeyCmd),
+}
+
+/// Where a new secret value comes from. Values are never accepted as arguments: they would be visible
+/// in the process list and the shell history.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct ValueSource {
+    /// Read the value from this file (byte for byte; a single trailing newline is kept).
+    #[arg(long, value_name = "PATH")]
+    pub value_file: Option<PathBuf>,
+    /// Read the value from standard input.
+    #[arg(long)]
+    pub value_stdin: bool,
+    /// Generate a random 32-character password from [A-Za-z0-9_-].
+    #[arg(long)]
+    pub generate: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretCmd {
+    /// Create a secret with its first version, which becomes ACSCurrent.
+    Create {
+        name: String,
+        #[command(flatten)]
+        value: ValueSource,
+        /// Secret type: Generic, Rds, PolarDB, Redis, ECS or RAMCredentials.
+        #[arg(long = "type", default_value = "Generic")]
+        kind: String,
+        #[arg(long, default_value = "")]
+        description: String,
+        /// A tag as KEY=VALUE; repeat for several.
+        #[arg(long = "tag", value_name = "KEY=VALUE")]
+        tags: Vec<String>,
+        /// The first version's id (default: a random 32-character hex id).
+        #[arg(long)]
+        version_id: Option<String>,
+        /// Store the value as binary instead of UTF-8 text.
+        #[arg(long)]
+        binary: bool,
+        /// The CMK that protects this secret (default: the daemon's default_cmk).
+        #[arg(long)]
+        cmk: Option<String>,
+    },
+    /// Store a new version. By default it becomes ACSCurrent and the old current becomes ACSPrevious.
+    Put {
+        name: String,
+        #[command(flatten)]
+        value: ValueSource,
+        /// The version's id (default: random). Repeating an id with the same value changes nothing.
+        #[arg(long)]
+        version_id: Option<String>,
+        /// Give the version these stage labels instead of ACSCurrent; repeat for several.
+        #[arg(long = "stage")]
+        stages: Vec<String>,
+        #[arg(long)]
+        binary: bool,
+    },
+    /// Show a version's metadata; with --reveal, print its value.
+    Get {
+        name: String,
+        /// Read the version with this stage label (default ACSCurrent).
+        #[arg(long)]
+        stage: Option<String>,
+        /// Read this version id; with --stage too, both must name the same version.
+        #[arg(long)]
+        version_id: Option<String>,
+        /// Print the secret value. Binary values are printed base64-encoded.
+        #[arg(long)]
+        reveal: bool,
+    },
+    /// Show a secret's metadata (type, tags, rotation, deletion state).
+    Describe { name: String },
+    /// List all secrets.
+    List,
+    /// List a secret's versions with their stage labels, oldest first.
+    Versions { name: String },
+    /// Move or remove a stage label (the vendor's UpdateSecretVersionStage).
+    ///
+    /// Moving ACSCurrent also moves ACSPrevious to the version that was current.
+    Stage {
+        name: String,
+        stage: String,
+        /// The version that should carry the label.
+        #[arg(long)]
+        move_to: Option<String>,
+        /// The version that carries it now (required to remove a custom label).
+        #[arg(long)]
+        remove_from: Option<String>,
+    },
+    /// Schedule a secret for deletion after a recovery window, or delete it now with --force.
+    Delete {
+        name: String,
+        /// Days before the secret is deleted for good (7 to 30).
+        #[arg(long, default_value_t = 30, conflicts_with = "force")]
+        recovery_days: u32,
+        /// Delete now, with every version. This cannot be undone.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Cancel a scheduled deletion.
+    Restore { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCmd {
+    /// List CMK versions and how many data keys each one wraps.
+    List,
+    /// Add a new version to a CMK (new values use it; old versions still decrypt).
+    Rotate {
+        /// The CMK to rotate (default: the daemon's default_cmk).
+        #[arg(long)]
+        cmk: Option<String>,
+    },
+    /// Re-wrap every data key under the newest version of its CMK.
+    Rewrap,
+}

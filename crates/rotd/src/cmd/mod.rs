@@ -1,0 +1,62 @@
+//! One module per command. Each takes the parsed CLI and the loaded configuration and returns
+//! `anyhow::Result`; [`crate::fail::Fail`] carries a specific exit status.
+
+mod check;
+mod init;
+mod key;
+pub(crate) mod secret;
+mod serve;
+
+use std::path::Path;
+
+use anyhow::Context;
+use rotd_config::{DaemonConfig, StoreConfig};
+use rotd_store::Store;
+
+use crate::cli::{Cli, Command};
+pub use secret::new_version_id;
+
+use crate::fail::Fail;
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        Command::Check => check::run(&cli.config),
+        Command::Init { keyring_file } => {
+            init::run(&load_daemon(&cli.config)?, keyring_file.as_deref()).await
+        }
+        Command::Serve => serve::run(&cli.config).await,
+        Command::Secret(c) => {
+            let daemon = load_daemon(&cli.config)?;
+            let store = open_store(&daemon).await?;
+            secret::run(c, cli.output, &daemon, &store).await
+        }
+        Command::Key(c) => key::run(c, cli.output, &load_daemon(&cli.config)?).await,
+    }
+}
+
+/// Loads rotd.toml alone, turning configuration errors into exit status 64.
+pub fn load_daemon(path: &Path) -> anyhow::Result<DaemonConfig> {
+    rotd_config::load_daemon(path).map_err(|errors| Fail::usage(errors.to_string()))
+}
+
+pub fn db_path(daemon: &DaemonConfig) -> &Path {
+    match &daemon.store {
+        StoreConfig::Sqlite { path } => path,
+    }
+}
+
+/// Opens the store of an initialized installation.
+pub async fn open_store(daemon: &DaemonConfig) -> anyhow::Result<Store> {
+    let db = db_path(daemon);
+    if !db.exists() {
+        return Err(Fail::usage(format!(
+            "no store at {}; run `rotd init -c {}` first",
+            db.display(),
+            daemon.file.display()
+        )));
+    }
+    let keyring = crate::keyfile::load(&daemon.keyring)?;
+    Store::open_sqlite(db, keyring)
+        .await
+        .with_context(|| format!("opening the store {}", db.display()))
+}

@@ -1,0 +1,338 @@
+//! The `rotd` command line, end to end: init, secrets, keys, permissions and exit statuses.
+
+use std::os::unix::fs::PermissionsExt;
+
+use rotd_e2e::Env;
+
+fn mode(p: &std::path::Path) -> u32 {
+    std::fs::metadata(p).expect("metadata").permissions().mode() & 0o777
+}
+
+#[test]
+fn init_is_idempotent_and_creates_private_files() {
+    let env = Env::new();
+    let out = env.ok(&["init"]);
+    assert!(out.contains("created data directory"), "{out}");
+    assert!(out.contains("created first admin access key LTAI"), "{out}");
+    assert_eq!(mode(&env.path("data")), 0o700);
+    assert_eq!(mode(&env.path("data/keyring.json")), 0o600);
+    assert_eq!(mode(&env.path("data/rotd.db")), 0o600);
+    assert_eq!(mode(&env.path("data/admin-access-key.json")), 0o600);
+    let key: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(env.path("data/admin-access-key.json")).expect("read"))
+            .expect("json");
+    let secret = key["AccessKeySecret"].as_str().expect("secret").to_owned();
+    assert_eq!(secret.len(), 30);
+    assert!(
+        !out.contains(&secret),
+        "init must not print the access key secret"
+    );
+
+    let keyring_before = std::fs::read(env.path("data/keyring.json")).expect("keyring");
+    let again = env.ok(&["init"]);
+    assert!(again.contains("exists  keyring"), "{again}");
+    assert!(!again.contains("created"), "{again}");
+    assert_eq!(
+        std::fs::read(env.path("data/keyring.json")).expect("keyring"),
+        keyring_before,
+        "never replaced"
+    );
+}
+
+#[test]
+fn refuses_a_store_whose_keyring_is_missing() {
+    let env = Env::new();
+    env.ok(&["init"]);
+    std::fs::remove_file(env.path("data/keyring.json")).expect("rm keyring");
+    let r = env.run(&["init"]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("exists but its keyring"), "{}", r.stderr);
+    assert!(
+        !env.path("data/keyring.json").exists(),
+        "no new keyring that could never decrypt the store"
+    );
+}
+
+#[test]
+fn refuses_a_group_readable_keyring() {
+    let env = Env::new();
+    env.ok(&["init"]);
+    let kr = env.path("data/keyring.json");
+    std::fs::set_permissions(&kr, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let r = env.run(&["secret", "list"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("accessible by group or others (mode 0644)"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("chmod 600"), "{}", r.stderr);
+}
+
+#[test]
+fn commands_before_init_say_what_to_do() {
+    let env = Env::new();
+    let r = env.run(&["secret", "list"]);
+    assert_eq!(r.code, 64);
+    assert!(r.stderr.contains("run `rotd init"), "{}", r.stderr);
+}
+
+#[test]
+fn secret_lifecycle() {
+    let env = Env::new();
+    env.ok(&["init"]);
+    let value = "s3cr3t-initial-value";
+    let r = env.run_stdin(
+        &[
+            "-o",
+            "json",
+            "secret",
+            "create",
+            "app/token",
+            "--value-stdin",
+            "--version-id",
+            "v1",
+            "--tag",
+            "team=pay",
+            "--description",
+            "demo",
+        ],
+        value.as_bytes(),
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let created: serde_json::Value = serde_json::from_str(&r.stdout).expect("json");
+    assert_eq!(created["VersionId"], "v1");
+
+    // Without --reveal, no value anywhere in the output.
+    let meta = env.ok(&["secret", "get", "app/token"]);
+    assert!(!meta.contains(value), "{meta}");
+    assert!(meta.contains("ACSCurrent"), "{meta}");
+    // With --reveal in table mode, exactly the value.
+    assert_eq!(env.ok(&["secret", "get", "app/token", "--reveal"]), value);
+
+    let file = env.path("v2.txt");
+    std::fs::write(&file, "second-value").expect("write");
+    let put = env.json(&[
+        "secret",
+        "put",
+        "app/token",
+        "--value-file",
+        file.to_str().expect("utf8"),
+        "--version-id",
+        "v2",
+    ]);
+    assert_eq!(put["VersionStages"], serde_json::json!(["ACSCurrent"]));
+    let prev = env.json(&["secret", "get", "app/token", "--stage", "ACSPrevious", "--reveal"]);
+    assert_eq!(prev["SecretData"], value);
+    assert_eq!(prev["VersionId"], "v1");
+
+    // Idempotent repeat, then a conflicting one (exit 65, nothing changed).
+    let again = env.json(&[
+        "secret",
+        "put",
+        "app/token",
+        "--value-file",
+        file.to_str().expect("utf8"),
+        "--version-id",
+        "v2",
+    ]);
+    assert_eq!(again["Created"], false);
+    let conflict = env.run_stdin(
+        &[
+            "secret",
+            "put",
+            "app/token",
+            "--value-stdin",
+            "--version-id",
+            "v2",
+        ],
+        b"different",
+    );
+    assert_eq!(conflict.code, 65, "{}", conflict.stderr);
+    assert!(
+        conflict
+            .stderr
+            .contains("already has a version v2 with a different value"),
+        "{}",
+        conflict.stderr
+    );
+    assert!(!conflict.stderr.contains("different\n") && !conflict.stderr.contains("second-value"));
+
+    let versions = env.json(&["secret", "versions", "app/token"]);
+    assert_eq!(versions.as_array().expect("array").len(), 2);
+    let staged = env.json(&["secret", "stage", "app/token", "Blue", "--move-to", "v1"]);
+    assert!(
+        staged
+            .as_array()
+            .expect("array")
+            .iter()
+            .any(|s| s["VersionStage"] == "Blue" && s["VersionId"] == "v1")
+    );
+
+    let described = env.json(&["secret", "describe", "app/token"]);
+    assert_eq!(described["Description"], "demo");
+    assert_eq!(described["Tags"][0]["TagKey"], "team");
+
+    let list = env.ok(&["secret", "list"]);
+    assert!(list.contains("app/token"), "{list}");
+
+    let del = env.json(&["secret", "delete", "app/token", "--recovery-days", "7"]);
+    assert!(del["PlannedDeleteTime"].is_string());
+    let blocked = env.run(&["secret", "get", "app/token"]);
+    assert_eq!(blocked.code, 65, "{}", blocked.stderr);
+    assert!(
+        blocked.stderr.contains("scheduled for deletion"),
+        "{}",
+        blocked.stderr
+    );
+    env.ok(&["secret", "restore", "app/token"]);
+    assert_eq!(
+        env.ok(&["secret", "get", "app/token", "--reveal"]),
+        "second-value"
+    );
+    env.ok(&["secret", "delete", "app/token", "--force"]);
+    assert_eq!(env.run(&["secret", "describe", "app/token"]).code, 66);
+}
+
+#[test]
+fn bad_input_is_rejected_with_precise_errors_and_stores_nothing() {
+    let env = Env::new();
+    env.ok(&["init"]);
+    let cases: &[(&[&str], i32, &str)] = &[
+        (
+            &["secret", "create", "bad name", "--generate"],
+            65,
+            "secret name: character ' ' is not allowed",
+        ),
+        (
+            &["secret", "create", "ok", "--generate", "--tag", "aliyun:x=1"],
+            65,
+            "must not start with aliyun",
+        ),
+        (
+            &["secret", "create", "ok", "--generate", "--tag", "novalue"],
+            65,
+            "is not KEY=VALUE",
+        ),
+        (
+            &["secret", "create", "ok", "--generate", "--type", "Oracle"],
+            65,
+            "unknown type",
+        ),
+        (
+            &[
+                "secret",
+                "create",
+                "ok",
+                "--generate",
+                "--version-id",
+                &"x".repeat(65),
+            ],
+            65,
+            "limit is 64",
+        ),
+        (&["secret", "get", "missing"], 66, "secret missing not found"),
+        (
+            &["secret", "delete", "missing", "--recovery-days", "3"],
+            65,
+            "outside 7 to 30",
+        ),
+    ];
+    for (args, code, msg) in cases {
+        let r = env.run(args);
+        assert_eq!(r.code, *code, "{args:?}: {}", r.stderr);
+        assert!(r.stderr.contains(msg), "{args:?}: {}", r.stderr);
+    }
+    // A value must never be an argument.
+    let r = env.run(&["secret", "create", "ok"]);
+    assert_eq!(
+        r.code, 2,
+        "clap rejects a create with no value source: {}",
+        r.stderr
+    );
+    let big = vec![b'x'; 30_721];
+    let r = env.run_stdin(&["secret", "create", "big", "--value-stdin"], &big);
+    assert_eq!(r.code, 65, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("is 30721 bytes; the limit is 30720"),
+        "{}",
+        r.stderr
+    );
+    let list = env.json(&["secret", "list"]);
+    assert_eq!(
+        list,
+        serde_json::json!([]),
+        "nothing was stored by rejected commands"
+    );
+}
+
+#[test]
+fn binary_values_round_trip_base64() {
+    let env = Env::new();
+    env.ok(&["init"]);
+    let bytes = [0u8, 159, 146, 150, 255, 10];
+    let r = env.run_stdin(&["secret", "create", "bin", "--value-stdin", "--binary"], &bytes);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let got = env.json(&["secret", "get", "bin", "--reveal"]);
+    assert_eq!(got["SecretDataType"], "binary");
+    assert_eq!(got["SecretData"], "AJ+Slv8K");
+    let r = env.run_stdin(&["secret", "create", "nottext", "--value-stdin"], &bytes);
+    assert_eq!(r.code, 65);
+    assert!(r.stderr.contains("not valid UTF-8"), "{}", r.stderr);
+}
+
+#[test]
+fn key_rotate_and_rewrap() {
+    let env = Env::new();
+    env.ok(&["init"]);
+    env.run_stdin(&["secret", "create", "a", "--value-stdin"], b"one");
+    let out = env.ok(&["key", "rotate"]);
+    assert!(out.contains("CMK default is now at version 2"), "{out}");
+    assert_eq!(mode(&env.path("data/keyring.json")), 0o600);
+    env.run_stdin(&["secret", "put", "a", "--value-stdin"], b"two");
+    let keys = env.json(&["key", "list"]);
+    let count = |v: u64| {
+        keys.as_array()
+            .expect("array")
+            .iter()
+            .find(|k| k["KeyVersion"] == v)
+            .expect("version")["DataKeys"]
+            .clone()
+    };
+    // Version 1 wraps the first value and the admin access key; version 2 the new value.
+    assert_eq!(count(1), 2);
+    assert_eq!(count(2), 1);
+    let out = env.ok(&["key", "rewrap"]);
+    assert!(out.contains("re-wrapped 2 data keys"), "{out}");
+    let keys = env.json(&["key", "list"]);
+    assert_eq!(
+        keys.as_array()
+            .expect("array")
+            .iter()
+            .find(|k| k["KeyVersion"] == 2)
+            .expect("v2")["DataKeys"],
+        3
+    );
+    assert_eq!(
+        env.json(&["secret", "get", "a", "--stage", "ACSPrevious", "--reveal"])["SecretData"],
+        "one"
+    );
+}
+
+#[test]
+fn help_is_there_for_every_command() {
+    let env = Env::new();
+    for args in [
+        vec!["--help"],
+        vec!["secret", "--help"],
+        vec!["secret", "put", "--help"],
+        vec!["key", "--help"],
+        vec!["serve", "--help"],
+        vec!["check", "--help"],
+        vec!["init", "--help"],
+    ] {
+        let out = env.ok(&args);
+        assert!(out.contains("Usage: rotd"), "{args:?}: {out}");
+    }
+    assert!(env.ok(&["secret", "put", "--help"]).contains("--value-stdin"));
+}
