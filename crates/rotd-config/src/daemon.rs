@@ -3,6 +3,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 use serde_spanned::Spanned;
@@ -26,6 +27,7 @@ pub struct DaemonConfig {
     pub api: ApiConfig,
     pub admin: AdminConfig,
     pub log: LogConfig,
+    pub rotation: RotationConfig,
 }
 
 impl DaemonConfig {
@@ -78,6 +80,71 @@ pub enum LogFormat {
     Journald,
 }
 
+/// How the engine runs rotations (`[rotation]` in rotd.toml).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RotationConfig {
+    /// Rotations running at once, across all secrets.
+    pub max_concurrent: usize,
+    /// Calls into one kind of backend at once.
+    pub per_backend: usize,
+    /// A backend call that takes longer fails as retryable.
+    pub step_timeout: Duration,
+    /// Failed attempts in a row before a secret is quarantined.
+    pub max_attempts: u32,
+    /// The first retry's delay; each further retry doubles it, up to `backoff_max`.
+    pub backoff: Duration,
+    pub backoff_max: Duration,
+    /// Rotations that fell due while rotd was down are spread over this long.
+    pub catch_up: Duration,
+}
+
+impl Default for RotationConfig {
+    fn default() -> Self {
+        Self {
+            max_concurrent: 4,
+            per_backend: 2,
+            step_timeout: Duration::from_secs(60),
+            max_attempts: 5,
+            backoff: Duration::from_secs(30),
+            backoff_max: Duration::from_secs(3600),
+            catch_up: Duration::from_secs(600),
+        }
+    }
+}
+
+fn validate_rotation_tuning(d: &mut Diag<'_>, raw: Option<&Spanned<RawRotationTuning>>) -> Option<RotationConfig> {
+    let def = RotationConfig::default();
+    let Some(raw) = raw else { return Some(def) };
+    let r = raw.get_ref();
+    let mut count = |v: &Option<Spanned<i64>>, key: &str, default: usize, max: i64| -> Option<usize> {
+        match v {
+            None => Some(default),
+            Some(n) if (1..=max).contains(n.get_ref()) => usize::try_from(*n.get_ref()).ok(),
+            Some(n) => d.at(n, key, format!("must be between 1 and {max}")),
+        }
+    };
+    let max_concurrent = count(&r.max_concurrent, "rotation.max_concurrent", def.max_concurrent, 1024);
+    let per_backend = count(&r.per_backend, "rotation.per_backend", def.per_backend, 1024);
+    let max_attempts = count(&r.max_attempts, "rotation.max_attempts", def.max_attempts as usize, 100);
+    let mut dur = |v: &Option<Spanned<String>>, key: &str, default: Duration| match v {
+        None => Some(default),
+        Some(s) => check::duration(d, s, key),
+    };
+    let step_timeout = dur(&r.step_timeout, "rotation.step_timeout", def.step_timeout);
+    let backoff = dur(&r.backoff, "rotation.backoff", def.backoff);
+    let backoff_max = dur(&r.backoff_max, "rotation.backoff_max", def.backoff_max);
+    let catch_up = dur(&r.catch_up, "rotation.catch_up", def.catch_up);
+    Some(RotationConfig {
+        max_concurrent: max_concurrent?,
+        per_backend: per_backend?,
+        step_timeout: step_timeout?,
+        max_attempts: u32::try_from(max_attempts?).ok()?,
+        backoff: backoff?,
+        backoff_max: backoff_max?,
+        catch_up: catch_up?,
+    })
+}
+
 pub const DEFAULT_API_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8443);
 pub const DEFAULT_ADMIN_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9464);
 
@@ -91,6 +158,19 @@ struct RawDaemon {
     api: Option<Spanned<RawApi>>,
     admin: Option<Spanned<RawAdmin>>,
     log: Option<Spanned<RawLog>>,
+    rotation: Option<Spanned<RawRotationTuning>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRotationTuning {
+    max_concurrent: Option<Spanned<i64>>,
+    per_backend: Option<Spanned<i64>>,
+    step_timeout: Option<Spanned<String>>,
+    max_attempts: Option<Spanned<i64>>,
+    backoff: Option<Spanned<String>>,
+    backoff_max: Option<Spanned<String>>,
+    catch_up: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -202,6 +282,7 @@ fn validate(d: &mut Diag<'_>, raw: &RawDaemon, file: PathBuf) -> Option<DaemonCo
         );
     }
     let log = validate_log(d, raw.log.as_ref());
+    let rotation = validate_rotation_tuning(d, raw.rotation.as_ref());
 
     Some(DaemonConfig {
         file,
@@ -213,6 +294,7 @@ fn validate(d: &mut Diag<'_>, raw: &RawDaemon, file: PathBuf) -> Option<DaemonCo
         api: api?,
         admin: AdminConfig { listen: admin? },
         log: log?,
+        rotation: rotation?,
     })
 }
 

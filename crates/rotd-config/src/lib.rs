@@ -25,14 +25,14 @@ use rotd_core::SecretName;
 
 pub use daemon::{
     AdminConfig, ApiConfig, DEFAULT_ADMIN_LISTEN, DEFAULT_API_LISTEN, DaemonConfig, KeyringSource, LogConfig,
-    LogFormat, StoreConfig,
+    LogFormat, RotationConfig, StoreConfig,
 };
 pub use error::{ConfigError, ConfigErrors};
 pub use material::{MaterialError, read_material, read_material_with};
 pub use secret_ref::SecretRef;
 pub use spec::{
     AccountMode, Accounts, DbEngine, DbPrivilege, DbSpec, DbTls, EcsCredential, EcsSpec, Endpoint, ExecSpec,
-    GenericSpec, Provisioning, RamSpec, RedisPrivilege, RedisSpec, SecretSpec, SshKeyType, Target,
+    GenericSpec, HookSpec, Provisioning, RamSpec, RedisPrivilege, RedisSpec, SecretSpec, SshKeyType, Target,
 };
 
 use error::{ConfigError as Error, Diag, Source, io_error, io_message};

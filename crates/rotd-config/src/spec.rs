@@ -30,6 +30,15 @@ pub struct SecretSpec {
     /// `None` when the file has no `[rotation]` section: the secret rotates only on request.
     pub rotation: Option<RotationPolicy>,
     pub target: Target,
+    /// Commands run after every promotion (`[[hooks]]`), e.g. `systemctl reload app`.
+    pub hooks: Vec<HookSpec>,
+}
+
+/// A command run after a promotion. It gets `ROTD_SECRET_NAME` and `ROTD_VERSION_ID`, never the value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookSpec {
+    pub command: Vec<String>,
+    pub timeout: Duration,
 }
 
 /// What rotation acts on; the variant always matches [`SecretSpec::kind`].
@@ -433,6 +442,14 @@ pub(crate) struct RawSecret {
     redis: Opt<RawRedis>,
     ecs: Opt<RawEcs>,
     ram: Opt<RawRam>,
+    hooks: Opt<Vec<S<RawHook>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHook {
+    command: Opt<Vec<S<String>>>,
+    timeout: Opt<String>,
 }
 
 #[derive(Deserialize)]
@@ -609,6 +626,7 @@ pub(crate) fn validate(
     // Without a valid type there is nothing to check the type-specific parts against.
     let kind = kind?;
     let target = validate_target(d, raw, kind, ctx, rotation.as_ref().and_then(Option::as_ref));
+    let hooks = validate_hooks(d, raw.hooks.as_ref());
     if d.has_errors() {
         return None;
     }
@@ -621,7 +639,33 @@ pub(crate) fn validate(
         cmk: cmk?,
         rotation: rotation?,
         target: target?,
+        hooks: hooks?,
     })
+}
+
+fn validate_hooks(d: &mut Diag<'_>, raw: Option<&S<Vec<S<RawHook>>>>) -> Option<Vec<HookSpec>> {
+    let Some(raw) = raw else { return Some(Vec::new()) };
+    let mut out = Vec::new();
+    let mut ok = true;
+    for h in raw.get_ref() {
+        let command = match &h.get_ref().command {
+            None => d.at(h, "hooks.command", "is required: the program (absolute path) and its arguments"),
+            Some(c) if c.get_ref().is_empty() => d.at(c, "hooks.command", "must name a program"),
+            Some(c) if !c.get_ref()[0].get_ref().starts_with('/') => {
+                d.at(&c.get_ref()[0], "hooks.command", "the program must be an absolute path; no shell or PATH lookup is used")
+            }
+            Some(c) => Some(c.get_ref().iter().map(|s| s.get_ref().clone()).collect::<Vec<_>>()),
+        };
+        let timeout = match &h.get_ref().timeout {
+            Some(t) => check::duration(d, t, "hooks.timeout"),
+            None => Some(Duration::from_secs(30)),
+        };
+        match (command, timeout) {
+            (Some(command), Some(timeout)) => out.push(HookSpec { command, timeout }),
+            _ => ok = false,
+        }
+    }
+    ok.then_some(out)
 }
 
 fn validate_tags(d: &mut Diag<'_>, raw: Option<&S<BTreeMap<S<String>, S<String>>>>) -> Option<Tags> {

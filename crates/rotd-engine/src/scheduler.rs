@@ -129,6 +129,8 @@ pub struct Engine {
     entries: Mutex<HashMap<String, Entry>>,
     wake: Notify,
     started: Mutex<bool>,
+    /// Set when the loop stops: tasks still waiting for a permit give up instead of starting.
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Engine {
@@ -154,6 +156,7 @@ impl Engine {
             entries: Mutex::default(),
             wake: Notify::new(),
             started: Mutex::new(false),
+            stopping: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -441,7 +444,7 @@ impl Engine {
         let started = Utc::now();
         let mut last_beat: Option<Instant> = None;
         loop {
-            if *shutdown.borrow() {
+            if *shutdown.borrow() || self.stopping.load(std::sync::atomic::Ordering::SeqCst) {
                 break;
             }
             if last_beat.is_none_or(|t| t.elapsed() >= Duration::from_secs(5)) {
@@ -503,6 +506,20 @@ impl Engine {
                 _ = shutdown.changed() => {}
             }
         }
+    }
+
+    /// Stops starting work and waits up to `timeout` for rotations in progress to finish. Returns false
+    /// if some were still running (they resume from the journal at the next start).
+    pub async fn drain(&self, timeout: Duration) -> bool {
+        self.stopping.store(true, std::sync::atomic::Ordering::SeqCst);
+        let deadline = Instant::now() + timeout;
+        while self.metrics.in_progress().get() > 0 {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        true
     }
 
     fn launch_retire(self: &Arc<Self>, name: &str) {

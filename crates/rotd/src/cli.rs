@@ -65,6 +65,39 @@ pub enum Command {
     /// Manage master keys (CMKs): list them, add a new version, re-wrap data keys under the newest one.
     #[command(subcommand)]
     Key(KeyCmd),
+    /// Rotate a secret now (through the running daemon) and show each step as it happens.
+    ///
+    /// At most 50 rotations per secret per hour, as the vendor allows.
+    Rotate {
+        name: String,
+        /// The new version's id. If a version with this id exists, nothing is rotated (idempotent retry).
+        #[arg(long)]
+        version_id: Option<String>,
+        /// Queue the rotation and return without waiting for it.
+        #[arg(long)]
+        no_wait: bool,
+        /// How long to wait for the rotation to finish, in seconds.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+    },
+    /// Dry run: check every backend's admin connection and privileges and print when each secret
+    /// rotates next and what it would do. Changes nothing.
+    Plan,
+    /// Show every secret's rotation state: last and next rotation, failures, quarantine, pause.
+    Status,
+    /// Pause or resume automatic rotation of a secret; resume also lifts a quarantine.
+    #[command(subcommand)]
+    Rotation(RotationCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RotationCmd {
+    /// Stop automatic rotation of a secret until it is resumed (manual `rotd rotate` still works).
+    Pause { name: String },
+    /// Resume automatic rotation, lifting a quarantine and forgetting past failures.
+    Resume { name: String },
+    /// Show a secret's rotation journal, oldest first.
+    History { name: String },
 }
 
 /// Where a new secret value comes from. Values are never accepted as arguments: they would be visible

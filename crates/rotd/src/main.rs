@@ -8,6 +8,7 @@ mod fail;
 mod keyfile;
 mod output;
 mod reconcile;
+mod wiring;
 
 use std::process::ExitCode;
 

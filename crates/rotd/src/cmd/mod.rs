@@ -4,6 +4,7 @@
 mod check;
 mod init;
 mod key;
+mod rotation;
 pub(crate) mod secret;
 mod serve;
 
@@ -31,6 +32,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             secret::run(c, cli.output, &daemon, &store).await
         }
         Command::Key(c) => key::run(c, cli.output, &load_daemon(&cli.config)?).await,
+        Command::Rotate { name, version_id, no_wait, timeout } => {
+            let daemon = load_daemon(&cli.config)?;
+            let store = open_store(&daemon).await?;
+            rotation::rotate(&store, name, version_id.as_deref(), *no_wait, *timeout).await
+        }
+        Command::Plan => rotation::plan(&cli.config, cli.output).await,
+        Command::Status => {
+            let daemon = load_daemon(&cli.config)?;
+            let store = open_store(&daemon).await?;
+            rotation::status(&store, cli.output).await
+        }
+        Command::Rotation(c) => {
+            let daemon = load_daemon(&cli.config)?;
+            let store = open_store(&daemon).await?;
+            rotation::control(&store, c, cli.output).await
+        }
     }
 }
 

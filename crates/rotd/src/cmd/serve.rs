@@ -1,44 +1,54 @@
 //! `rotd serve`: the daemon's main loop.
 //!
-//! This stage of rotd loads the configuration, initializes a fresh installation, keeps declared secrets
-//! in line with their files, purges secrets whose recovery window ended, and reloads the secrets
-//! directory on SIGHUP. Rotation and the API plug into this loop in later stages.
+//! Start-up: load the configuration (exit 64 if invalid), initialize a fresh installation, bring
+//! declared secrets in line with their files, start the rotation engine (which first rolls forward any
+//! rotation a previous process left unfinished) and the admin listener (`/metrics`, `/healthz`,
+//! `/readyz`). SIGHUP reloads the secrets directory; SIGTERM/SIGINT stop new work, let rotations in
+//! progress finish (up to 30 s; anything cut off resumes from the journal next time) and exit 0.
 
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
 use rotd_config::{Config, LogConfig, LogFormat};
+use rotd_engine::{Engine, Metrics};
 use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
 use tracing::{error, info, warn};
 
 use crate::fail::Fail;
-use crate::reconcile;
+use crate::{reconcile, wiring};
 
 /// How often secrets whose recovery window has ended are deleted for good.
 const PURGE_EVERY: Duration = Duration::from_secs(60);
+/// How long a stop waits for rotations in progress.
+const DRAIN: Duration = Duration::from_secs(30);
 
 fn init_tracing(log: &LogConfig) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(&log.level)
         .with_context(|| format!("log.level {:?} is not a valid filter", log.level))?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let result = match log.format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         // journald stamps every line itself; a second timestamp is noise.
         LogFormat::Journald => builder.without_time().with_ansi(false).try_init(),
-        LogFormat::Text => builder.try_init(),
+        LogFormat::Text => builder.with_ansi(false).try_init(),
     };
     result.map_err(|e| anyhow::anyhow!("installing the log subscriber: {e}"))
 }
 
-fn load(config: &Path) -> Result<Config, rotd_config::ConfigErrors> {
-    rotd_config::load(config)
+/// Applies a configuration: declared secrets into the store, rotatable ones into the engine.
+async fn apply(store: &rotd_store::Store, engine: &Engine, cfg: &Config) {
+    reconcile::apply(store, cfg).await;
+    let (entries, skipped) = wiring::entries(cfg);
+    for (name, reason) in skipped {
+        warn!(secret = %name, reason = %reason, "Not rotated.");
+    }
+    engine.set_secrets(entries).await;
 }
 
 pub async fn run(config: &Path) -> anyhow::Result<()> {
-    let cfg = load(config).map_err(|e| Fail::usage(e.to_string()))?;
+    let cfg = rotd_config::load(config).map_err(|e| Fail::usage(e.to_string()))?;
     init_tracing(&cfg.daemon.log)?;
     let (store, created) = super::init::ensure(&cfg.daemon).await?;
     if created.keyring {
@@ -47,10 +57,27 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
     if let Some((id, path)) = &created.access_key {
         info!(access_key_id = %id, file = %path.display(), "Created the first admin access key.");
     }
-    info!(config = %config.display(), store = %super::db_path(&cfg.daemon).display(), secrets = cfg.secrets.len(), "rotd started.");
+    let admin = rotd_api::admin::bind(cfg.daemon.admin.listen)
+        .await
+        .with_context(|| format!("binding the admin listener on {}", cfg.daemon.admin.listen))?;
 
-    reconcile::apply(&store, &cfg).await;
+    let metrics = Metrics::new(env!("CARGO_PKG_VERSION"));
+    let engine = Engine::new(store.clone(), wiring::engine_config(&cfg.daemon), metrics.clone());
+    apply(&store, &engine, &cfg).await;
     purge(&store).await;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (ready_tx, ready_rx) = watch::channel(false);
+    let admin_task = tokio::spawn(rotd_api::admin::serve(admin, metrics.clone(), ready_rx, stop_rx.clone()));
+    let engine_task = tokio::spawn(engine.clone().run(stop_rx));
+    let _ = ready_tx.send(true);
+    info!(
+        config = %config.display(),
+        store = %super::db_path(&cfg.daemon).display(),
+        admin = %cfg.daemon.admin.listen,
+        secrets = cfg.secrets.len(),
+        "rotd started."
+    );
 
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
@@ -61,10 +88,10 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
         tokio::select! {
             _ = term.recv() => { info!(signal = "SIGTERM", "Stopping."); break; }
             _ = int.recv() => { info!(signal = "SIGINT", "Stopping."); break; }
-            _ = hup.recv() => match load(config) {
+            _ = hup.recv() => match rotd_config::load(config) {
                 Ok(next) => {
                     info!(secrets = next.secrets.len(), "Reloaded the configuration.");
-                    reconcile::apply(&store, &next).await;
+                    apply(&store, &engine, &next).await;
                 }
                 Err(errors) => {
                     for e in &errors.0 {
@@ -74,6 +101,17 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
             },
             _ = purge_tick.tick() => purge(&store).await,
         }
+    }
+    let _ = ready_tx.send(false);
+    if !engine.drain(DRAIN).await {
+        warn!("Rotations still running at shutdown; they resume from the journal at the next start.");
+    }
+    let _ = stop_tx.send(true);
+    let _ = engine_task.await;
+    match admin_task.await {
+        Ok(Err(e)) => warn!(error = %e, "The admin listener failed."),
+        Err(e) => warn!(error = %e, "The admin listener task failed."),
+        Ok(Ok(())) => {}
     }
     store.close().await;
     info!("rotd stopped.");

@@ -1,0 +1,231 @@
+//! Operator controls: `rotd rotate`, `rotd plan`, `rotd status`, `rotd rotation pause|resume|history`.
+//!
+//! The daemon is the only process that rotates, so two processes never race on one target: `rotate`
+//! queues a request in the store and follows the journal while the daemon works; `pause` and `resume`
+//! write the secret's control state and poke the daemon to re-read it.
+
+use std::io::IsTerminal;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::Utc;
+use rotd_core::VersionId;
+use rotd_store::{Store, StoreError};
+use serde_json::json;
+
+use crate::cli::{Output, RotationCmd};
+use crate::fail::{self, Fail};
+use crate::output::{print_rows, ts};
+use crate::wiring;
+
+/// The vendor's limit on rotations per secret per hour.
+const ROTATIONS_PER_HOUR: u64 = 50;
+/// A heartbeat older than this means no daemon is running.
+const HEARTBEAT_STALE: i64 = 20;
+
+async fn require_secret(store: &Store, name: &str) -> anyhow::Result<()> {
+    store.describe(name).await.map(|_| ()).map_err(fail::store)
+}
+
+async fn daemon_alive(store: &Store) -> anyhow::Result<bool> {
+    Ok(store.last_heartbeat().await?.is_some_and(|h| (Utc::now() - h.beat_at).num_seconds() <= HEARTBEAT_STALE))
+}
+
+pub async fn rotate(store: &Store, name: &str, version_id: Option<&str>, no_wait: bool, timeout: u64) -> anyhow::Result<()> {
+    require_secret(store, name).await?;
+    if let Some(v) = version_id {
+        VersionId::parse(v).map_err(|e| Fail::data(e.to_string()))?;
+    }
+    let hour_ago = Utc::now() - chrono::Duration::hours(1);
+    if store.count_requests_since(name, "rotate", hour_ago).await? >= ROTATIONS_PER_HOUR {
+        return Err(Fail::data(format!(
+            "secret {name} was rotated {ROTATIONS_PER_HOUR} times in the last hour; that is the limit, try again later"
+        )));
+    }
+    if !daemon_alive(store).await? {
+        return Err(fail::Fail { code: 69, message: "rotd serve is not running (no heartbeat in the last 20 s); start it and try again".into() }.into());
+    }
+    let since = store.journal(name).await?.last().map_or(0, |e| e.id);
+    let id = store.add_request(name, "rotate", version_id).await?;
+    if no_wait {
+        println!("queued rotation request {id} for {name}");
+        return Ok(());
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(timeout);
+    let mut seen = since;
+    loop {
+        let last_seen = seen;
+        for e in store.journal(name).await?.into_iter().filter(|e| e.id > last_seen) {
+            seen = e.id;
+            {
+                let detail = match e.step.as_str() {
+                    "failed" | "quarantined" => format!(" ({})", e.detail["error"].as_str().unwrap_or_default()),
+                    _ => e.detail["slot"].as_str().map(|s| format!(" ({s} account)")).unwrap_or_default(),
+                };
+                eprintln!("{}  {:<11}{}", ts(&e.at), e.step, detail);
+            }
+        }
+        if let Some(req) = store.request(id).await? {
+            if let Some(result) = req.result {
+                if result.starts_with("ok") {
+                    println!("{name}: {result}");
+                    return Ok(());
+                }
+                return Err(anyhow::anyhow!("{name}: {result}"));
+            }
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(anyhow::anyhow!(
+                "the rotation of {name} did not finish within {timeout} s; it continues in the daemon (see `rotd status`)"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+pub async fn status(store: &Store, out: Output) -> anyhow::Result<()> {
+    let secrets = store.list().await?;
+    let mut rows = Vec::new();
+    let mut docs = Vec::new();
+    for m in &secrets {
+        let name = m.name.as_str();
+        let st = store.rotation_state(name).await?;
+        let open = store.journal(name).await.ok().and_then(|j| rotd_engine::open_rotation(&j));
+        let state = if m.planned_delete_at.is_some() {
+            "deleting"
+        } else if st.quarantined {
+            "quarantined"
+        } else if st.paused {
+            "paused"
+        } else if open.is_some() {
+            "rotating"
+        } else if m.rotation.as_ref().is_some_and(|r| r.enabled) {
+            "scheduled"
+        } else {
+            "manual"
+        };
+        let fmt = |t: &Option<chrono::DateTime<Utc>>| t.as_ref().map(ts).unwrap_or_default();
+        rows.push(vec![
+            name.to_owned(),
+            m.kind.to_string(),
+            state.to_owned(),
+            fmt(&m.last_rotation_at),
+            fmt(&m.next_rotation_at),
+            st.consecutive_failures.to_string(),
+            if st.quarantined { "yes".into() } else { String::new() },
+        ]);
+        docs.push(json!({
+            "SecretName": name, "SecretType": m.kind.as_str(), "State": state,
+            "LastRotationDate": m.last_rotation_at.as_ref().map(ts), "NextRotationDate": m.next_rotation_at.as_ref().map(ts),
+            "ConsecutiveFailures": st.consecutive_failures, "Quarantined": st.quarantined, "Paused": st.paused,
+            "LastError": st.last_error, "OpenRotation": open.map(|o| json!({"VersionId": o.version_id.as_str(), "Step": o.step})),
+        }));
+    }
+    print_rows(out, &["secret", "type", "state", "last rotation", "next rotation", "failures", "quarantined"], rows, docs);
+    if out == Output::Table && !daemon_alive(store).await? {
+        eprintln!("note: rotd serve is not running; nothing rotates until it starts");
+    }
+    Ok(())
+}
+
+pub async fn control(store: &Store, cmd: &RotationCmd, out: Output) -> anyhow::Result<()> {
+    match cmd {
+        RotationCmd::Pause { name } => {
+            require_secret(store, name).await?;
+            store.set_paused(name, true).await?;
+            store.add_request(name, "refresh", None).await?;
+            println!("paused automatic rotation of {name}");
+        }
+        RotationCmd::Resume { name } => {
+            require_secret(store, name).await?;
+            store.set_paused(name, false).await?;
+            store.clear_quarantine(name).await?;
+            store.add_request(name, "refresh", None).await?;
+            println!("resumed automatic rotation of {name}");
+        }
+        RotationCmd::History { name } => {
+            let j = store.journal(name).await?;
+            if j.is_empty() {
+                if let Err(StoreError::SecretNotFound { .. }) = store.describe(name).await {
+                    return Err(fail::store(StoreError::SecretNotFound { name: name.clone() }));
+                }
+            }
+            let rows = j
+                .iter()
+                .map(|e| {
+                    vec![
+                        ts(&e.at),
+                        e.rotation_id.chars().take(12).collect(),
+                        e.step.clone(),
+                        e.version_id.clone().unwrap_or_default(),
+                        e.detail.to_string(),
+                    ]
+                })
+                .collect();
+            let docs = j.iter().map(|e| serde_json::to_value(e).expect("journal entries serialize")).collect();
+            print_rows(out, &["time", "rotation", "step", "version", "detail"], rows, docs);
+        }
+    }
+    Ok(())
+}
+
+/// `rotd plan`: checks and predictions, no changes.
+pub async fn plan(config: &Path, out: Output) -> anyhow::Result<()> {
+    let cfg = rotd_config::load(config).map_err(|e| Fail::usage(e.to_string()))?;
+    // Read the store only if there is one; `plan` must work before the first start too.
+    let db = super::db_path(&cfg.daemon);
+    let store = if db.exists() { Some(super::open_store(&cfg.daemon).await.context("opening the store read-only")?) } else { None };
+    let mut rows = Vec::new();
+    let mut docs = Vec::new();
+    let mut problems = 0;
+    let tty = std::io::stderr().is_terminal();
+    let total = cfg.secrets.len();
+    for (i, spec) in cfg.secrets.iter().enumerate() {
+        if tty {
+            eprint!("\rchecking {}/{total}: {}\x1b[K", i + 1, spec.name);
+        }
+        let (check, action) = match wiring::backend_for(spec) {
+            Ok(b) => {
+                let action = wiring::describe_action(spec, b.as_ref());
+                match tokio::time::timeout(cfg.daemon.rotation.step_timeout, b.check()).await {
+                    Ok(Ok(())) => ("ok".to_owned(), action),
+                    Ok(Err(e)) => {
+                        problems += 1;
+                        (format!("failed: {e}"), action)
+                    }
+                    Err(_) => {
+                        problems += 1;
+                        ("failed: timed out".to_owned(), action)
+                    }
+                }
+            }
+            Err(reason) => ("not rotated".to_owned(), reason),
+        };
+        let meta = match &store {
+            Some(s) => s.describe(spec.name.as_str()).await.ok(),
+            None => None,
+        };
+        let next = match (&spec.rotation, &meta) {
+            (Some(p), _) if !p.enabled => "disabled".to_owned(),
+            (Some(p), meta) => {
+                let base = meta.as_ref().map_or_else(Utc::now, |m| m.last_rotation_at.unwrap_or(m.created_at));
+                match rotd_core::compile(&p.schedule).ok().and_then(|c| c.next_due(base)) {
+                    Some(t) => ts(&rotd_core::start_at(t, spec.name.as_str(), p.window_secs)),
+                    None => "never".to_owned(),
+                }
+            }
+            (None, _) => "on request".to_owned(),
+        };
+        rows.push(vec![spec.name.to_string(), spec.kind.to_string(), next.clone(), check.clone(), action.clone()]);
+        docs.push(json!({"SecretName": spec.name.as_str(), "SecretType": spec.kind.as_str(), "NextRotation": next, "Check": check, "Action": action}));
+    }
+    if tty {
+        eprint!("\r\x1b[K");
+    }
+    print_rows(out, &["secret", "type", "next rotation", "backend check", "would"], rows, docs);
+    if problems > 0 {
+        return Err(anyhow::anyhow!("{problems} backend check{} failed", if problems == 1 { "" } else { "s" }));
+    }
+    Ok(())
+}
