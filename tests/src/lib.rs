@@ -128,6 +128,101 @@ impl Env {
     }
 }
 
+/// A free loopback TCP port (bound and released; good enough for tests).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// Polls `f` every 100 ms until it returns true, panicking after `timeout`.
+pub fn wait_for(what: &str, timeout: std::time::Duration, mut f: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while start.elapsed() < timeout {
+        if f() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("timed out after {timeout:?} waiting for {what}");
+}
+
+/// A running `rotd serve`, killed (SIGKILL) on drop if still running.
+#[derive(Debug)]
+pub struct Daemon {
+    pub child: std::process::Child,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    /// Starts `rotd serve` with extra environment variables, logging to `log_name` in the env dir.
+    pub fn start(env: &Env, log_name: &str, vars: &[(&str, &str)]) -> Daemon {
+        let log = env.path(log_name);
+        let mut cmd = env.command(&["serve"]);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"));
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        Daemon {
+            child: cmd.spawn().expect("spawn rotd serve"),
+            log,
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn signal(&self, sig: i32) {
+        let pid = i32::try_from(self.child.id()).expect("pid");
+        // SAFETY: kill(2) on our own child's pid has no memory effects.
+        #[allow(unsafe_code)]
+        let rc = unsafe { libc::kill(pid, sig) };
+        assert_eq!(rc, 0, "kill({pid}, {sig}) failed");
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(mut self) -> String {
+        self.signal(libc::SIGTERM);
+        let start = std::time::Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                assert!(
+                    status.success(),
+                    "serve exited with {status:?}:\n{}",
+                    self.log_text()
+                );
+                return self.log_text();
+            }
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(40),
+                "serve did not stop:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL, as a power cut would.
+    pub fn kill9(mut self) {
+        self.signal(libc::SIGKILL);
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 impl Default for Env {
     fn default() -> Self {
         Self::new()

@@ -112,7 +112,10 @@ impl Default for RotationConfig {
     }
 }
 
-fn validate_rotation_tuning(d: &mut Diag<'_>, raw: Option<&Spanned<RawRotationTuning>>) -> Option<RotationConfig> {
+fn validate_rotation_tuning(
+    d: &mut Diag<'_>,
+    raw: Option<&Spanned<RawRotationTuning>>,
+) -> Option<RotationConfig> {
     let def = RotationConfig::default();
     let Some(raw) = raw else { return Some(def) };
     let r = raw.get_ref();
@@ -123,9 +126,19 @@ fn validate_rotation_tuning(d: &mut Diag<'_>, raw: Option<&Spanned<RawRotationTu
             Some(n) => d.at(n, key, format!("must be between 1 and {max}")),
         }
     };
-    let max_concurrent = count(&r.max_concurrent, "rotation.max_concurrent", def.max_concurrent, 1024);
+    let max_concurrent = count(
+        &r.max_concurrent,
+        "rotation.max_concurrent",
+        def.max_concurrent,
+        1024,
+    );
     let per_backend = count(&r.per_backend, "rotation.per_backend", def.per_backend, 1024);
-    let max_attempts = count(&r.max_attempts, "rotation.max_attempts", def.max_attempts as usize, 100);
+    let max_attempts = count(
+        &r.max_attempts,
+        "rotation.max_attempts",
+        def.max_attempts as usize,
+        100,
+    );
     let mut dur = |v: &Option<Spanned<String>>, key: &str, default: Duration| match v {
         None => Some(default),
         Some(s) => check::duration(d, s, key),

@@ -649,12 +649,23 @@ fn validate_hooks(d: &mut Diag<'_>, raw: Option<&S<Vec<S<RawHook>>>>) -> Option<
     let mut ok = true;
     for h in raw.get_ref() {
         let command = match &h.get_ref().command {
-            None => d.at(h, "hooks.command", "is required: the program (absolute path) and its arguments"),
+            None => d.at(
+                h,
+                "hooks.command",
+                "is required: the program (absolute path) and its arguments",
+            ),
             Some(c) if c.get_ref().is_empty() => d.at(c, "hooks.command", "must name a program"),
-            Some(c) if !c.get_ref()[0].get_ref().starts_with('/') => {
-                d.at(&c.get_ref()[0], "hooks.command", "the program must be an absolute path; no shell or PATH lookup is used")
-            }
-            Some(c) => Some(c.get_ref().iter().map(|s| s.get_ref().clone()).collect::<Vec<_>>()),
+            Some(c) if !c.get_ref()[0].get_ref().starts_with('/') => d.at(
+                &c.get_ref()[0],
+                "hooks.command",
+                "the program must be an absolute path; no shell or PATH lookup is used",
+            ),
+            Some(c) => Some(
+                c.get_ref()
+                    .iter()
+                    .map(|s| s.get_ref().clone())
+                    .collect::<Vec<_>>(),
+            ),
         };
         let timeout = match &h.get_ref().timeout {
             Some(t) => check::duration(d, t, "hooks.timeout"),

@@ -61,13 +61,26 @@ impl std::fmt::Debug for Managed {
 pub struct StepLimits {
     /// A backend call that takes longer is abandoned as a retryable failure.
     pub step_timeout: Duration,
+    /// Test hook for crash tests: after reaching this boundary the rotation stops and waits forever,
+    /// so a test can kill the process exactly there. Boundaries: `pending`, `stored`, `applied`,
+    /// `verified`, `promoted-store`, `promoted`. Never set in production.
+    pub failpoint: Option<String>,
 }
 
 impl Default for StepLimits {
     fn default() -> Self {
         Self {
             step_timeout: Duration::from_secs(60),
+            failpoint: None,
         }
+    }
+}
+
+/// Parks the rotation forever at a named boundary when the failpoint is set (crash tests only).
+async fn failpoint(limits: &StepLimits, m: &Managed, boundary: &str) {
+    if limits.failpoint.as_deref() == Some(boundary) {
+        warn!(secret = %m.name, boundary, "Failpoint reached; parking this rotation.");
+        std::future::pending::<()>().await;
     }
 }
 
@@ -333,8 +346,12 @@ pub async fn rotate(
             )
         }
     };
+    if !resumed {
+        failpoint(limits, m, "pending").await;
+    }
 
     let value = pending_value(store, m, limits, &open).await?;
+    failpoint(limits, m, "stored").await;
     let rid = open.rotation_id.as_str();
     let vid = &open.version_id;
     let detail = json!({"slot": open.slot.as_str()});
@@ -344,14 +361,17 @@ pub async fn rotate(
         journal(store, m, rid, step::APPLIED, Some(vid), detail.clone())
             .await
             .map_err(store_err(step::APPLIED))?;
+        failpoint(limits, m, "applied").await;
     }
     if open.step != step::VERIFIED {
         with_timeout(limits, m, step::VERIFIED, m.backend.verify(open.slot, &value)).await?;
         journal(store, m, rid, step::VERIFIED, Some(vid), detail.clone())
             .await
             .map_err(store_err(step::VERIFIED))?;
+        failpoint(limits, m, "verified").await;
     }
-    promote(store, m, &open).await?;
+    promote(store, m, limits, &open).await?;
+    failpoint(limits, m, "promoted").await;
     Ok(Outcome {
         rotation_id: open.rotation_id,
         version_id: open.version_id,
@@ -424,7 +444,12 @@ async fn pending_value(
     Ok(value)
 }
 
-async fn promote(store: &Store, m: &Managed, open: &OpenRotation) -> Result<(), RotationError> {
+async fn promote(
+    store: &Store,
+    m: &Managed,
+    limits: &StepLimits,
+    open: &OpenRotation,
+) -> Result<(), RotationError> {
     let name = m.name.as_str();
     let stages = store.stages(name).await.map_err(store_err(step::PROMOTED))?;
     let current = stages.get(&StageLabel::current()).cloned();
@@ -456,6 +481,7 @@ async fn promote(store: &Store, m: &Managed, open: &OpenRotation) -> Result<(), 
             .move_stages(name, &moves)
             .await
             .map_err(store_err(step::PROMOTED))?;
+        failpoint(limits, m, "promoted-store").await;
         if caps.needs_retire
             && let Some(cur) = &current
         {

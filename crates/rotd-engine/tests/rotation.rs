@@ -74,6 +74,7 @@ impl DualExt for FakeBackend {
 fn limits() -> StepLimits {
     StepLimits {
         step_timeout: Duration::from_secs(5),
+        failpoint: None,
     }
 }
 
@@ -291,6 +292,7 @@ async fn a_hanging_backend_is_bounded_by_the_step_timeout() {
         &w.m,
         &StepLimits {
             step_timeout: Duration::from_millis(300),
+            failpoint: None,
         },
         None,
     )

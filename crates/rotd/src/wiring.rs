@@ -13,8 +13,16 @@ pub fn engine_config(daemon: &DaemonConfig) -> EngineConfig {
     EngineConfig {
         max_concurrent: r.max_concurrent,
         per_backend: r.per_backend,
-        limits: StepLimits { step_timeout: r.step_timeout },
-        failure: FailurePolicy { max_attempts: r.max_attempts, backoff_base: r.backoff, backoff_max: r.backoff_max },
+        // ROTD_FAILPOINT exists for the process-level crash tests only (tests/tests/crash.rs).
+        limits: StepLimits {
+            step_timeout: r.step_timeout,
+            failpoint: std::env::var("ROTD_FAILPOINT").ok(),
+        },
+        failure: FailurePolicy {
+            max_attempts: r.max_attempts,
+            backoff_base: r.backoff,
+            backoff_max: r.backoff_max,
+        },
         catch_up_spread: r.catch_up,
         poll: std::time::Duration::from_secs(1),
     }
@@ -73,7 +81,14 @@ pub fn entries(cfg: &Config) -> (Vec<SecretEntry>, Vec<(String, String)>) {
                     },
                 },
                 policy: spec.rotation.clone(),
-                hooks: spec.hooks.iter().map(|h| Hook { command: h.command.clone(), timeout: h.timeout }).collect(),
+                hooks: spec
+                    .hooks
+                    .iter()
+                    .map(|h| Hook {
+                        command: h.command.clone(),
+                        timeout: h.timeout,
+                    })
+                    .collect(),
             }),
             Err(reason) => skipped.push((spec.name.to_string(), reason)),
         }
@@ -86,11 +101,15 @@ pub fn describe_action(spec: &SecretSpec, backend: &dyn Backend) -> String {
     let caps = backend.capabilities();
     match &spec.target {
         Target::Generic(g) => match &g.exec {
-            Some(e) => format!("generate a new value and hand it to {} (apply, verify)", e.command[0]),
+            Some(e) => format!(
+                "generate a new value and hand it to {} (apply, verify)",
+                e.command[0]
+            ),
             None => format!("generate a new {}-character value", g.generate.length),
         },
-        _ if caps.dual_accounts => "reset the account holding ACSPrevious, verify it, swap the labels".to_owned(),
+        _ if caps.dual_accounts => {
+            "reset the account holding ACSPrevious, verify it, swap the labels".to_owned()
+        }
         _ => "reset the account's password, verify it, promote it".to_owned(),
     }
 }
-

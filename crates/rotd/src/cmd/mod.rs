@@ -32,7 +32,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             secret::run(c, cli.output, &daemon, &store).await
         }
         Command::Key(c) => key::run(c, cli.output, &load_daemon(&cli.config)?).await,
-        Command::Rotate { name, version_id, no_wait, timeout } => {
+        Command::Rotate {
+            name,
+            version_id,
+            no_wait,
+            timeout,
+        } => {
             let daemon = load_daemon(&cli.config)?;
             let store = open_store(&daemon).await?;
             rotation::rotate(&store, name, version_id.as_deref(), *no_wait, *timeout).await

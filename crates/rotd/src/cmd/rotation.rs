@@ -29,10 +29,19 @@ async fn require_secret(store: &Store, name: &str) -> anyhow::Result<()> {
 }
 
 async fn daemon_alive(store: &Store) -> anyhow::Result<bool> {
-    Ok(store.last_heartbeat().await?.is_some_and(|h| (Utc::now() - h.beat_at).num_seconds() <= HEARTBEAT_STALE))
+    Ok(store
+        .last_heartbeat()
+        .await?
+        .is_some_and(|h| (Utc::now() - h.beat_at).num_seconds() <= HEARTBEAT_STALE))
 }
 
-pub async fn rotate(store: &Store, name: &str, version_id: Option<&str>, no_wait: bool, timeout: u64) -> anyhow::Result<()> {
+pub async fn rotate(
+    store: &Store,
+    name: &str,
+    version_id: Option<&str>,
+    no_wait: bool,
+    timeout: u64,
+) -> anyhow::Result<()> {
     require_secret(store, name).await?;
     if let Some(v) = version_id {
         VersionId::parse(v).map_err(|e| Fail::data(e.to_string()))?;
@@ -44,7 +53,12 @@ pub async fn rotate(store: &Store, name: &str, version_id: Option<&str>, no_wait
         )));
     }
     if !daemon_alive(store).await? {
-        return Err(fail::Fail { code: 69, message: "rotd serve is not running (no heartbeat in the last 20 s); start it and try again".into() }.into());
+        return Err(fail::Fail {
+            code: 69,
+            message: "rotd serve is not running (no heartbeat in the last 20 s); start it and try again"
+                .into(),
+        }
+        .into());
     }
     let since = store.journal(name).await?.last().map_or(0, |e| e.id);
     let id = store.add_request(name, "rotate", version_id).await?;
@@ -56,24 +70,34 @@ pub async fn rotate(store: &Store, name: &str, version_id: Option<&str>, no_wait
     let mut seen = since;
     loop {
         let last_seen = seen;
-        for e in store.journal(name).await?.into_iter().filter(|e| e.id > last_seen) {
+        for e in store
+            .journal(name)
+            .await?
+            .into_iter()
+            .filter(|e| e.id > last_seen)
+        {
             seen = e.id;
             {
                 let detail = match e.step.as_str() {
-                    "failed" | "quarantined" => format!(" ({})", e.detail["error"].as_str().unwrap_or_default()),
-                    _ => e.detail["slot"].as_str().map(|s| format!(" ({s} account)")).unwrap_or_default(),
+                    "failed" | "quarantined" => {
+                        format!(" ({})", e.detail["error"].as_str().unwrap_or_default())
+                    }
+                    _ => e.detail["slot"]
+                        .as_str()
+                        .map(|s| format!(" ({s} account)"))
+                        .unwrap_or_default(),
                 };
                 eprintln!("{}  {:<11}{}", ts(&e.at), e.step, detail);
             }
         }
-        if let Some(req) = store.request(id).await? {
-            if let Some(result) = req.result {
-                if result.starts_with("ok") {
-                    println!("{name}: {result}");
-                    return Ok(());
-                }
-                return Err(anyhow::anyhow!("{name}: {result}"));
+        if let Some(req) = store.request(id).await?
+            && let Some(result) = req.result
+        {
+            if result.starts_with("ok") {
+                println!("{name}: {result}");
+                return Ok(());
             }
+            return Err(anyhow::anyhow!("{name}: {result}"));
         }
         if std::time::Instant::now() >= deadline {
             return Err(anyhow::anyhow!(
@@ -91,7 +115,11 @@ pub async fn status(store: &Store, out: Output) -> anyhow::Result<()> {
     for m in &secrets {
         let name = m.name.as_str();
         let st = store.rotation_state(name).await?;
-        let open = store.journal(name).await.ok().and_then(|j| rotd_engine::open_rotation(&j));
+        let open = store
+            .journal(name)
+            .await
+            .ok()
+            .and_then(|j| rotd_engine::open_rotation(&j));
         let state = if m.planned_delete_at.is_some() {
             "deleting"
         } else if st.quarantined {
@@ -113,7 +141,11 @@ pub async fn status(store: &Store, out: Output) -> anyhow::Result<()> {
             fmt(&m.last_rotation_at),
             fmt(&m.next_rotation_at),
             st.consecutive_failures.to_string(),
-            if st.quarantined { "yes".into() } else { String::new() },
+            if st.quarantined {
+                "yes".into()
+            } else {
+                String::new()
+            },
         ]);
         docs.push(json!({
             "SecretName": name, "SecretType": m.kind.as_str(), "State": state,
@@ -122,7 +154,20 @@ pub async fn status(store: &Store, out: Output) -> anyhow::Result<()> {
             "LastError": st.last_error, "OpenRotation": open.map(|o| json!({"VersionId": o.version_id.as_str(), "Step": o.step})),
         }));
     }
-    print_rows(out, &["secret", "type", "state", "last rotation", "next rotation", "failures", "quarantined"], rows, docs);
+    print_rows(
+        out,
+        &[
+            "secret",
+            "type",
+            "state",
+            "last rotation",
+            "next rotation",
+            "failures",
+            "quarantined",
+        ],
+        rows,
+        docs,
+    );
     if out == Output::Table && !daemon_alive(store).await? {
         eprintln!("note: rotd serve is not running; nothing rotates until it starts");
     }
@@ -146,10 +191,10 @@ pub async fn control(store: &Store, cmd: &RotationCmd, out: Output) -> anyhow::R
         }
         RotationCmd::History { name } => {
             let j = store.journal(name).await?;
-            if j.is_empty() {
-                if let Err(StoreError::SecretNotFound { .. }) = store.describe(name).await {
-                    return Err(fail::store(StoreError::SecretNotFound { name: name.clone() }));
-                }
+            if j.is_empty()
+                && let Err(StoreError::SecretNotFound { .. }) = store.describe(name).await
+            {
+                return Err(fail::store(StoreError::SecretNotFound { name: name.clone() }));
             }
             let rows = j
                 .iter()
@@ -163,8 +208,16 @@ pub async fn control(store: &Store, cmd: &RotationCmd, out: Output) -> anyhow::R
                     ]
                 })
                 .collect();
-            let docs = j.iter().map(|e| serde_json::to_value(e).expect("journal entries serialize")).collect();
-            print_rows(out, &["time", "rotation", "step", "version", "detail"], rows, docs);
+            let docs = j
+                .iter()
+                .map(|e| serde_json::to_value(e).expect("journal entries serialize"))
+                .collect();
+            print_rows(
+                out,
+                &["time", "rotation", "step", "version", "detail"],
+                rows,
+                docs,
+            );
         }
     }
     Ok(())
@@ -175,7 +228,15 @@ pub async fn plan(config: &Path, out: Output) -> anyhow::Result<()> {
     let cfg = rotd_config::load(config).map_err(|e| Fail::usage(e.to_string()))?;
     // Read the store only if there is one; `plan` must work before the first start too.
     let db = super::db_path(&cfg.daemon);
-    let store = if db.exists() { Some(super::open_store(&cfg.daemon).await.context("opening the store read-only")?) } else { None };
+    let store = if db.exists() {
+        Some(
+            super::open_store(&cfg.daemon)
+                .await
+                .context("opening the store read-only")?,
+        )
+    } else {
+        None
+    };
     let mut rows = Vec::new();
     let mut docs = Vec::new();
     let mut problems = 0;
@@ -209,23 +270,42 @@ pub async fn plan(config: &Path, out: Output) -> anyhow::Result<()> {
         let next = match (&spec.rotation, &meta) {
             (Some(p), _) if !p.enabled => "disabled".to_owned(),
             (Some(p), meta) => {
-                let base = meta.as_ref().map_or_else(Utc::now, |m| m.last_rotation_at.unwrap_or(m.created_at));
-                match rotd_core::compile(&p.schedule).ok().and_then(|c| c.next_due(base)) {
+                let base = meta
+                    .as_ref()
+                    .map_or_else(Utc::now, |m| m.last_rotation_at.unwrap_or(m.created_at));
+                match rotd_core::compile(&p.schedule)
+                    .ok()
+                    .and_then(|c| c.next_due(base))
+                {
                     Some(t) => ts(&rotd_core::start_at(t, spec.name.as_str(), p.window_secs)),
                     None => "never".to_owned(),
                 }
             }
             (None, _) => "on request".to_owned(),
         };
-        rows.push(vec![spec.name.to_string(), spec.kind.to_string(), next.clone(), check.clone(), action.clone()]);
+        rows.push(vec![
+            spec.name.to_string(),
+            spec.kind.to_string(),
+            next.clone(),
+            check.clone(),
+            action.clone(),
+        ]);
         docs.push(json!({"SecretName": spec.name.as_str(), "SecretType": spec.kind.as_str(), "NextRotation": next, "Check": check, "Action": action}));
     }
     if tty {
         eprint!("\r\x1b[K");
     }
-    print_rows(out, &["secret", "type", "next rotation", "backend check", "would"], rows, docs);
+    print_rows(
+        out,
+        &["secret", "type", "next rotation", "backend check", "would"],
+        rows,
+        docs,
+    );
     if problems > 0 {
-        return Err(anyhow::anyhow!("{problems} backend check{} failed", if problems == 1 { "" } else { "s" }));
+        return Err(anyhow::anyhow!(
+            "{problems} backend check{} failed",
+            if problems == 1 { "" } else { "s" }
+        ));
     }
     Ok(())
 }

@@ -27,7 +27,9 @@ const DRAIN: Duration = Duration::from_secs(30);
 fn init_tracing(log: &LogConfig) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(&log.level)
         .with_context(|| format!("log.level {:?} is not a valid filter", log.level))?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let result = match log.format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         // journald stamps every line itself; a second timestamp is noise.
@@ -68,7 +70,12 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let (ready_tx, ready_rx) = watch::channel(false);
-    let admin_task = tokio::spawn(rotd_api::admin::serve(admin, metrics.clone(), ready_rx, stop_rx.clone()));
+    let admin_task = tokio::spawn(rotd_api::admin::serve(
+        admin,
+        metrics.clone(),
+        ready_rx,
+        stop_rx.clone(),
+    ));
     let engine_task = tokio::spawn(engine.clone().run(stop_rx));
     let _ = ready_tx.send(true);
     info!(
