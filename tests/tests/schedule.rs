@@ -187,3 +187,39 @@ fn plan_checks_backends_and_changes_nothing() {
     assert!(out.stdout.contains("not rotated"), "{}", out.stdout);
     assert!(!env.path("data").exists(), "plan created nothing");
 }
+
+#[test]
+fn post_rotation_hooks_run_with_name_and_version_but_never_the_value() {
+    let (env, _) = setup("30d");
+    let out = env.path("hook.out");
+    let envdump = env.path("hook.env");
+    env.write(
+        "secrets.d/token.toml",
+        &format!(
+            "name = \"app/token\"\ntype = \"Generic\"\n[rotation]\ninterval = \"30d\"\n\
+             [[hooks]]\ncommand = [\"/bin/sh\", \"-c\", \"echo \\\"$ROTD_SECRET_NAME $ROTD_VERSION_ID\\\" >> {}; env > {}; cat /proc/$$/cmdline >> {}\"]\ntimeout = \"5s\"\n\
+             [[hooks]]\ncommand = [\"/bin/sleep\", \"30\"]\ntimeout = \"1s\"\n",
+            out.display(),
+            envdump.display(),
+            envdump.display()
+        ),
+    );
+    let d = Daemon::start(&env, "serve.log", &[]);
+    wait_for("a manual rotation", Duration::from_secs(40), || {
+        env.run(&["rotate", "app/token", "--version-id", "hooked"]).code == 0
+    });
+    wait_for("the hook's output", Duration::from_secs(10), || {
+        std::fs::read_to_string(&out).is_ok_and(|s| s.contains("app/token hooked"))
+    });
+    let value = env.json(&["secret", "get", "app/token", "--reveal"])["SecretData"]
+        .as_str()
+        .expect("value")
+        .to_owned();
+    let dumped = std::fs::read_to_string(&envdump).expect("env dump");
+    assert!(!dumped.contains(&value), "the hook saw the secret value");
+    wait_for("the hanging hook to be killed", Duration::from_secs(10), || {
+        d.log_text().contains("Post-rotation hook timed out")
+    });
+    let log = d.stop();
+    assert!(log.contains("Post-rotation hook succeeded"), "{log}");
+}

@@ -131,6 +131,9 @@ pub struct Engine {
     started: Mutex<bool>,
     /// Set when the loop stops: tasks still waiting for a permit give up instead of starting.
     stopping: std::sync::atomic::AtomicBool,
+    /// When the loop last went round; the systemd watchdog is fed only while this stays fresh, so a
+    /// wedged loop gets the service restarted.
+    last_tick: Mutex<Instant>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -157,6 +160,7 @@ impl Engine {
             wake: Notify::new(),
             started: Mutex::new(false),
             stopping: std::sync::atomic::AtomicBool::new(false),
+            last_tick: Mutex::new(Instant::now()),
         })
     }
 
@@ -447,6 +451,7 @@ impl Engine {
             if *shutdown.borrow() || self.stopping.load(std::sync::atomic::Ordering::SeqCst) {
                 break;
             }
+            *self.last_tick.lock().expect("engine lock") = Instant::now();
             if last_beat.is_none_or(|t| t.elapsed() >= Duration::from_secs(5)) {
                 if let Err(e) = self.store.heartbeat(pid, started).await {
                     warn!(error = %e, "Could not write the heartbeat.");
@@ -506,6 +511,11 @@ impl Engine {
                 _ = shutdown.changed() => {}
             }
         }
+    }
+
+    /// How long ago the scheduler loop last went round.
+    pub fn since_last_tick(&self) -> Duration {
+        self.last_tick.lock().expect("engine lock").elapsed()
     }
 
     /// Stops starting work and waits up to `timeout` for rotations in progress to finish. Returns false

@@ -78,6 +78,12 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
     ));
     let engine_task = tokio::spawn(engine.clone().run(stop_rx));
     let _ = ready_tx.send(true);
+    notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status("running"),
+    ]);
+    let watchdog =
+        sd_notify::watchdog_enabled().map(|interval| tokio::spawn(feed_watchdog(engine.clone(), interval)));
     info!(
         config = %config.display(),
         store = %super::db_path(&cfg.daemon).display(),
@@ -97,8 +103,10 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
             _ = int.recv() => { info!(signal = "SIGINT", "Stopping."); break; }
             _ = hup.recv() => match rotd_config::load(config) {
                 Ok(next) => {
+                    notify(&[sd_notify::NotifyState::Reloading]);
                     info!(secrets = next.secrets.len(), "Reloaded the configuration.");
                     apply(&store, &engine, &next).await;
+                    notify(&[sd_notify::NotifyState::Ready]);
                 }
                 Err(errors) => {
                     for e in &errors.0 {
@@ -110,6 +118,13 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
         }
     }
     let _ = ready_tx.send(false);
+    notify(&[
+        sd_notify::NotifyState::Stopping,
+        sd_notify::NotifyState::Status("stopping"),
+    ]);
+    if let Some(w) = watchdog {
+        w.abort();
+    }
     if !engine.drain(DRAIN).await {
         warn!("Rotations still running at shutdown; they resume from the journal at the next start.");
     }
@@ -123,6 +138,30 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
     store.close().await;
     info!("rotd stopped.");
     Ok(())
+}
+
+/// Tells systemd about a state change; a no-op outside systemd (no `$NOTIFY_SOCKET`).
+fn notify(states: &[sd_notify::NotifyState<'_>]) {
+    if let Err(e) = sd_notify::notify(states) {
+        warn!(error = %e, "Could not notify systemd.");
+    }
+}
+
+/// Feeds the systemd watchdog at half its interval, but only while the scheduler loop is alive: a
+/// free-running timer would keep a wedged daemon "healthy".
+async fn feed_watchdog(engine: std::sync::Arc<Engine>, interval: Duration) {
+    let mut tick = tokio::time::interval(interval / 2);
+    loop {
+        tick.tick().await;
+        if engine.since_last_tick() < interval / 2 {
+            notify(&[sd_notify::NotifyState::Watchdog]);
+        } else {
+            warn!(
+                stalled_secs = engine.since_last_tick().as_secs(),
+                "The scheduler loop is stalled; not feeding the watchdog."
+            );
+        }
+    }
 }
 
 async fn purge(store: &rotd_store::Store) {

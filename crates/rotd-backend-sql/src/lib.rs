@@ -1,0 +1,313 @@
+//! rotd-backend-sql rotates database account passwords on MySQL, MariaDB and PostgreSQL over a direct SQL
+//! connection with an administrator credential: the vendor's RDS and PolarDB secret types, on any server,
+//! managed or self-hosted. [`SqlBackend`] implements [`rotd_core::Backend`]; it knows one server and one
+//! secret's accounts ([`SqlConfig`]), and nothing of the store, the schedule or configuration files.
+//!
+//! # Accounts and values
+//!
+//! A secret owns one account ([`Accounts::Single`]: the password is reset in place, so clients holding the
+//! old one fail until they re-read `ACSCurrent`; the gap is the time between `apply` and promotion) or two
+//! ([`Accounts::Dual`]: `user` and `clone_user` alternate, and each rotation resets the account *not*
+//! holding `ACSCurrent`, so the credential applications hold never stops working). Values are the vendor's
+//! `{"AccountName":"…","AccountPassword":"…"}`.
+//!
+//! `apply` makes the slot's account accept the password through the admin connection. An account that
+//! does not exist is created: with the configured [`Privilege`] on the configured databases when neither
+//! account exists, or with the other account's privileges when only the other one does (the clone of an
+//! imported account). An existing account gets its password reset; an imported account whose stored
+//! password is wrong is therefore repaired by the first rotation, as the vendor promises. `verify` opens a
+//! fresh TCP connection *as the account* (TLS when configured) and runs `SELECT 1`; it never touches
+//! existing sessions.
+//!
+//! # Passwords never reach the server in clear
+//!
+//! DDL cannot bind parameters, so the password would otherwise appear in the statement, and from there in
+//! `log_statement` output, the general query log, binlogs and `pg_stat_activity`. Instead the server's
+//! stored form is computed here and sent as a literal: a SCRAM-SHA-256 verifier for PostgreSQL
+//! (`ALTER ROLE … PASSWORD 'SCRAM-SHA-256$4096:…'`), and the `mysql_native_password` hash for MySQL and
+//! MariaDB (`IDENTIFIED BY PASSWORD '*…'` on MariaDB, `IDENTIFIED WITH mysql_native_password AS '*…'` on
+//! MySQL, told apart by `SELECT VERSION()`). Every dynamic statement is built by the one quoting module
+//! ([`quote`]), after configured names have passed an allowlist; secret-bearing statements are sent with
+//! `raw_sql` (no prepared-statement cache), sqlx's own statement logging is off, and error messages are
+//! built from the server's message only, scrubbed of the password and its hash.
+//!
+//! # PostgreSQL: the shared owner role
+//!
+//! Two login roles that alternate fall into an ownership trap: a table created by `app` during one interval
+//! is owned by `app`, and after the swap `app_clone` cannot alter or even read it. rotd avoids this with a
+//! third role, `<user>_owner`, created `NOLOGIN`:
+//!
+//! - both logins are members of it, and each gets `ALTER ROLE <login> SET role = '<user>_owner'`, so every
+//!   session of either login acts as the owner role and every object it creates is owned by the owner role,
+//!   usable and alterable by both;
+//! - when rotd creates the accounts, the configured privileges are granted to the owner role, so the two
+//!   logins have identical rights by construction;
+//! - when a login already existed (imported), its direct object privileges and role memberships are first
+//!   copied to the owner role, so switching its sessions to the owner role loses nothing. A login that
+//!   *owns* objects is not switched (its sessions would lose owner rights on them); that is reported as
+//!   drift with the remedy `REASSIGN OWNED BY <login> TO <user>_owner`, after which the next rotation
+//!   switches it.
+//!
+//! A role that exists but is `NOLOGIN` under a login account's name is taken to be a creation rotd did not
+//! finish (creation makes the role `NOLOGIN`, grants, and enables `LOGIN` with the password last), and is
+//! finished.
+//!
+//! # Privilege parity
+//!
+//! Before every dual alternation `apply` compares the target account with the current one and repairs what
+//! the target lacks, copying from the current account; what the target has in excess, or what cannot be
+//! repaired safely, is reported with `tracing::warn!` (and returned by [`SqlBackend::drift`]).
+//! MySQL/MariaDB compare `SHOW GRANTS` split into single privileges per object (so the user name does not
+//! matter) and `SHOW CREATE USER` for TLS requirements, resource limits and account locks (reported only).
+//! PostgreSQL compares role attributes (CREATEDB, CREATEROLE, INHERIT and the connection limit are
+//! repaired; SUPERUSER, REPLICATION, BYPASSRLS and VALID UNTIL reported), role memberships, and the
+//! effective object privileges on databases, schemas, tables, views and sequences in each configured
+//! database; objects owned by a login rather than the owner role are reported.
+
+mod config;
+mod error;
+mod hash;
+mod mysql;
+mod pg;
+pub mod quote;
+
+use std::fmt;
+use std::sync::Arc;
+
+use rotd_core::{Backend, BackendError, BackendResult, BoxFuture, Capabilities, Secret, Slot};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+pub use crate::config::{Accounts, Engine, Privilege, SqlConfig, Tls};
+
+/// The host part of every MySQL/MariaDB account rotd creates or manages.
+pub const MYSQL_ACCOUNT_HOST: &str = "%";
+
+/// A [`Backend`] for one secret's database accounts. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct SqlBackend {
+    cfg: Arc<SqlConfig>,
+}
+
+/// One difference between the two accounts of a dual pair, as found before an alternation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DriftItem {
+    /// What differs: `grant`, `membership`, `attribute`, `account` (TLS, limits, lock) or `ownership`.
+    pub kind: &'static str,
+    /// A description naming the object and privilege or attribute; never a secret.
+    pub detail: String,
+    /// The target account lacks what the current one has, and rotd copies it over (`true`); or the
+    /// difference is only reported (`false`).
+    pub repairable: bool,
+}
+
+impl fmt::Display for DriftItem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind, self.detail)
+    }
+}
+
+/// The parsed value of a database secret. The password lives in a zeroizing buffer.
+#[derive(Deserialize)]
+struct AccountValue {
+    #[serde(rename = "AccountName")]
+    name: String,
+    #[serde(rename = "AccountPassword")]
+    password: Zeroizing<String>,
+}
+
+/// The value written for a slot; borrowing keeps the only full copy in the resulting [`Secret`].
+#[derive(Serialize)]
+struct AccountValueRef<'a> {
+    #[serde(rename = "AccountName")]
+    name: &'a str,
+    #[serde(rename = "AccountPassword")]
+    password: &'a str,
+}
+
+/// What `apply` and `verify` work on: one account and the password it must accept.
+pub(crate) struct Target<'a> {
+    pub slot: Slot,
+    pub user: &'a str,
+    /// The other account of a dual pair.
+    pub other: Option<&'a str>,
+    pub password: &'a str,
+}
+
+impl SqlBackend {
+    /// Builds the backend after checking every name against the allowlist (`^[A-Za-z_][A-Za-z0-9_]*$`) and
+    /// the server's length limits (user names: MySQL 32, PostgreSQL 63 characters, and on PostgreSQL the
+    /// owner role `<user>_owner` must fit too). Opens no connection.
+    pub fn new(cfg: SqlConfig) -> Result<Self, BackendError> {
+        let kind = cfg.engine.kind();
+        cfg.validate()
+            .map_err(|m| BackendError::permanent(kind, "configure", m))?;
+        Ok(Self { cfg: Arc::new(cfg) })
+    }
+
+    pub fn config(&self) -> &SqlConfig {
+        &self.cfg
+    }
+
+    /// Compares the account of `slot` with the other account of a dual pair, changing nothing. Used by
+    /// `apply` before each alternation (which then repairs the repairable items) and by status reports.
+    /// Single accounts have no drift.
+    pub async fn drift(&self, slot: Slot) -> BackendResult<Vec<DriftItem>> {
+        let (Some(user), Some(other)) = (self.cfg.account(slot), self.cfg.account(slot.other())) else {
+            return Err(self.bad_slot("drift", slot));
+        };
+        if !self.cfg.is_dual() {
+            return Ok(Vec::new());
+        }
+        match self.cfg.engine {
+            Engine::Postgres => pg::drift(&self.cfg, user, other).await,
+            Engine::Mysql => mysql::drift(&self.cfg, user, other).await,
+        }
+    }
+
+    fn bad_slot(&self, operation: &'static str, slot: Slot) -> BackendError {
+        let shape = if self.cfg.is_dual() { "dual" } else { "single" };
+        BackendError::permanent(
+            self.kind(),
+            operation,
+            format!("slot {slot} does not exist for {shape} accounts"),
+        )
+    }
+
+    /// Parses a value and checks it belongs to `slot`'s account.
+    fn parse<'a>(
+        &'a self,
+        operation: &'static str,
+        slot: Slot,
+        value: &Secret,
+    ) -> BackendResult<(&'a str, Zeroizing<String>)> {
+        let user = self.cfg.account(slot).ok_or_else(|| self.bad_slot(operation, slot))?;
+        // The serde error is not quoted: for a wrongly typed field it would echo the value.
+        let parsed: AccountValue = serde_json::from_slice(value.expose_secret()).map_err(|_| {
+            BackendError::permanent(
+                self.kind(),
+                operation,
+                "the value is not {\"AccountName\",\"AccountPassword\"} JSON",
+            )
+        })?;
+        if parsed.name != user {
+            return Err(BackendError::permanent(
+                self.kind(),
+                operation,
+                format!(
+                    "the value is for account {:?}, but slot {slot} is account {user:?}",
+                    parsed.name
+                ),
+            ));
+        }
+        check_password(self.kind(), operation, &parsed.password)?;
+        Ok((user, parsed.password))
+    }
+}
+
+/// Passwords must be non-empty text without NUL: both servers' login protocols end a password at NUL.
+fn check_password(kind: &str, operation: &'static str, password: &str) -> BackendResult<()> {
+    if password.is_empty() || password.contains('\0') {
+        return Err(BackendError::permanent(
+            kind,
+            operation,
+            "the password must be non-empty and contain no NUL byte",
+        ));
+    }
+    Ok(())
+}
+
+impl Backend for SqlBackend {
+    fn kind(&self) -> &str {
+        self.cfg.engine.kind()
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            dual_accounts: self.cfg.is_dual(),
+            overlap: false,
+            mints_secret: false,
+            needs_retire: false,
+            creates_accounts: false,
+        }
+    }
+
+    fn check(&self) -> BoxFuture<'_, BackendResult<()>> {
+        Box::pin(async move {
+            match self.cfg.engine {
+                Engine::Postgres => pg::check(&self.cfg).await,
+                Engine::Mysql => mysql::check(&self.cfg).await,
+            }
+        })
+    }
+
+    fn compose(&self, slot: Slot, password: &Secret) -> BackendResult<Secret> {
+        let user = self.cfg.account(slot).ok_or_else(|| self.bad_slot("compose", slot))?;
+        let password = password.expose_str().ok_or_else(|| {
+            BackendError::permanent(self.kind(), "compose", "the password must be UTF-8 text")
+        })?;
+        check_password(self.kind(), "compose", password)?;
+        let bytes = serde_json::to_vec(&AccountValueRef {
+            name: user,
+            password,
+        })
+        .map_err(|_| BackendError::permanent(self.kind(), "compose", "cannot encode the value"))?;
+        Ok(Secret::new(bytes))
+    }
+
+    fn apply<'a>(&'a self, slot: Slot, new: &'a Secret) -> BoxFuture<'a, BackendResult<()>> {
+        Box::pin(async move {
+            let (user, password) = self.parse("apply", slot, new)?;
+            let target = Target {
+                slot,
+                user,
+                other: if self.cfg.is_dual() {
+                    self.cfg.account(slot.other())
+                } else {
+                    None
+                },
+                password: &password,
+            };
+            match self.cfg.engine {
+                Engine::Postgres => pg::apply(&self.cfg, &target).await,
+                Engine::Mysql => mysql::apply(&self.cfg, &target).await,
+            }
+        })
+    }
+
+    fn verify<'a>(&'a self, slot: Slot, secret: &'a Secret) -> BoxFuture<'a, BackendResult<()>> {
+        Box::pin(async move {
+            let (user, password) = self.parse("verify", slot, secret)?;
+            match self.cfg.engine {
+                Engine::Postgres => pg::verify(&self.cfg, user, &password).await,
+                Engine::Mysql => mysql::verify(&self.cfg, user, &password).await,
+            }
+        })
+    }
+}
+
+/// Logs drift found before an alternation: one warning per item, fields first, no secrets.
+pub(crate) fn report_drift(kind: &str, target: &str, current: &str, items: &[DriftItem], repaired: bool) {
+    for item in items {
+        if item.repairable && repaired {
+            tracing::info!(
+                backend = kind,
+                account = target,
+                copied_from = current,
+                drift = item.kind,
+                detail = %item.detail,
+                "Repaired privilege drift before rotating the account."
+            );
+        } else {
+            tracing::warn!(
+                backend = kind,
+                account = target,
+                current = current,
+                drift = item.kind,
+                detail = %item.detail,
+                repairable = item.repairable,
+                "Privilege drift between the dual accounts that rotd does not repair."
+            );
+        }
+    }
+}
