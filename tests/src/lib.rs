@@ -173,6 +173,19 @@ impl Daemon {
         }
     }
 
+    /// Panics with the daemon's log if it has exited.
+    pub fn assert_alive(&self) {
+        let pid = i32::try_from(self.child.id()).expect("pid");
+        // A zombie still answers kill(0); look at /proc instead.
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let exited = state.is_empty()
+            || state
+                .rsplit(')')
+                .next()
+                .is_some_and(|r| r.trim_start().starts_with('Z'));
+        assert!(!exited, "rotd serve exited early:\n{}", self.log_text());
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }

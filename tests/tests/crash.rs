@@ -8,7 +8,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use rotd_e2e::{Daemon, Env, free_port, repo_root, wait_for};
+use rotd_e2e::{Daemon, Env, repo_root, wait_for};
 
 const NAME: &str = "crash/target";
 const INITIAL: &str = "initial-password-0123456789";
@@ -18,9 +18,8 @@ fn setup() -> Env {
     env.write(
         "rotd.toml",
         &format!(
-            "data_dir = \"data\"\n[admin]\nlisten = \"127.0.0.1:{}\"\n[api]\nlisten = \"127.0.0.1:{}\"\n[rotation]\nstep_timeout = \"20s\"\nbackoff = \"1s\"\n",
-            free_port(),
-            free_port()
+            // Port 0: the kernel picks free ports, so parallel tests never collide.
+            "data_dir = \"data\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[api]\nlisten = \"127.0.0.1:0\"\n[rotation]\nstep_timeout = \"20s\"\nbackoff = \"1s\"\n"
         ),
     );
     let state = env.path("target-state");

@@ -295,9 +295,11 @@ pub fn parse_authorization(value: &str) -> Result<V3Auth, SignatureError> {
 /// [`crate::verify_request`].
 ///
 /// The query is canonicalized with names verbatim (Python and Go SDKs) and, only when some name contains a
-/// character that encoding changes, also with encoded names (Java SDK); a match in either is accepted. Both
-/// forms are computed from the same decoded parameters with the same secret, so accepting the second lets
-/// no one forge anything.
+/// character that encoding changes, also with encoded names (Java SDK); a match in either is accepted.
+/// Accepting both forms creates no forgery: a signature still has to come from the key's secret. At most a
+/// signature made over one form could be moved to a request whose parameter *names* spell the other form
+/// literally (`a b` versus `a%20b`), which needs the original signed request, kept from third parties by
+/// TLS, and its unused nonce, which the replay cache grants only once.
 pub fn verify_v3(
     request: &RequestParts<'_>,
     lookup: impl FnOnce(&str) -> Option<Secret>,

@@ -12,6 +12,9 @@ use rotd_core::Secret;
 const SECRET: &str = "S3cr3t-Value-That-Must-Never-Leak";
 const SECRET_DATA: &str = "TopSecretPayload-4242";
 
+/// Name/value pairs, as queries, headers and V1 parameters are held.
+type Params = Vec<(String, String)>;
+
 /// SplitMix64: tiny, fast and good enough to drive mutations.
 struct Rng(u64);
 
@@ -34,7 +37,7 @@ impl Rng {
 }
 
 fn now() -> DateTime<Utc> {
-    parse_timestamp("2024-01-01T00:00:00Z").unwrap()
+    parse_timestamp("2024-01-01T00:00:00Z").expect("valid timestamp")
 }
 
 fn lookup(id: &str) -> Option<Secret> {
@@ -65,7 +68,7 @@ fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
 }
 
 /// A correctly signed V3 request: (query, headers, body).
-fn signed_v3() -> (Vec<(String, String)>, Vec<(String, String)>, Vec<u8>) {
+fn signed_v3() -> (Params, Params, Vec<u8>) {
     let key = AccessKey::new("ak", Secret::from(SECRET));
     let query = pairs(&[("SecretName", "app/db é"), ("VersionStage", "ACSCurrent")]);
     let mut headers = pairs(&[

@@ -197,7 +197,9 @@ mod tests {
         let cfg = sqlx::Error::Configuration("bad".into());
         assert_eq!(classify(&cfg), ErrorClass::Permanent);
         assert_eq!(
-            classify(&sqlx::Error::Protocol("unknown authentication plugin: ed25519".into())),
+            classify(&sqlx::Error::Protocol(
+                "unknown authentication plugin: ed25519".into()
+            )),
             ErrorClass::Permanent
         );
         assert_eq!(classify_pg("57P01"), ErrorClass::Retryable);

@@ -63,6 +63,22 @@
 //! repaired; SUPERUSER, REPLICATION, BYPASSRLS and VALID UNTIL reported), role memberships, and the
 //! effective object privileges on databases, schemas, tables, views and sequences in each configured
 //! database; objects owned by a login rather than the owner role are reported.
+//!
+//! # Limits
+//!
+//! - Configured privileges on PostgreSQL cover each database's `public` schema (plus default privileges
+//!   for tables the admin creates there later); other schemas are the operator's to grant.
+//! - MySQL DDL is not transactional: when granting fails right after `CREATE USER`, the account is dropped
+//!   again (best effort) so the next attempt starts from scratch.
+//! - MySQL 8.4 disables `mysql_native_password` by default and MySQL 9 removed it; there the server
+//!   refuses the hashed form with a permanent error. MariaDB `ed25519`/PARSEC accounts are converted to
+//!   `mysql_native_password` by the first reset, and an *admin* account on those plugins cannot log in
+//!   (sqlx does not speak them). A MySQL 8 admin on `caching_sha2_password` needs TLS, because sqlx is built
+//!   without the RSA key exchange.
+//! - Only the login itself has a timeout (`connect_timeout`); the engine bounds a whole attempt.
+//! - sqlx still reads `PGOPTIONS` and the `PGSSL*` certificate variables from the environment for
+//!   PostgreSQL connections; host, port, user, password, database and TLS mode are always set from the
+//!   configuration (and `~/.pgpass` is never read).
 
 mod config;
 mod error;
@@ -181,7 +197,10 @@ impl SqlBackend {
         slot: Slot,
         value: &Secret,
     ) -> BackendResult<(&'a str, Zeroizing<String>)> {
-        let user = self.cfg.account(slot).ok_or_else(|| self.bad_slot(operation, slot))?;
+        let user = self
+            .cfg
+            .account(slot)
+            .ok_or_else(|| self.bad_slot(operation, slot))?;
         // The serde error is not quoted: for a wrongly typed field it would echo the value.
         let parsed: AccountValue = serde_json::from_slice(value.expose_secret()).map_err(|_| {
             BackendError::permanent(
@@ -242,16 +261,16 @@ impl Backend for SqlBackend {
     }
 
     fn compose(&self, slot: Slot, password: &Secret) -> BackendResult<Secret> {
-        let user = self.cfg.account(slot).ok_or_else(|| self.bad_slot("compose", slot))?;
+        let user = self
+            .cfg
+            .account(slot)
+            .ok_or_else(|| self.bad_slot("compose", slot))?;
         let password = password.expose_str().ok_or_else(|| {
             BackendError::permanent(self.kind(), "compose", "the password must be UTF-8 text")
         })?;
         check_password(self.kind(), "compose", password)?;
-        let bytes = serde_json::to_vec(&AccountValueRef {
-            name: user,
-            password,
-        })
-        .map_err(|_| BackendError::permanent(self.kind(), "compose", "cannot encode the value"))?;
+        let bytes = serde_json::to_vec(&AccountValueRef { name: user, password })
+            .map_err(|_| BackendError::permanent(self.kind(), "compose", "cannot encode the value"))?;
         Ok(Secret::new(bytes))
     }
 

@@ -273,7 +273,13 @@ async fn apply_on(
             None => grant_configured(cx, conn, &account, user).await,
         };
         if let Err(e) = granted {
-            let _ = cx.exec(conn, format!("DROP USER {account}"), "drop the half-created account").await;
+            let _ = cx
+                .exec(
+                    conn,
+                    format!("DROP USER {account}"),
+                    "drop the half-created account",
+                )
+                .await;
             return Err(e);
         }
         return Ok(());
@@ -339,8 +345,12 @@ async fn parity(cx: &Cx<'_>, conn: &mut MySqlConnection, target: &str, current: 
     let found = drift_on(cx, conn, target, current).await?;
     let account = cx.account(target)?;
     for grant in found.iter().filter_map(|(_, fix)| fix.as_ref()) {
-        cx.exec(conn, grant.statement(&account), &format!("copy {grant} to {target}"))
-            .await?;
+        cx.exec(
+            conn,
+            grant.statement(&account),
+            &format!("copy {grant} to {target}"),
+        )
+        .await?;
     }
     let items: Vec<DriftItem> = found.into_iter().map(|(item, _)| item).collect();
     report_drift(KIND, target, current, &items, true);
@@ -367,8 +377,14 @@ async fn drift_on(
 ) -> BackendResult<Vec<(DriftItem, Option<Grant>)>> {
     let mut found = Vec::new();
     let (t_acct, c_acct) = (cx.account(target)?, cx.account(current)?);
-    let grants_t = grants(&cx.lines(conn, format!("SHOW GRANTS FOR {t_acct}"), "show grants").await?);
-    let grants_c = grants(&cx.lines(conn, format!("SHOW GRANTS FOR {c_acct}"), "show grants").await?);
+    let grants_t = grants(
+        &cx.lines(conn, format!("SHOW GRANTS FOR {t_acct}"), "show grants")
+            .await?,
+    );
+    let grants_c = grants(
+        &cx.lines(conn, format!("SHOW GRANTS FOR {c_acct}"), "show grants")
+            .await?,
+    );
     for g in grants_c.difference(&grants_t) {
         found.push((
             DriftItem {
@@ -390,10 +406,12 @@ async fn drift_on(
         ));
     }
     let opts_t = account_options(
-        &cx.lines(conn, format!("SHOW CREATE USER {t_acct}"), "show create user").await?,
+        &cx.lines(conn, format!("SHOW CREATE USER {t_acct}"), "show create user")
+            .await?,
     );
     let opts_c = account_options(
-        &cx.lines(conn, format!("SHOW CREATE USER {c_acct}"), "show create user").await?,
+        &cx.lines(conn, format!("SHOW CREATE USER {c_acct}"), "show create user")
+            .await?,
     );
     if opts_t != opts_c {
         found.push((
@@ -419,6 +437,7 @@ pub(crate) enum Grant {
     /// `GRANT <privilege> ON <object>`; the object text is the server's own rendering (backticks kept).
     Privilege { object: String, privilege: String },
     /// `… ON <object> … WITH GRANT OPTION`.
+    #[allow(clippy::enum_variant_names)]
     GrantOption { object: String },
     /// `GRANT <role> TO …` (MariaDB roles, MySQL 8 roles).
     Role { role: String },
@@ -480,9 +499,9 @@ fn tokenize(line: &str) -> Vec<Token> {
                 i += 1;
                 if matches!(q, b'\'' | b'"' | b'`') {
                     while i < bytes.len() {
-                        if bytes[i] == b'\\' && q != b'`' {
-                            i += 2;
-                        } else if bytes[i] == q && bytes.get(i + 1) == Some(&q) {
+                        let escaped = bytes[i] == b'\\' && q != b'`';
+                        let doubled = bytes[i] == q && bytes.get(i + 1) == Some(&q);
+                        if escaped || doubled {
                             i += 2;
                         } else if bytes[i] == q {
                             i += 1;
@@ -624,37 +643,39 @@ pub(crate) fn account_options(lines: &[String]) -> Vec<String> {
     normalized.split_whitespace().map(str::to_owned).collect()
 }
 
-/// Skips `BY [PASSWORD] '…'` or `VIA|WITH plugin [USING|AS|BY [PASSWORD] '…'] [OR …]` after IDENTIFIED.
+/// Skips `BY [PASSWORD] '…'` or `VIA|WITH plugin [USING|AS|BY [PASSWORD] '…'] [OR plugin …]` after
+/// IDENTIFIED, returning the index of the first token after the clause.
 fn skip_identified(line: &str, tokens: &[Token], mut i: usize) -> usize {
     let word = |i: usize, w: &str| tokens.get(i).is_some_and(|t| is_word(line, t, w));
+    // After `OR` MariaDB names the next plugin directly, without VIA.
+    let mut after_or = false;
     loop {
-        if word(i, "BY") {
+        if !after_or && word(i, "BY") {
             i += 1;
             if word(i, "PASSWORD") {
                 i += 1;
             }
             // The literal.
             i += 1;
-        } else if word(i, "VIA") || word(i, "WITH") {
-            // The plugin name.
-            i += 2;
+        } else if after_or || word(i, "VIA") || word(i, "WITH") {
+            // VIA/WITH (unless after OR), then the plugin name.
+            i += if after_or { 1 } else { 2 };
             if word(i, "USING") || word(i, "AS") || word(i, "BY") {
                 i += 1;
-                if word(i, "PASSWORD") {
+                if word(i, "PASSWORD") && tokens.get(i + 1).is_some_and(|t| &line[t.start..t.end] == "(") {
+                    // `PASSWORD('…')`.
+                    i += 4;
+                } else {
+                    // The literal.
                     i += 1;
-                    // PASSWORD('…') form.
-                    if tokens.get(i).is_some_and(|t| &line[t.start..t.end] == "(") {
-                        i += 3;
-                        continue;
-                    }
                 }
-                i += 1;
             }
         } else {
             return i.min(tokens.len());
         }
         if word(i, "OR") {
             i += 1;
+            after_or = true;
             continue;
         }
         return i.min(tokens.len());
@@ -741,7 +762,18 @@ mod tests {
             "CREATE USER `app`@`%` IDENTIFIED BY PASSWORD '*2470C0C06DEE42FD1618BB99005ADCA2EC9D1E19' \
              REQUIRE SSL WITH MAX_QUERIES_PER_HOUR 5 ACCOUNT LOCK",
         ]));
-        assert_eq!(maria, ["REQUIRE", "SSL", "WITH", "MAX_QUERIES_PER_HOUR", "5", "ACCOUNT", "LOCK"]);
+        assert_eq!(
+            maria,
+            [
+                "REQUIRE",
+                "SSL",
+                "WITH",
+                "MAX_QUERIES_PER_HOUR",
+                "5",
+                "ACCOUNT",
+                "LOCK"
+            ]
+        );
         let plain = account_options(&lines(&[
             "CREATE USER `app_clone`@`%` IDENTIFIED BY PASSWORD '*0000000000000000000000000000000000000000'",
         ]));

@@ -160,8 +160,7 @@ pub(crate) async fn verify(cfg: &SqlConfig, user: &str, password: &str) -> Backe
     };
     let opts = options(cfg, user, password, cfg.pg_database());
     let context = format!("login as {user}");
-    let mut conn = match tokio::time::timeout(cfg.connect_timeout, PgConnection::connect_with(&opts)).await
-    {
+    let mut conn = match tokio::time::timeout(cfg.connect_timeout, PgConnection::connect_with(&opts)).await {
         Ok(Ok(conn)) => conn,
         Ok(Err(e)) if error::is_auth_failure(&e) => {
             return Err(cx.permanent(format!("login as {user} failed: {}", error::describe(&e))));
@@ -181,7 +180,11 @@ pub(crate) async fn verify(cfg: &SqlConfig, user: &str, password: &str) -> Backe
 pub(crate) async fn apply(cfg: &SqlConfig, target: &Target<'_>) -> BackendResult<()> {
     let verifier = hash::pg_scram_verifier(target.password.as_bytes());
     if !hash::is_plain_hash_text(&verifier) {
-        return Err(BackendError::permanent(KIND, "apply", "unexpected characters in the SCRAM verifier"));
+        return Err(BackendError::permanent(
+            KIND,
+            "apply",
+            "unexpected characters in the SCRAM verifier",
+        ));
     }
     let hide_list = [target.password, verifier.as_str()];
     let cx = Cx {
@@ -283,7 +286,17 @@ async fn role_attrs(cx: &Cx<'_>, conn: &mut PgConnection, role: &str) -> Backend
     .await
     .map_err(|e| cx.err(&format!("read role {role}"), &e))?;
     Ok(row.map(
-        |(superuser, inherit, createrole, createdb, canlogin, replication, bypassrls, connlimit, valid_until)| {
+        |(
+            superuser,
+            inherit,
+            createrole,
+            createdb,
+            canlogin,
+            replication,
+            bypassrls,
+            connlimit,
+            valid_until,
+        )| {
             RoleAttrs {
                 superuser,
                 inherit,
@@ -309,8 +322,13 @@ async fn ensure_owner_role(cx: &Cx<'_>, conn: &mut PgConnection, owner: &str) ->
     if cx.cfg.privilege == Privilege::Privileged {
         sql.push_str(" CREATEDB CREATEROLE");
     }
-    cx.exec(conn, sql, &format!("create the owner role {owner}")).await?;
-    tracing::info!(backend = KIND, role = owner, "Created the shared owner role of the dual accounts.");
+    cx.exec(conn, sql, &format!("create the owner role {owner}"))
+        .await?;
+    tracing::info!(
+        backend = KIND,
+        role = owner,
+        "Created the shared owner role of the dual accounts."
+    );
     Ok(())
 }
 
@@ -559,8 +577,12 @@ async fn grant_configured(cx: &Cx<'_>, conn: &mut PgConnection, grantee: &str) -
             ));
         }
         for sql in statements {
-            cx.exec(c, sql, &format!("grant the configured privileges on {db} to {grantee}"))
-                .await?;
+            cx.exec(
+                c,
+                sql,
+                &format!("grant the configured privileges on {db} to {grantee}"),
+            )
+            .await?;
         }
         Ok(())
     });
@@ -580,7 +602,10 @@ enum Fix {
     /// `GRANT <role> TO <grantee>`.
     Membership(String),
     /// A privilege in a database.
-    Grant { db: String, acl: Acl },
+    Grant {
+        db: String,
+        acl: Acl,
+    },
 }
 
 pub(crate) async fn drift(cfg: &SqlConfig, target: &str, current: &str) -> BackendResult<Vec<DriftItem>> {
@@ -631,8 +656,12 @@ async fn drift_on(
 ) -> BackendResult<Vec<Found>> {
     let mut found = Vec::new();
     let missing = |what: &str| cx.permanent(format!("role {what} does not exist"));
-    let t = role_attrs(cx, conn, target).await?.ok_or_else(|| missing(target))?;
-    let c = role_attrs(cx, conn, current).await?.ok_or_else(|| missing(current))?;
+    let t = role_attrs(cx, conn, target)
+        .await?
+        .ok_or_else(|| missing(target))?;
+    let c = role_attrs(cx, conn, current)
+        .await?
+        .ok_or_else(|| missing(current))?;
     let mut attribute = |name: &'static str, has_t: bool, has_c: bool, clause: &'static str, safe: bool| {
         if has_c && !has_t {
             found.push(Found {

@@ -221,10 +221,7 @@ mod tests {
     #[test]
     fn mysql_accounts_are_two_literals() {
         assert_eq!(mysql_account("app", "%").unwrap(), "'app'@'%'");
-        assert_eq!(
-            mysql_account("a'b\\c", "%").unwrap(),
-            "'a''b\\\\c'@'%'"
-        );
+        assert_eq!(mysql_account("a'b\\c", "%").unwrap(), "'a''b\\\\c'@'%'");
         assert_eq!(quote_ident_mysql("we`ird").unwrap(), "`we``ird`");
     }
 

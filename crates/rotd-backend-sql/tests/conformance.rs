@@ -42,7 +42,8 @@ mod postgres_single_import {
         let (user, pw) = (unique_user(), password());
         pg_import(user.clone(), pw.clone()).await;
         let pg = blocking(postgres).await;
-        let backend = SqlBackend::new(pg_config(pg, single(&user), Privilege::ReadWrite)).unwrap();
+        let backend =
+            SqlBackend::new(pg_config(pg, single(&user), Privilege::ReadWrite)).expect("valid config");
         let initial = vec![(Slot::Single, value(&backend, Slot::Single, &pw))];
         under_test(backend, initial)
     }
@@ -53,7 +54,8 @@ mod postgres_single_create {
     use super::*;
     async fn factory() -> BackendUnderTest {
         let pg = blocking(postgres).await;
-        let backend = SqlBackend::new(pg_config(pg, single(&unique_user()), Privilege::ReadWrite)).unwrap();
+        let backend = SqlBackend::new(pg_config(pg, single(&unique_user()), Privilege::ReadWrite))
+            .expect("valid config");
         under_test(backend, Vec::new())
     }
     rotd_testkit::backend_conformance!(factory);
@@ -66,7 +68,8 @@ mod postgres_dual_import {
         let (user, pw) = (unique_user(), password());
         pg_import(user.clone(), pw.clone()).await;
         let pg = blocking(postgres).await;
-        let backend = SqlBackend::new(pg_config(pg, dual(&user), Privilege::ReadWrite)).unwrap();
+        let backend =
+            SqlBackend::new(pg_config(pg, dual(&user), Privilege::ReadWrite)).expect("valid config");
         let initial = vec![(Slot::Primary, value(&backend, Slot::Primary, &pw))];
         under_test(backend, initial)
     }
@@ -80,7 +83,8 @@ mod postgres_dual_import_both {
         pg_import(user.clone(), pw.clone()).await;
         pg_import(format!("{user}_clone"), clone_pw.clone()).await;
         let pg = blocking(postgres).await;
-        let backend = SqlBackend::new(pg_config(pg, dual(&user), Privilege::ReadWrite)).unwrap();
+        let backend =
+            SqlBackend::new(pg_config(pg, dual(&user), Privilege::ReadWrite)).expect("valid config");
         let initial = vec![
             (Slot::Primary, value(&backend, Slot::Primary, &pw)),
             (Slot::Clone, value(&backend, Slot::Clone, &clone_pw)),
@@ -95,7 +99,8 @@ mod postgres_dual_create {
     /// Neither account exists: applying the primary creates it with the configured privilege.
     async fn factory() -> BackendUnderTest {
         let pg = blocking(postgres).await;
-        let backend = SqlBackend::new(pg_config(pg, dual(&unique_user()), Privilege::ReadWrite)).unwrap();
+        let backend =
+            SqlBackend::new(pg_config(pg, dual(&unique_user()), Privilege::ReadWrite)).expect("valid config");
         let primary = value(&backend, Slot::Primary, &password());
         rotd_core::Backend::apply(&backend, Slot::Primary, &primary)
             .await
@@ -111,7 +116,8 @@ mod mariadb_single_import {
         let (user, pw) = (unique_user(), password());
         mariadb_import(user.clone(), pw.clone()).await;
         let db = blocking(mariadb).await;
-        let backend = SqlBackend::new(mariadb_config(db, single(&user), Privilege::ReadWrite)).unwrap();
+        let backend =
+            SqlBackend::new(mariadb_config(db, single(&user), Privilege::ReadWrite)).expect("valid config");
         let initial = vec![(Slot::Single, value(&backend, Slot::Single, &pw))];
         under_test(backend, initial)
     }
@@ -122,8 +128,8 @@ mod mariadb_single_create {
     use super::*;
     async fn factory() -> BackendUnderTest {
         let db = blocking(mariadb).await;
-        let backend =
-            SqlBackend::new(mariadb_config(db, single(&unique_user()), Privilege::ReadWrite)).unwrap();
+        let backend = SqlBackend::new(mariadb_config(db, single(&unique_user()), Privilege::ReadWrite))
+            .expect("valid config");
         under_test(backend, Vec::new())
     }
     rotd_testkit::backend_conformance!(factory);
@@ -135,7 +141,8 @@ mod mariadb_dual_import {
         let (user, pw) = (unique_user(), password());
         mariadb_import(user.clone(), pw.clone()).await;
         let db = blocking(mariadb).await;
-        let backend = SqlBackend::new(mariadb_config(db, dual(&user), Privilege::ReadWrite)).unwrap();
+        let backend =
+            SqlBackend::new(mariadb_config(db, dual(&user), Privilege::ReadWrite)).expect("valid config");
         let initial = vec![(Slot::Primary, value(&backend, Slot::Primary, &pw))];
         under_test(backend, initial)
     }
@@ -149,7 +156,8 @@ mod mariadb_dual_import_both {
         mariadb_import(user.clone(), pw.clone()).await;
         mariadb_import(format!("{user}_clone"), clone_pw.clone()).await;
         let db = blocking(mariadb).await;
-        let backend = SqlBackend::new(mariadb_config(db, dual(&user), Privilege::ReadWrite)).unwrap();
+        let backend =
+            SqlBackend::new(mariadb_config(db, dual(&user), Privilege::ReadWrite)).expect("valid config");
         let initial = vec![
             (Slot::Primary, value(&backend, Slot::Primary, &pw)),
             (Slot::Clone, value(&backend, Slot::Clone, &clone_pw)),
@@ -163,8 +171,8 @@ mod mariadb_dual_create {
     use super::*;
     async fn factory() -> BackendUnderTest {
         let db = blocking(mariadb).await;
-        let backend =
-            SqlBackend::new(mariadb_config(db, dual(&unique_user()), Privilege::ReadWrite)).unwrap();
+        let backend = SqlBackend::new(mariadb_config(db, dual(&unique_user()), Privilege::ReadWrite))
+            .expect("valid config");
         let primary = value(&backend, Slot::Primary, &password());
         rotd_core::Backend::apply(&backend, Slot::Primary, &primary)
             .await

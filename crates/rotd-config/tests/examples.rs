@@ -46,7 +46,7 @@ fn quickstart_loads_without_any_other_file() {
     assert_eq!(s.tags.get("team"), Some("quickstart"));
     let rotation = s.rotation.as_ref().expect("rotation");
     assert!(rotation.enabled);
-    assert_eq!(rotation.interval().map(|i| i.as_secs()), Some(3600));
+    assert_eq!(rotation.interval().map(|i| i.as_secs()), Some(120));
     let Target::Generic(g) = &s.target else {
         panic!("generic target")
     };

@@ -14,8 +14,6 @@ use rotd_core::{
 use rotd_engine::{Engine, EngineConfig, Managed, Metrics, SecretEntry};
 use rotd_store::{Keyring, NewSecret, SecretUpdate, Store};
 
-const SECRETS: usize = 200;
-
 /// A backend that records when `apply` starts.
 struct Recorder {
     starts: Arc<Mutex<Vec<(String, chrono::DateTime<Utc>)>>>,
@@ -55,6 +53,16 @@ fn percentiles(mut v: Vec<f64>) -> (f64, f64, f64) {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    // One secret shows the scheduler's own latency; 200 at one instant show queueing behind the
+    // concurrency limit and the store's durable writes.
+    for n in [1, 200] {
+        scenario(n).await;
+    }
+}
+
+async fn scenario(secrets: usize) {
+    #[allow(non_snake_case)]
+    let SECRETS = secrets;
     let dir = tempfile::tempdir().expect("dir");
     let store = Store::open_sqlite(&dir.path().join("rotd.db"), Keyring::generate(Utc::now()))
         .await

@@ -4,9 +4,13 @@
 use std::sync::Arc;
 
 use rotd_backend_exec::{ExecBackend, ExecConfig};
-use rotd_config::{Config, DaemonConfig, SecretSpec, Target};
-use rotd_core::{Backend, PasswordPolicy};
+use rotd_backend_sql::{SqlBackend, SqlConfig};
+use rotd_config::{
+    Accounts, Config, DaemonConfig, DbEngine, DbPrivilege, DbSpec, DbTls, Provisioning, SecretSpec, Target,
+};
+use rotd_core::{Backend, PasswordPolicy, Secret};
 use rotd_engine::{EngineConfig, FailurePolicy, Generator, Hook, Managed, SecretEntry, StepLimits};
+use rotd_store::Store;
 
 pub fn engine_config(daemon: &DaemonConfig) -> EngineConfig {
     let r = &daemon.rotation;
@@ -28,9 +32,89 @@ pub fn engine_config(daemon: &DaemonConfig) -> EngineConfig {
     }
 }
 
-/// The backend that rotates a declared secret, or why there is none (yet).
-pub fn backend_for(spec: &SecretSpec) -> Result<Arc<dyn Backend>, String> {
+/// The admin credential of a database secret: a `{"AccountName","AccountPassword"}` JSON value, or a plain
+/// password with `admin_user` in the file.
+async fn admin_credential(store: Option<&Store>, db: &DbSpec) -> Result<(String, Secret), String> {
+    let value = match (store, &db.admin) {
+        (Some(store), r) => crate::reconcile::resolve(store, r).await,
+        (None, rotd_config::SecretRef::Secret { name, .. }) => {
+            return Err(format!(
+                "the admin credential is the rotd secret {name}, and there is no store yet"
+            ));
+        }
+        (None, r) => rotd_config::read_material(r).map_err(anyhow::Error::from),
+    }
+    .map_err(|e| format!("reading the admin credential: {e:#}"))?;
+    if let Ok(doc) = serde_json::from_slice::<serde_json::Value>(value.expose_secret()) {
+        if let (Some(user), Some(pw)) = (doc["AccountName"].as_str(), doc["AccountPassword"].as_str()) {
+            return Ok((
+                db.admin_user.clone().unwrap_or_else(|| user.to_owned()),
+                Secret::from(pw),
+            ));
+        }
+    }
+    let user = db
+        .admin_user
+        .clone()
+        .ok_or("admin_user is required when the admin credential is a plain password")?;
+    Ok((user, value))
+}
+
+async fn sql_backend(store: Option<&Store>, db: &DbSpec) -> Result<Arc<dyn Backend>, String> {
+    let (admin_user, admin_password) = admin_credential(store, db).await?;
+    let (privilege, databases) = match &db.provisioning {
+        Provisioning::Create { databases, privilege } => (
+            match privilege {
+                DbPrivilege::ReadWrite => rotd_backend_sql::Privilege::ReadWrite,
+                DbPrivilege::ReadOnly => rotd_backend_sql::Privilege::ReadOnly,
+                DbPrivilege::DdlOnly => rotd_backend_sql::Privilege::DdlOnly,
+                DbPrivilege::DmlOnly => rotd_backend_sql::Privilege::DmlOnly,
+                DbPrivilege::Standard => rotd_backend_sql::Privilege::Standard,
+                DbPrivilege::Privileged => rotd_backend_sql::Privilege::Privileged,
+            },
+            databases.clone(),
+        ),
+        // Imported accounts keep their grants; a missing clone copies them from its twin.
+        Provisioning::Import { .. } => (rotd_backend_sql::Privilege::ReadWrite, Vec::new()),
+    };
+    let cfg = SqlConfig {
+        engine: match db.engine {
+            DbEngine::Mysql => rotd_backend_sql::Engine::Mysql,
+            DbEngine::Postgres => rotd_backend_sql::Engine::Postgres,
+        },
+        host: db.host.clone(),
+        port: db.port,
+        database: db.database.clone(),
+        tls: match db.tls {
+            DbTls::Disable => rotd_backend_sql::Tls::Disable,
+            DbTls::Prefer => rotd_backend_sql::Tls::Prefer,
+            DbTls::Require => rotd_backend_sql::Tls::Require,
+            DbTls::VerifyFull => rotd_backend_sql::Tls::VerifyFull,
+        },
+        ca_file: db.ca_file.clone(),
+        admin_user,
+        admin_password,
+        accounts: match &db.accounts {
+            Accounts::Single { user } => rotd_backend_sql::Accounts::Single { user: user.clone() },
+            Accounts::Dual { user, clone_user } => rotd_backend_sql::Accounts::Dual {
+                user: user.clone(),
+                clone_user: clone_user.clone(),
+            },
+        },
+        privilege,
+        databases,
+        connect_timeout: std::time::Duration::from_secs(10),
+    };
+    SqlBackend::new(cfg)
+        .map(|b| Arc::new(b) as Arc<dyn Backend>)
+        .map_err(|e| e.to_string())
+}
+
+/// The backend that rotates a declared secret, or why there is none (yet). `store` resolves admin
+/// credentials that are references to other rotd secrets.
+pub async fn backend_for(store: Option<&Store>, spec: &SecretSpec) -> Result<Arc<dyn Backend>, String> {
     match &spec.target {
+        Target::Rds(db) | Target::PolarDb(db) => sql_backend(store, db).await,
         Target::Generic(g) => match &g.exec {
             Some(exec) => ExecBackend::new(ExecConfig {
                 secret_name: spec.name.to_string(),
@@ -45,12 +129,10 @@ pub fn backend_for(spec: &SecretSpec) -> Result<Arc<dyn Backend>, String> {
         other => Err(format!(
             "no {} backend is built into this rotd yet; the secret is stored but not rotated",
             match other {
-                Target::Rds(_) => "RDS",
-                Target::PolarDb(_) => "PolarDB",
                 Target::Redis(_) => "Redis",
                 Target::Ecs(_) => "ECS",
                 Target::Ram(_) => "RAM",
-                Target::Generic(_) => "generic",
+                Target::Generic(_) | Target::Rds(_) | Target::PolarDb(_) => "generic",
             }
         )),
     }
@@ -64,11 +146,11 @@ fn password_policy(spec: &SecretSpec) -> PasswordPolicy {
 }
 
 /// One engine entry per declared secret that has a backend; the others with the reason.
-pub fn entries(cfg: &Config) -> (Vec<SecretEntry>, Vec<(String, String)>) {
+pub async fn entries(store: &Store, cfg: &Config) -> (Vec<SecretEntry>, Vec<(String, String)>) {
     let mut ok = Vec::new();
     let mut skipped = Vec::new();
     for spec in &cfg.secrets {
-        match backend_for(spec) {
+        match backend_for(Some(store), spec).await {
             Ok(backend) => ok.push(SecretEntry {
                 managed: Managed {
                     name: spec.name.clone(),

@@ -96,7 +96,9 @@ pub fn mariadb_config(db: &MariaDb, accounts: Accounts, privilege: Privilege) ->
 }
 
 pub fn single(user: &str) -> Accounts {
-    Accounts::Single { user: user.to_owned() }
+    Accounts::Single {
+        user: user.to_owned(),
+    }
 }
 
 pub fn dual(user: &str) -> Accounts {
@@ -126,5 +128,7 @@ pub fn password() -> String {
 
 /// Runs blocking fixture calls (they spawn `psql`/`mariadb` and wait) off the async workers.
 pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    tokio::task::spawn_blocking(f).await.expect("blocking fixture call")
+    tokio::task::spawn_blocking(f)
+        .await
+        .expect("blocking fixture call")
 }

@@ -61,7 +61,10 @@ pub async fn rotate(
         .into());
     }
     let since = store.journal(name).await?.last().map_or(0, |e| e.id);
-    let id = store.add_request(name, "rotate", version_id).await?;
+    // Every request names its version, so a request the daemon completed but could not mark done
+    // (a crash right after promotion) is recognised as done when replayed, instead of rotating twice.
+    let version_id = version_id.map_or_else(|| super::new_version_id().to_string(), str::to_owned);
+    let id = store.add_request(name, "rotate", Some(&version_id)).await?;
     if no_wait {
         println!("queued rotation request {id} for {name}");
         return Ok(());
@@ -246,7 +249,7 @@ pub async fn plan(config: &Path, out: Output) -> anyhow::Result<()> {
         if tty {
             eprint!("\rchecking {}/{total}: {}\x1b[K", i + 1, spec.name);
         }
-        let (check, action) = match wiring::backend_for(spec) {
+        let (check, action) = match wiring::backend_for(store.as_ref(), spec).await {
             Ok(b) => {
                 let action = wiring::describe_action(spec, b.as_ref());
                 match tokio::time::timeout(cfg.daemon.rotation.step_timeout, b.check()).await {

@@ -42,7 +42,7 @@ fn init_tracing(log: &LogConfig) -> anyhow::Result<()> {
 /// Applies a configuration: declared secrets into the store, rotatable ones into the engine.
 async fn apply(store: &rotd_store::Store, engine: &Engine, cfg: &Config) {
     reconcile::apply(store, cfg).await;
-    let (entries, skipped) = wiring::entries(cfg);
+    let (entries, skipped) = wiring::entries(store, cfg).await;
     for (name, reason) in skipped {
         warn!(secret = %name, reason = %reason, "Not rotated.");
     }

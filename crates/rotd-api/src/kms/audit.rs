@@ -1,0 +1,65 @@
+//! The audit log: one JSON line per KMS API request, appended and fsync'd before the response leaves.
+//! A record says who (access key, source address), what (action, secret, version), the outcome (vendor
+//! code) and the request id; it never holds a value. If a record cannot be written the request is refused
+//! with `InternalFailure`: an unaudited read of a secret must not happen.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+
+/// One audit record.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditRecord<'a> {
+    pub time: String,
+    pub request_id: &'a str,
+    pub access_key_id: Option<&'a str>,
+    pub source: String,
+    pub action: Option<&'a str>,
+    pub secret_name: Option<&'a str>,
+    pub version_id: Option<&'a str>,
+    /// `Success` or the vendor error code.
+    pub result: &'a str,
+}
+
+/// An append-only, fsync-per-record audit file. Writers are serialized by the mutex so lines never
+/// interleave.
+#[derive(Debug, Clone)]
+pub struct AuditLog {
+    path: PathBuf,
+    file: Arc<Mutex<File>>,
+}
+
+impl AuditLog {
+    /// Opens (creating 0600 if needed) the audit file for appending.
+    pub fn open(path: &Path) -> std::io::Result<Self> {
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)?;
+        Ok(Self {
+            path: path.to_owned(),
+            file: Arc::new(Mutex::new(file)),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends one record and waits until it is on disk.
+    pub fn append(&self, record: &AuditRecord<'_>) -> std::io::Result<()> {
+        let mut line = serde_json::to_vec(record).map_err(std::io::Error::other)?;
+        line.push(b'\n');
+        let mut f = self
+            .file
+            .lock()
+            .map_err(|_| std::io::Error::other("audit log lock poisoned"))?;
+        f.write_all(&line)?;
+        f.sync_data()
+    }
+}

@@ -1,0 +1,381 @@
+//! The KMS-compatible HTTPS API (Secrets Manager, API version 2016-01-20), served RPC style as the
+//! official SDKs call it: `POST /` with the parameters in the query string and `SecretData` in a form
+//! body, the action in `x-acs-action` (V3) or `Action` (V1), JSON answers with a `RequestId`.
+//!
+//! Every request goes through one pipeline ([`handle`]): size limit (before the body is read), strict
+//! parameter decoding with duplicates refused, signature verification by rotd-aliyun against the access
+//! key in the store (skew and replay included), the per-key rate limit, authorization by the key's policy
+//! and the secret's resource policy, the action itself, and an fsync'd audit record; if the record cannot
+//! be written the answer is `InternalFailure`. Errors leave through the one mapping in [`error`].
+
+mod actions;
+pub mod audit;
+pub mod error;
+pub mod policy;
+pub mod ratelimit;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use rotd_aliyun::{NonceCache, RequestParts, percent};
+use rotd_store::Store;
+use serde_json::{Map, Value};
+use tokio::sync::watch;
+
+pub use audit::{AuditLog, AuditRecord};
+pub use error::ApiError;
+pub use ratelimit::{RateLimit, RateLimiter};
+
+/// Largest request body accepted (a form body holding `SecretData`, at most 30,720 bytes once decoded,
+/// so up to about 92 KiB percent-encoded). Larger bodies are refused from `Content-Length` or while
+/// streaming, never buffered.
+pub const MAX_BODY_BYTES: usize = 128 * 1024;
+
+/// Longest raw query string accepted; the largest legitimate parameters (a 32 KiB policy, percent-encoded)
+/// fit.
+pub const MAX_QUERY_BYTES: usize = 128 * 1024;
+
+/// Settings of the API that are not in the store.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Region and account used in ARNs: `acs:kms:<region>:<account>:secret/<name>`.
+    pub region: String,
+    pub account: String,
+    /// `HostId` in error bodies.
+    pub host_id: String,
+    /// CMK that wraps new secrets unless `EncryptionKeyId` names another.
+    pub default_cmk: String,
+    pub rate_limit: RateLimit,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            region: "cn-hangzhou".to_owned(),
+            account: "1".to_owned(),
+            host_id: "rotd".to_owned(),
+            default_cmk: rotd_store::DEFAULT_CMK.to_owned(),
+            rate_limit: RateLimit::default(),
+        }
+    }
+}
+
+/// Everything a request needs, shared by all connections.
+#[derive(Clone, Debug)]
+pub struct ApiState {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Store,
+    audit: AuditLog,
+    config: ApiConfig,
+    /// Nonces seen within the replay window, per access key.
+    nonces: NonceCache,
+    limiter: RateLimiter,
+}
+
+impl ApiState {
+    pub fn new(store: Store, audit: AuditLog, config: ApiConfig) -> Self {
+        let limiter = RateLimiter::new(config.rate_limit);
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                audit,
+                config,
+                nonces: NonceCache::default(),
+                limiter,
+            }),
+        }
+    }
+}
+
+/// The API routes. Serve with `into_make_service_with_connect_info::<SocketAddr>()`.
+pub fn router(state: ApiState) -> Router {
+    Router::new().fallback(handle).with_state(state)
+}
+
+/// Serves the API over TLS on `listener` until `shutdown` turns true. The listener is bound by the caller
+/// (so a port conflict is a start-up error); `tls` comes from [`crate::tls::server_config`], and can be
+/// reloaded in place with `RustlsConfig::reload_from_config` after `rotd tls rotate`.
+pub async fn serve(
+    listener: std::net::TcpListener,
+    tls: axum_server::tls_rustls::RustlsConfig,
+    state: ApiState,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    listener.set_nonblocking(true)?;
+    let handle = axum_server::Handle::new();
+    let stopper = handle.clone();
+    tokio::spawn(async move {
+        let _ = shutdown.wait_for(|stop| *stop).await;
+        stopper.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
+    });
+    axum_server::from_tcp_rustls(listener, tls)?
+        .handle(handle)
+        .serve(router(state).into_make_service_with_connect_info::<SocketAddr>())
+        .await
+}
+
+/// A request id shaped like the vendor's (a lowercase UUID).
+fn request_id() -> String {
+    let mut b = [0u8; 16];
+    if aws_lc_rs::rand::fill(&mut b).is_err() {
+        b = Utc::now()
+            .timestamp_nanos_opt()
+            .unwrap_or(0)
+            .to_be_bytes()
+            .repeat(2)
+            .try_into()
+            .unwrap_or([0; 16]);
+    }
+    let h = hex::encode(b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
+
+/// What the audit record learns as the request progresses.
+#[derive(Debug, Default)]
+struct Trace {
+    access_key_id: Option<String>,
+    action: Option<String>,
+    secret_name: Option<String>,
+    version_id: Option<String>,
+}
+
+/// An authenticated caller and its parameters, handed to an action.
+#[derive(Debug)]
+pub(crate) struct Call {
+    pub key_id: String,
+    pub key_policy: String,
+    pub params: Params,
+    pub now: DateTime<Utc>,
+}
+
+/// The request's parameters, query and body merged (duplicates already refused).
+#[derive(Debug, Default)]
+pub(crate) struct Params(BTreeMap<String, String>);
+
+impl Params {
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+
+    /// A parameter that must be present (an empty value counts as absent, as the vendor's validation does).
+    pub fn required(&self, name: &'static str) -> Result<&str, ApiError> {
+        self.get(name)
+            .filter(|v| !v.is_empty())
+            .ok_or(ApiError::MissingParameter(name))
+    }
+
+    /// A boolean, case-insensitively (`True` from Python, `true` elsewhere).
+    pub fn bool(&self, name: &str, default: bool) -> Result<bool, ApiError> {
+        match self.get(name) {
+            None | Some("") => Ok(default),
+            Some(v) if v.eq_ignore_ascii_case("true") => Ok(true),
+            Some(v) if v.eq_ignore_ascii_case("false") => Ok(false),
+            Some(_) => Err(ApiError::InvalidParameter(format!(
+                "{name} must be true or false"
+            ))),
+        }
+    }
+
+    pub fn int(&self, name: &str, default: u64, min: u64, max: u64) -> Result<u64, ApiError> {
+        match self.get(name) {
+            None | Some("") => Ok(default),
+            Some(v) => v
+                .parse::<u64>()
+                .ok()
+                .filter(|n| (min..=max).contains(n))
+                .ok_or_else(|| {
+                    ApiError::InvalidParameter(format!("{name} must be an integer from {min} to {max}"))
+                }),
+        }
+    }
+
+    /// Parameters whose names start with `prefix`, with the prefix removed (flattened maps).
+    pub fn with_prefix<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
+        self.0
+            .range(prefix.to_owned()..)
+            .take_while(move |(k, _)| k.starts_with(prefix))
+            .map(move |(k, v)| (&k[prefix.len()..], v.as_str()))
+    }
+}
+
+/// The one request pipeline. Never panics on input; every failure is a vendor error.
+async fn handle(
+    State(state): State<ApiState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+) -> Response {
+    let request_id = request_id();
+    let mut trace = Trace::default();
+    let result = process(&state, request, &mut trace).await;
+    let code = match &result {
+        Ok(_) => "Success",
+        Err(e) => e.code(),
+    };
+    let record = AuditRecord {
+        time: rotd_aliyun::format_timestamp(Utc::now()),
+        request_id: &request_id,
+        access_key_id: trace.access_key_id.as_deref(),
+        source: peer.to_string(),
+        action: trace.action.as_deref(),
+        secret_name: trace.secret_name.as_deref(),
+        version_id: trace.version_id.as_deref(),
+        result: code,
+    };
+    let result = match state.inner.audit.append(&record) {
+        Ok(()) => result,
+        Err(e) => {
+            tracing::error!(error = %e, path = %state.inner.audit.path().display(), request_id = %request_id,
+                "Audit log write failed; refusing the request.");
+            Err(ApiError::Internal)
+        }
+    };
+    match result {
+        Ok(mut body) => {
+            body.insert("RequestId".to_owned(), Value::String(request_id));
+            json_response(StatusCode::OK, Value::Object(body))
+        }
+        Err(e) => {
+            let (code, status, message) = e.parts();
+            let body = serde_json::json!({
+                "RequestId": request_id,
+                "HostId": state.inner.config.host_id,
+                "Code": code,
+                "Message": message,
+            });
+            json_response(
+                StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                body,
+            )
+        }
+    }
+}
+
+fn json_response(status: StatusCode, body: Value) -> Response {
+    let mut r = (status, body.to_string()).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json;charset=utf-8"),
+    );
+    r
+}
+
+async fn process(
+    state: &ApiState,
+    request: Request,
+    trace: &mut Trace,
+) -> Result<Map<String, Value>, ApiError> {
+    let (parts, body) = request.into_parts();
+    if parts.method != Method::POST {
+        return Err(ApiError::UnsupportedMethod);
+    }
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return Err(ApiError::BodyTooLarge(MAX_BODY_BYTES));
+    }
+    let raw_query = parts.uri.query().unwrap_or("");
+    if raw_query.len() > MAX_QUERY_BYTES {
+        return Err(ApiError::InvalidParameter(format!(
+            "the query string exceeds {MAX_QUERY_BYTES} bytes"
+        )));
+    }
+    let body = axum::body::to_bytes(Body::new(body), MAX_BODY_BYTES)
+        .await
+        .map_err(|_| ApiError::BodyTooLarge(MAX_BODY_BYTES))?;
+    let query = percent::parse_query(raw_query).map_err(rotd_aliyun::SignatureError::from)?;
+    let is_form = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.to_ascii_lowercase()
+                .starts_with("application/x-www-form-urlencoded")
+        });
+    let body_params = if is_form || !body.is_empty() {
+        percent::parse_form(&body).map_err(rotd_aliyun::SignatureError::from)?
+    } else {
+        Vec::new()
+    };
+    let mut all = query.clone();
+    all.extend(body_params.iter().cloned());
+    if let Some(name) = percent::find_duplicate(&all) {
+        return Err(rotd_aliyun::SignatureError::DuplicateParameter(name.chars().take(64).collect()).into());
+    }
+    let mut headers: Vec<(String, String)> = Vec::with_capacity(parts.headers.len());
+    for (name, value) in &parts.headers {
+        let value = value
+            .to_str()
+            .map_err(|_| ApiError::InvalidParameter(format!("header {name} is not ASCII")))?;
+        headers.push((name.as_str().to_owned(), value.to_owned()));
+    }
+    let params = Params(all.into_iter().collect());
+    let action = headers
+        .iter()
+        .find(|(n, _)| n == "x-acs-action")
+        .map(|(_, v)| v.clone())
+        .or_else(|| params.get("Action").map(str::to_owned));
+    trace.action = action.as_deref().map(|a| a.chars().take(64).collect());
+    trace.secret_name = params.get("SecretName").map(|s| s.chars().take(256).collect());
+    trace.version_id = params.get("VersionId").map(|s| s.chars().take(80).collect());
+
+    // Who signed: the key id comes from the Authorization header (V3) or the AccessKeyId parameter (V1).
+    let claimed = match headers.iter().find(|(n, _)| n == "authorization") {
+        Some((_, v)) => Some(rotd_aliyun::v3::parse_authorization(v)?.access_key_id),
+        None => params.get("AccessKeyId").map(str::to_owned),
+    };
+    let key = match &claimed {
+        Some(id) if !id.is_empty() && id.len() <= 128 => state.inner.store.access_key(id).await?,
+        _ => None,
+    };
+    let now = Utc::now();
+    let request_parts = RequestParts {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query: &query,
+        headers: &headers,
+        body: &body,
+    };
+    let secret = key.as_ref().map(|(_, s)| s.clone());
+    let verified =
+        rotd_aliyun::verify_request(&request_parts, &body_params, now, &state.inner.nonces, |_| secret)?;
+    trace.access_key_id = Some(verified.access_key_id.clone());
+    let Some((info, _)) = key else {
+        return Err(ApiError::Internal);
+    };
+    if !info.enabled {
+        return Err(ApiError::AccessKeyDisabled);
+    }
+    if !state.inner.limiter.try_acquire(&info.id, Instant::now()) {
+        return Err(ApiError::Throttled);
+    }
+    let action = action.ok_or(ApiError::MissingParameter("Action"))?;
+    let call = Call {
+        key_id: info.id,
+        key_policy: info.policy,
+        params,
+        now,
+    };
+    actions::dispatch(state, &action, call).await
+}

@@ -1,0 +1,754 @@
+//! The KMS API end to end: a real TLS listener on loopback, a SQLite store, and requests signed with
+//! rotd-aliyun's client signer (V3 and V1), checked for the vendor's response shapes and error codes.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use rotd_aliyun::{AccessKey, RequestParts, percent, random_nonce};
+use rotd_api::kms::{self, ApiConfig, ApiState, AuditLog};
+use rotd_api::tls;
+use rotd_store::{Keyring, Store};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_rustls::TlsConnector;
+
+const ALL: &str = r#"{"Actions":["kms:*"],"Secrets":["*"]}"#;
+
+struct Api {
+    _dir: tempfile::TempDir,
+    port: u16,
+    connector: TlsConnector,
+    admin: AccessKey,
+    store: Store,
+    audit: PathBuf,
+}
+
+struct Req<'a> {
+    action: &'a str,
+    query: Vec<(&'a str, &'a str)>,
+    body: Option<String>,
+    date: DateTime<Utc>,
+    nonce: String,
+}
+
+fn req<'a>(action: &'a str, query: &[(&'a str, &'a str)]) -> Req<'a> {
+    Req {
+        action,
+        query: query.to_vec(),
+        body: None,
+        date: Utc::now(),
+        nonce: random_nonce(),
+    }
+}
+
+impl Api {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+        tls::ensure(&dir.path().join("tls"), &names, Utc::now()).expect("tls");
+        let store = Store::open_sqlite(&dir.path().join("rotd.db"), Keyring::generate(Utc::now()))
+            .await
+            .expect("store");
+        let (info, secret) = store
+            .create_access_key("admin", ALL, rotd_store::DEFAULT_CMK)
+            .await
+            .expect("key");
+        let audit = dir.path().join("audit.log");
+        let state = ApiState::new(
+            store.clone(),
+            AuditLog::open(&audit).expect("audit"),
+            ApiConfig::default(),
+        );
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let config = tls::server_config(&dir.path().join("tls")).expect("server config");
+        let rustls_config = axum_server::tls_rustls::RustlsConfig::from_config(config);
+        let (_tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            let _keep = _tx;
+            kms::serve(listener, rustls_config, state, rx)
+                .await
+                .expect("serve");
+        });
+        let mut roots = rustls::RootCertStore::empty();
+        for c in tls::read_certs(&dir.path().join("tls/ca.pem")).expect("ca") {
+            roots.add(c).expect("add");
+        }
+        let client = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        Self {
+            _dir: dir,
+            port,
+            connector: TlsConnector::from(Arc::new(client)),
+            admin: AccessKey::new(info.id, secret),
+            store,
+            audit,
+        }
+    }
+
+    async fn key(&self, policy: &str) -> AccessKey {
+        let (info, secret) = self
+            .store
+            .create_access_key("t", policy, rotd_store::DEFAULT_CMK)
+            .await
+            .expect("key");
+        AccessKey::new(info.id, secret)
+    }
+
+    /// Sends raw bytes and returns (status, JSON body).
+    async fn raw(&self, head: String, body: &[u8]) -> (u16, Value) {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .expect("connect");
+        let name = rustls_pki_types::ServerName::try_from("localhost").expect("name");
+        let mut s = self.connector.connect(name, tcp).await.expect("tls");
+        s.write_all(head.as_bytes()).await.expect("write");
+        s.write_all(body).await.expect("write body");
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out).await;
+        let text = String::from_utf8_lossy(&out).into_owned();
+        let (h, b) = text.split_once("\r\n\r\n").expect("response");
+        let status: u16 = h.split(' ').nth(1).expect("status").parse().expect("status");
+        (status, serde_json::from_str(b).unwrap_or(Value::Null))
+    }
+
+    fn query_string(q: &[(String, String)]) -> String {
+        q.iter()
+            .map(|(k, v)| format!("{}={}", percent::encode(k), percent::encode(v)))
+            .collect::<Vec<_>>()
+            .join("&")
+    }
+
+    async fn v3(&self, key: &AccessKey, r: Req<'_>) -> (u16, Value) {
+        let query: Vec<(String, String)> = r
+            .query
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let body = r.body.clone().unwrap_or_default();
+        let mut headers = vec![
+            ("host".to_owned(), format!("localhost:{}", self.port)),
+            ("x-acs-action".to_owned(), r.action.to_owned()),
+            ("x-acs-version".to_owned(), "2016-01-20".to_owned()),
+        ];
+        if r.body.is_some() {
+            headers.push((
+                "content-type".to_owned(),
+                "application/x-www-form-urlencoded".to_owned(),
+            ));
+        }
+        let parts = RequestParts {
+            method: "POST",
+            path: "/",
+            query: &query,
+            headers: &headers,
+            body: body.as_bytes(),
+        };
+        headers.extend(rotd_aliyun::v3::sign_request(key, &parts, r.date, &r.nonce));
+        let mut head = format!("POST /?{} HTTP/1.1\r\n", Self::query_string(&query));
+        for (n, v) in &headers {
+            head.push_str(&format!("{n}: {v}\r\n"));
+        }
+        head.push_str(&format!(
+            "content-length: {}\r\nconnection: close\r\n\r\n",
+            body.len()
+        ));
+        self.raw(head, body.as_bytes()).await
+    }
+
+    async fn v1(&self, key: &AccessKey, r: Req<'_>) -> (u16, Value) {
+        let mut query: Vec<(String, String)> = r
+            .query
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        for (k, v) in [
+            ("Action", r.action),
+            ("Version", "2016-01-20"),
+            ("Format", "JSON"),
+        ] {
+            query.push((k.to_owned(), v.to_owned()));
+        }
+        let body = r.body.clone().unwrap_or_default();
+        let mut all = query.clone();
+        all.extend(percent::parse_form(body.as_bytes()).expect("form"));
+        query.extend(rotd_aliyun::v1::sign_v1(key, "POST", &all, r.date, &r.nonce));
+        let head = format!(
+            "POST /?{} HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+            Self::query_string(&query),
+            body.len()
+        );
+        self.raw(head, body.as_bytes()).await
+    }
+
+    async fn create(&self, name: &str, version: &str, value: &str) {
+        let mut r = req("CreateSecret", &[("SecretName", name), ("VersionId", version)]);
+        r.body = Some(format!("SecretData={}", percent::encode(value)));
+        let (status, body) = self.v3(&self.admin, r).await;
+        assert_eq!(status, 200, "{body}");
+    }
+}
+
+fn code(v: &Value) -> &str {
+    v["Code"].as_str().unwrap_or("")
+}
+
+#[tokio::test]
+async fn generic_secret_lifecycle_v3() {
+    let api = Api::start().await;
+    let mut r = req(
+        "CreateSecret",
+        &[
+            ("SecretName", "app/db"),
+            ("VersionId", "v1"),
+            ("Tags", r#"[{"TagKey":"team","TagValue":"a b"}]"#),
+            ("Description", "d"),
+        ],
+    );
+    r.body = Some("SecretData=%7B%22a%22%3A%22b+c%22%7D".to_owned());
+    let (s, b) = api.v3(&api.admin, r).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["Arn"], "acs:kms:cn-hangzhou:1:secret/app/db");
+    assert_eq!(b["SecretType"], "Generic");
+    assert_eq!(b["RequestId"].as_str().expect("id").len(), 36);
+
+    let (s, b) = api
+        .v3(
+            &api.admin,
+            req(
+                "GetSecretValue",
+                &[("SecretName", "app/db"), ("FetchExtendedConfig", "True")],
+            ),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["SecretData"], r#"{"a":"b c"}"#);
+    assert_eq!(b["VersionId"], "v1");
+    assert_eq!(b["SecretDataType"], "text");
+    assert_eq!(b["VersionStages"]["VersionStage"][0], "ACSCurrent");
+    assert!(b["CreateTime"].as_str().expect("time").ends_with('Z'));
+    assert!(b.get("ExtendedConfig").is_none());
+
+    // Create again: conflict.
+    let mut r = req("CreateSecret", &[("SecretName", "app/db"), ("VersionId", "v1")]);
+    r.body = Some("SecretData=x".to_owned());
+    let (s, b) = api.v3(&api.admin, r).await;
+    assert_eq!((s, code(&b)), (409, "Rejected.ResourceExist"));
+
+    let mut r = req("PutSecretValue", &[("SecretName", "app/db"), ("VersionId", "v2")]);
+    r.body = Some("SecretData=second".to_owned());
+    let (s, b) = api.v3(&api.admin, r).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["VersionStages"]["VersionStage"][0], "ACSCurrent");
+
+    let (_, b) = api
+        .v3(
+            &api.admin,
+            req(
+                "GetSecretValue",
+                &[("SecretName", "app/db"), ("VersionStage", "ACSPrevious")],
+            ),
+        )
+        .await;
+    assert_eq!(b["VersionId"], "v1");
+    let (_, b) = api
+        .v3(
+            &api.admin,
+            req("GetSecretValue", &[("SecretName", "app/db"), ("VersionId", "v1")]),
+        )
+        .await;
+    assert_eq!(b["SecretData"], r#"{"a":"b c"}"#);
+    let (s, b) = api
+        .v3(
+            &api.admin,
+            req(
+                "GetSecretValue",
+                &[
+                    ("SecretName", "app/db"),
+                    ("VersionId", "v1"),
+                    ("VersionStage", "ACSCurrent"),
+                ],
+            ),
+        )
+        .await;
+    assert_eq!((s, code(&b)), (400, "InvalidParameter"));
+
+    let (s, b) = api
+        .v3(
+            &api.admin,
+            req("ListSecretVersionIds", &[("SecretName", "app/db")]),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["TotalCount"], 2);
+
+    let (s, b) = api
+        .v3(
+            &api.admin,
+            req(
+                "DescribeSecret",
+                &[("SecretName", "app/db"), ("FetchTags", "TRUE")],
+            ),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["Tags"]["Tag"][0]["TagValue"], "a b");
+    assert_eq!(b["Description"], "d");
+
+    let (s, b) = api
+        .v3(
+            &api.admin,
+            req(
+                "ListSecrets",
+                &[("Filters", r#"[{"Key":"SecretName","Values":["app/"]}]"#)],
+            ),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["TotalCount"], 1);
+    assert_eq!(b["SecretList"]["Secret"][0]["SecretName"], "app/db");
+
+    let (s, b) = api
+        .v3(
+            &api.admin,
+            req(
+                "UpdateSecretVersionStage",
+                &[
+                    ("SecretName", "app/db"),
+                    ("VersionStage", "ACSCurrent"),
+                    ("MoveToVersion", "v1"),
+                ],
+            ),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let (_, b) = api
+        .v3(&api.admin, req("GetSecretValue", &[("SecretName", "app/db")]))
+        .await;
+    assert_eq!(b["VersionId"], "v1");
+
+    let (s, b) = api
+        .v3(
+            &api.admin,
+            req(
+                "UpdateSecret",
+                &[("SecretName", "app/db"), ("Description", "new")],
+            ),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+
+    let (s, b) = api
+        .v3(
+            &api.admin,
+            req(
+                "DeleteSecret",
+                &[("SecretName", "app/db"), ("RecoveryWindowInDays", "7")],
+            ),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    assert!(b["PlannedDeleteTime"].is_string());
+    let (s, b) = api
+        .v3(&api.admin, req("GetSecretValue", &[("SecretName", "app/db")]))
+        .await;
+    assert_eq!((s, code(&b)), (409, "Rejected.ResourceInDeleteWindow"));
+    let (s, b) = api
+        .v3(&api.admin, req("RestoreSecret", &[("SecretName", "app/db")]))
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let (s, _) = api
+        .v3(&api.admin, req("GetSecretValue", &[("SecretName", "app/db")]))
+        .await;
+    assert_eq!(s, 200);
+    let (s, _) = api
+        .v3(
+            &api.admin,
+            req(
+                "DeleteSecret",
+                &[("SecretName", "app/db"), ("ForceDeleteWithoutRecovery", "true")],
+            ),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (s, b) = api
+        .v3(&api.admin, req("GetSecretValue", &[("SecretName", "app/db")]))
+        .await;
+    assert_eq!((s, code(&b)), (404, "Forbidden.ResourceNotFound"));
+    assert_eq!(b["HostId"], "rotd");
+
+    // The audit log has a line per request and never a value.
+    let audit = std::fs::read_to_string(&api.audit).expect("audit");
+    assert!(audit.lines().count() >= 15);
+    assert!(!audit.contains("b c") && !audit.contains("second"));
+    let first: Value = serde_json::from_str(audit.lines().next().expect("line")).expect("json");
+    assert_eq!(first["action"], "CreateSecret");
+    assert_eq!(first["result"], "Success");
+}
+
+#[tokio::test]
+async fn v1_signatures_with_form_body() {
+    let api = Api::start().await;
+    let mut r = req("CreateSecret", &[("SecretName", "s 1/é"), ("VersionId", "v1")]);
+    r.body = Some("SecretData=hello+world".to_owned());
+    let (s, b) = api.v1(&api.admin, r).await;
+    // A space and é are not valid secret-name characters: the vendor rule rejects them.
+    assert_eq!((s, code(&b)), (400, "InvalidParameter"), "{b}");
+    let mut r = req("CreateSecret", &[("SecretName", "s1"), ("VersionId", "v1")]);
+    r.body = Some("SecretData=hello+world".to_owned());
+    let (s, b) = api.v1(&api.admin, r).await;
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = api
+        .v1(&api.admin, req("GetSecretValue", &[("SecretName", "s1")]))
+        .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["SecretData"], "hello world");
+}
+
+#[tokio::test]
+async fn authentication_failures() {
+    let api = Api::start().await;
+    api.create("s1", "v1", "x").await;
+    // Wrong secret for a known id.
+    let wrong = AccessKey::new(api.admin.id(), rotd_core::Secret::from("nope"));
+    let (s, b) = api
+        .v3(&wrong, req("GetSecretValue", &[("SecretName", "s1")]))
+        .await;
+    assert_eq!((s, code(&b)), (400, "IncompleteSignature"));
+    let (s, b) = api
+        .v1(&wrong, req("GetSecretValue", &[("SecretName", "s1")]))
+        .await;
+    assert_eq!((s, code(&b)), (400, "IncompleteSignature"));
+    // Unknown key id.
+    let unknown = AccessKey::new("LTAIunknown", rotd_core::Secret::from("nope"));
+    let (s, b) = api
+        .v3(&unknown, req("GetSecretValue", &[("SecretName", "s1")]))
+        .await;
+    assert_eq!((s, code(&b)), (404, "InvalidAccessKeyId.NotFound"));
+    // Skew.
+    let mut r = req("GetSecretValue", &[("SecretName", "s1")]);
+    r.date = Utc::now() - TimeDelta::minutes(16);
+    let (s, b) = api.v3(&api.admin, r).await;
+    assert_eq!((s, code(&b)), (400, "IllegalTimestamp"));
+    // Replay.
+    let nonce = random_nonce();
+    let mut r = req("GetSecretValue", &[("SecretName", "s1")]);
+    r.nonce = nonce.clone();
+    let (s, _) = api.v3(&api.admin, r).await;
+    assert_eq!(s, 200);
+    let mut r = req("GetSecretValue", &[("SecretName", "s1")]);
+    r.nonce = nonce;
+    let (s, b) = api.v3(&api.admin, r).await;
+    assert_eq!((s, code(&b)), (400, "SignatureNonceUsed"));
+    // Unsigned.
+    let head = "POST /?SecretName=s1 HTTP/1.1\r\nhost: localhost\r\nx-acs-action: GetSecretValue\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+        .to_owned();
+    let (s, b) = api.raw(head, b"").await;
+    assert_eq!((s, code(&b)), (400, "IncompleteSignature"));
+}
+
+#[tokio::test]
+async fn policies_are_enforced_and_deny_wins() {
+    let api = Api::start().await;
+    api.create("app/a", "v1", "x").await;
+    api.create("db/b", "v1", "y").await;
+    let reader = api
+        .key(r#"{"Actions":["kms:GetSecretValue"],"Secrets":["app/*"]}"#)
+        .await;
+    let (s, _) = api
+        .v3(&reader, req("GetSecretValue", &[("SecretName", "app/a")]))
+        .await;
+    assert_eq!(s, 200);
+    let (s, b) = api
+        .v3(&reader, req("GetSecretValue", &[("SecretName", "db/b")]))
+        .await;
+    assert_eq!((s, code(&b)), (403, "Forbidden.NoPermission"));
+    let (s, b) = api
+        .v3(&reader, req("GetSecretValue", &[("SecretName", "app/missing")]))
+        .await;
+    assert_eq!((s, code(&b)), (404, "Forbidden.ResourceNotFound"));
+    let (s, b) = api
+        .v3(&reader, req("DeleteSecret", &[("SecretName", "app/a")]))
+        .await;
+    assert_eq!((s, code(&b)), (403, "Forbidden.NoPermission"));
+
+    let deny = format!(
+        r#"{{"Version":"1","Statement":[{{"Effect":"Deny","Principal":{{"RAM":["{}"]}},"Action":["kms:GetSecretValue"],"Resource":["*"]}}]}}"#,
+        reader.id()
+    );
+    let (s, b) = api
+        .v3(
+            &api.admin,
+            req("SetSecretPolicy", &[("SecretName", "app/a"), ("Policy", &deny)]),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = api
+        .v3(&api.admin, req("GetSecretPolicy", &[("SecretName", "app/a")]))
+        .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["Policy"], deny.as_str());
+    let (s, b) = api
+        .v3(&reader, req("GetSecretValue", &[("SecretName", "app/a")]))
+        .await;
+    assert_eq!((s, code(&b)), (403, "Forbidden.NoPermission"));
+    let (s, _) = api
+        .v3(&api.admin, req("GetSecretValue", &[("SecretName", "app/a")]))
+        .await;
+    assert_eq!(s, 200);
+}
+
+#[tokio::test]
+async fn bad_input_never_panics_or_500s() {
+    let api = Api::start().await;
+    api.create("s1", "v1", "x").await;
+    // Duplicated parameter.
+    let (s, b) = api
+        .v3(
+            &api.admin,
+            req("GetSecretValue", &[("SecretName", "s1"), ("SecretName", "s1")]),
+        )
+        .await;
+    assert_eq!((s, code(&b)), (400, "InvalidParameter"));
+    // Malformed percent escape and non-UTF-8.
+    for q in ["SecretName=%zz", "SecretName=%ff%fe"] {
+        let head = format!(
+            "POST /?{q} HTTP/1.1\r\nhost: localhost\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+        );
+        let (s, b) = api.raw(head, b"").await;
+        assert_eq!((s, code(&b)), (400, "InvalidParameter"), "{q}");
+    }
+    // Oversized body, refused from Content-Length before it is read.
+    let head = "POST / HTTP/1.1\r\nhost: localhost\r\ncontent-length: 10000000\r\nconnection: close\r\n\r\n"
+        .to_owned();
+    let (s, b) = api.raw(head, b"").await;
+    assert_eq!((s, code(&b)), (400, "InvalidParameter"));
+    // Wrong method.
+    let head = "GET / HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n".to_owned();
+    let (s, b) = api.raw(head, b"").await;
+    assert_eq!((s, code(&b)), (403, "UnsupportedHTTPMethod"));
+    // Huge and malformed Filters.
+    let huge = format!(
+        "[{}]",
+        vec![r#"{"Key":"SecretName","Values":["a"]}"#; 300].join(",")
+    );
+    let (s, b) = api
+        .v3(&api.admin, req("ListSecrets", &[("Filters", &huge)]))
+        .await;
+    assert_eq!((s, code(&b)), (400, "InvalidParameter"));
+    let (s, b) = api
+        .v3(&api.admin, req("ListSecrets", &[("Filters", "{not json")]))
+        .await;
+    assert_eq!((s, code(&b)), (400, "InvalidParameter"));
+    let (s, b) = api
+        .v3(&api.admin, req("ListSecrets", &[("PageSize", "101")]))
+        .await;
+    assert_eq!((s, code(&b)), (400, "InvalidParameter"));
+    let (s, b) = api
+        .v3(
+            &api.admin,
+            req(
+                "GetSecretValue",
+                &[("SecretName", "s1"), ("FetchExtendedConfig", "maybe")],
+            ),
+        )
+        .await;
+    assert_eq!((s, code(&b)), (400, "InvalidParameter"));
+    let (s, b) = api.v3(&api.admin, req("GetSecretValue", &[])).await;
+    assert_eq!((s, code(&b)), (400, "MissingParameter"));
+    let (s, b) = api.v3(&api.admin, req("NoSuchAction", &[])).await;
+    assert_eq!((s, code(&b)), (400, "InvalidParameter"));
+}
+
+#[tokio::test]
+async fn random_password_and_tags() {
+    let api = Api::start().await;
+    let (s, b) = api
+        .v3(
+            &api.admin,
+            req(
+                "GetRandomPassword",
+                &[("PasswordLength", "20"), ("ExcludePunctuation", "True")],
+            ),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let pw = b["RandomPassword"].as_str().expect("pw");
+    assert_eq!(pw.len(), 20);
+    assert!(pw.chars().all(|c| c.is_ascii_alphanumeric()));
+    let (s, b) = api
+        .v3(&api.admin, req("GetRandomPassword", &[("PasswordLength", "7")]))
+        .await;
+    assert_eq!((s, code(&b)), (400, "InvalidParameter"));
+
+    api.create("t1", "v1", "x").await;
+    let (s, b) = api
+        .v3(
+            &api.admin,
+            req(
+                "TagResource",
+                &[
+                    ("SecretName", "t1"),
+                    ("Tags", r#"[{"TagKey":"k","TagValue":"v"}]"#),
+                ],
+            ),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let (_, b) = api
+        .v3(
+            &api.admin,
+            req("DescribeSecret", &[("SecretName", "t1"), ("FetchTags", "true")]),
+        )
+        .await;
+    assert_eq!(b["Tags"]["Tag"][0]["TagKey"], "k");
+    let (s, _) = api
+        .v3(
+            &api.admin,
+            req("UntagResource", &[("SecretName", "t1"), ("TagKeys", r#"["k"]"#)]),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (_, b) = api
+        .v3(
+            &api.admin,
+            req("DescribeSecret", &[("SecretName", "t1"), ("FetchTags", "true")]),
+        )
+        .await;
+    assert_eq!(b["Tags"]["Tag"].as_array().map(Vec::len), Some(0));
+}
+
+#[tokio::test]
+async fn managed_secret_rotation_requests() {
+    let api = Api::start().await;
+    let mut r = req(
+        "CreateSecret",
+        &[
+            ("SecretName", "rds1"),
+            ("VersionId", "v1"),
+            ("SecretType", "Rds"),
+            (
+                "ExtendedConfig",
+                r#"{"SecretSubType":"SingleUser","DBInstanceId":"rm-1","CustomData":{}}"#,
+            ),
+            ("EnableAutomaticRotation", "True"),
+            ("RotationInterval", "7d"),
+        ],
+    );
+    r.body = Some(format!(
+        "SecretData={}",
+        percent::encode(r#"{"AccountName":"u","AccountPassword":"p"}"#)
+    ));
+    let (s, b) = api.v3(&api.admin, r).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["RotationInterval"], "604800s");
+    assert_eq!(b["AutomaticRotation"], "Enabled");
+
+    let (s, b) = api
+        .v3(
+            &api.admin,
+            req(
+                "GetSecretValue",
+                &[("SecretName", "rds1"), ("FetchExtendedConfig", "True")],
+            ),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["SecretType"], "Rds");
+    assert!(b["ExtendedConfig"].as_str().expect("ext").contains("SingleUser"));
+    assert!(b["NextRotationDate"].is_string());
+    let (s, b) = api
+        .v3(
+            &api.admin,
+            req(
+                "GetSecretValue",
+                &[("SecretName", "rds1"), ("VersionStage", "custom")],
+            ),
+        )
+        .await;
+    assert_eq!((s, code(&b)), (400, "InvalidParameter"));
+
+    let mut r = req("PutSecretValue", &[("SecretName", "rds1"), ("VersionId", "v2")]);
+    r.body = Some("SecretData=x".to_owned());
+    let (s, b) = api.v3(&api.admin, r).await;
+    assert_eq!((s, code(&b)), (400, "InvalidParameter"));
+
+    // Existing version: success without queueing.
+    let (s, b) = api
+        .v3(
+            &api.admin,
+            req("RotateSecret", &[("SecretName", "rds1"), ("VersionId", "v1")]),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(api.store.open_requests().await.expect("requests").len(), 0);
+    let (s, _) = api
+        .v3(
+            &api.admin,
+            req("RotateSecret", &[("SecretName", "rds1"), ("VersionId", "v2")]),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (s, _) = api
+        .v3(
+            &api.admin,
+            req("RotateSecret", &[("SecretName", "rds1"), ("VersionId", "v2")]),
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(api.store.open_requests().await.expect("requests").len(), 1);
+    for i in 0..49 {
+        api.store
+            .add_request("rds1", "rotate", Some(&format!("x{i}")))
+            .await
+            .expect("add");
+    }
+    let (s, b) = api
+        .v3(
+            &api.admin,
+            req("RotateSecret", &[("SecretName", "rds1"), ("VersionId", "v9")]),
+        )
+        .await;
+    assert_eq!((s, code(&b)), (400, "Rejected.LimitExceeded"));
+
+    let (s, b) = api
+        .v3(
+            &api.admin,
+            req(
+                "UpdateSecret",
+                &[("SecretName", "rds1"), ("ExtendedConfig.CustomData.env", "prod")],
+            ),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let (_, b) = api
+        .v3(&api.admin, req("DescribeSecret", &[("SecretName", "rds1")]))
+        .await;
+    assert!(
+        b["ExtendedConfig"]
+            .as_str()
+            .expect("ext")
+            .contains(r#""env":"prod""#),
+        "{b}"
+    );
+    let (s, b) = api
+        .v3(
+            &api.admin,
+            req(
+                "UpdateSecretRotationPolicy",
+                &[("SecretName", "rds1"), ("EnableAutomaticRotation", "false")],
+            ),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let (_, b) = api
+        .v3(&api.admin, req("DescribeSecret", &[("SecretName", "rds1")]))
+        .await;
+    assert_eq!(b["AutomaticRotation"], "Disabled");
+}

@@ -1,0 +1,135 @@
+//! The CA and server certificate: files, permissions, idempotence, rotation, and a real handshake by a
+//! client that trusts only `ca.pem`.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use chrono::Utc;
+use rotd_api::tls::{self, TlsPaths};
+use rustls_pki_types::ServerName;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+fn names() -> Vec<String> {
+    vec!["localhost".to_owned(), "127.0.0.1".to_owned()]
+}
+
+fn mode(p: &Path) -> u32 {
+    std::fs::metadata(p).expect("metadata").permissions().mode() & 0o777
+}
+
+/// Completes a TLS handshake against a server using `dir`'s certificate and echoes one byte, as a client
+/// trusting only `dir`'s CA and asking for `server_name`.
+async fn handshake(dir: &Path, server_name: &str) -> Result<(), String> {
+    let server = TlsAcceptor::from(tls::server_config(dir).map_err(|e| e.to_string())?);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        if let Ok((tcp, _)) = listener.accept().await
+            && let Ok(mut s) = server.accept(tcp).await
+        {
+            let mut b = [0u8; 1];
+            if s.read_exact(&mut b).await.is_ok() {
+                let _ = s.write_all(&b).await;
+                let _ = s.shutdown().await;
+            }
+        }
+    });
+    let mut roots = rustls::RootCertStore::empty();
+    for c in tls::read_certs(&TlsPaths::in_dir(dir).ca_cert).map_err(|e| e.to_string())? {
+        roots.add(c).map_err(|e| e.to_string())?;
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    let name = ServerName::try_from(server_name.to_owned()).map_err(|e| e.to_string())?;
+    let mut s = TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    s.write_all(b"x").await.map_err(|e| e.to_string())?;
+    let mut b = [0u8; 1];
+    s.read_exact(&mut b).await.map_err(|e| e.to_string())?;
+    assert_eq!(&b, b"x");
+    Ok(())
+}
+
+#[tokio::test]
+async fn ensure_creates_everything_once_with_private_keys() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tls_dir = dir.path().join("tls");
+    let first = tls::ensure(&tls_dir, &names(), Utc::now()).expect("ensure");
+    assert!(first.created_ca && first.created_server_cert);
+    let p = TlsPaths::in_dir(&tls_dir);
+    assert_eq!(mode(&p.ca_key), 0o600);
+    assert_eq!(mode(&p.server_key), 0o600);
+    assert_eq!(mode(&p.ca_cert), 0o644);
+    let ca = std::fs::read(&p.ca_cert).expect("ca");
+    let cert = std::fs::read(&p.server_cert).expect("cert");
+    let again = tls::ensure(&tls_dir, &names(), Utc::now()).expect("ensure again");
+    assert_eq!(again, tls::Ensured::default());
+    assert_eq!(std::fs::read(&p.ca_cert).expect("ca"), ca);
+    assert_eq!(std::fs::read(&p.server_cert).expect("cert"), cert);
+
+    // A missing server certificate is re-issued from the existing CA.
+    std::fs::remove_file(&p.server_cert).expect("rm");
+    let third = tls::ensure(&tls_dir, &names(), Utc::now()).expect("ensure third");
+    assert!(!third.created_ca && third.created_server_cert);
+    assert_eq!(std::fs::read(&p.ca_cert).expect("ca"), ca);
+}
+
+#[tokio::test]
+async fn a_client_trusting_only_the_ca_connects_by_ip_and_name() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    tls::ensure(dir.path(), &names(), Utc::now()).expect("ensure");
+    handshake(dir.path(), "127.0.0.1").await.expect("ip handshake");
+    handshake(dir.path(), "localhost").await.expect("dns handshake");
+    let err = handshake(dir.path(), "example.com")
+        .await
+        .expect_err("wrong name must fail");
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+}
+
+#[tokio::test]
+async fn rotation_reissues_from_the_same_ca() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    tls::ensure(dir.path(), &names(), Utc::now()).expect("ensure");
+    let p = TlsPaths::in_dir(dir.path());
+    let ca = std::fs::read(&p.ca_cert).expect("ca");
+    let before = std::fs::read(&p.server_cert).expect("cert");
+    let key_before = std::fs::read(&p.server_key).expect("key");
+    let names2 = vec![
+        "rotd.internal".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ];
+    tls::rotate_server_cert(dir.path(), &names2, Utc::now()).expect("rotate");
+    assert_eq!(std::fs::read(&p.ca_cert).expect("ca"), ca);
+    assert_ne!(std::fs::read(&p.server_cert).expect("cert"), before);
+    assert_ne!(std::fs::read(&p.server_key).expect("key"), key_before);
+    assert_eq!(mode(&p.server_key), 0o600);
+    handshake(dir.path(), "rotd.internal").await.expect("new name");
+    handshake(dir.path(), "127.0.0.1").await.expect("ip");
+    assert!(
+        handshake(dir.path(), "localhost").await.is_err(),
+        "old name is gone"
+    );
+    assert!(matches!(
+        tls::rotate_server_cert(dir.path(), &[], Utc::now()),
+        Err(tls::TlsError::NoNames)
+    ));
+}
+
+#[test]
+fn errors_name_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let err = tls::server_config(dir.path()).expect_err("nothing there");
+    assert!(err.to_string().contains("server.pem"), "{err}");
+}
