@@ -336,3 +336,81 @@ fn help_is_there_for_every_command() {
     }
     assert!(env.ok(&["secret", "put", "--help"]).contains("--value-stdin"));
 }
+
+#[test]
+fn access_keys_tls_and_audit_commands() {
+    let env = Env::new();
+    let out = env.ok(&["init"]);
+    assert!(out.contains("created API CA certificate"), "{out}");
+    for f in ["ca.pem", "server.pem"] {
+        assert!(env.path(&format!("data/tls/{f}")).exists(), "{f}");
+    }
+    for f in ["ca-key.pem", "server-key.pem"] {
+        assert_eq!(mode(&env.path(&format!("data/tls/{f}"))), 0o600, "{f}");
+    }
+    let secret_file = env.path("reader.json");
+    let created = env.ok(&[
+        "access-key",
+        "create",
+        "--description",
+        "reader",
+        "--action",
+        "kms:GetSecretValue",
+        "--secret",
+        "app/*",
+        "--secret-file",
+        secret_file.to_str().expect("utf8"),
+    ]);
+    assert_eq!(mode(&secret_file), 0o600);
+    let doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&secret_file).expect("read")).expect("json");
+    let id = doc["AccessKeyId"].as_str().expect("id").to_owned();
+    let secret = doc["AccessKeySecret"].as_str().expect("secret").to_owned();
+    assert!(created.contains(&id) && !created.contains(&secret), "{created}");
+    let list = env.json(&["access-key", "list"]);
+    let keys = list.as_array().expect("keys");
+    assert_eq!(keys.len(), 2, "the admin key and the new one");
+    let mine = keys
+        .iter()
+        .find(|k| k["AccessKeyId"] == id.as_str())
+        .expect("listed");
+    assert_eq!(
+        mine["Policy"],
+        r#"{"Actions":["kms:GetSecretValue"],"Secrets":["app/*"]}"#
+    );
+    assert!(!list.to_string().contains(&secret), "list never shows secrets");
+    env.ok(&["access-key", "disable", &id]);
+    assert_eq!(
+        env.json(&["access-key", "list"])
+            .as_array()
+            .expect("keys")
+            .iter()
+            .find(|k| k["AccessKeyId"] == id.as_str())
+            .expect("k")["Enabled"],
+        false
+    );
+    env.ok(&["access-key", "enable", &id]);
+    env.ok(&["access-key", "delete", &id]);
+    assert_eq!(env.run(&["access-key", "delete", &id]).code, 66);
+    let bad = env.run(&["access-key", "create", "--action", "s3:GetObject"]);
+    assert_eq!(bad.code, 65, "{}", bad.stderr);
+
+    let before = std::fs::read(env.path("data/tls/server.pem")).expect("cert");
+    let ca_before = std::fs::read(env.path("data/tls/ca.pem")).expect("ca");
+    env.ok(&["tls", "rotate"]);
+    assert_ne!(
+        std::fs::read(env.path("data/tls/server.pem")).expect("cert"),
+        before,
+        "a new server certificate"
+    );
+    assert_eq!(
+        std::fs::read(env.path("data/tls/ca.pem")).expect("ca"),
+        ca_before,
+        "clients keep trusting the same CA"
+    );
+    assert_eq!(
+        env.run(&["audit", "tail"]).code,
+        1,
+        "no audit log before the API served a request"
+    );
+}

@@ -15,12 +15,10 @@ const INITIAL: &str = "initial-password-0123456789";
 
 fn setup() -> Env {
     let env = Env::new();
+    // Port 0: the kernel picks free ports, so parallel tests never collide.
     env.write(
         "rotd.toml",
-        &format!(
-            // Port 0: the kernel picks free ports, so parallel tests never collide.
-            "data_dir = \"data\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[api]\nlisten = \"127.0.0.1:0\"\n[rotation]\nstep_timeout = \"20s\"\nbackoff = \"1s\"\n"
-        ),
+        "data_dir = \"data\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[api]\nlisten = \"127.0.0.1:0\"\n[rotation]\nstep_timeout = \"20s\"\nbackoff = \"1s\"\n",
     );
     let state = env.path("target-state");
     std::fs::create_dir_all(&state).expect("state dir");

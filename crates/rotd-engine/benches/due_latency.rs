@@ -14,9 +14,12 @@ use rotd_core::{
 use rotd_engine::{Engine, EngineConfig, Managed, Metrics, SecretEntry};
 use rotd_store::{Keyring, NewSecret, SecretUpdate, Store};
 
+/// When each secret's `apply` started.
+type Starts = Arc<Mutex<Vec<(String, chrono::DateTime<Utc>)>>>;
+
 /// A backend that records when `apply` starts.
 struct Recorder {
-    starts: Arc<Mutex<Vec<(String, chrono::DateTime<Utc>)>>>,
+    starts: Starts,
     name: String,
 }
 

@@ -741,6 +741,25 @@ impl Store {
             .collect()
     }
 
+    /// Enables or disables an access key; returns false if there is no such key.
+    pub async fn set_access_key_enabled(&self, id: &str, enabled: bool) -> Result<bool> {
+        let r = sqlx::query("UPDATE access_keys SET enabled = ? WHERE id = ?")
+            .bind(i64::from(enabled))
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Deletes an access key for good; returns false if there is no such key.
+    pub async fn delete_access_key(&self, id: &str) -> Result<bool> {
+        let r = sqlx::query("DELETE FROM access_keys WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
     /// An access key with its secret, for request verification.
     pub async fn access_key(&self, id: &str) -> Result<Option<(AccessKeyInfo, Secret)>> {
         let Some(r) = sqlx::query(

@@ -88,6 +88,57 @@ pub enum Command {
     /// Pause or resume automatic rotation of a secret; resume also lifts a quarantine.
     #[command(subcommand)]
     Rotation(RotationCmd),
+    /// Manage API access keys (the AccessKeyId/AccessKeySecret pairs applications sign requests with).
+    #[command(subcommand, name = "access-key")]
+    AccessKey(AccessKeyCmd),
+    /// Manage the API's TLS certificate (issued by rotd's own CA, `<data_dir>/tls/ca.pem`).
+    #[command(subcommand)]
+    Tls(TlsCmd),
+    /// Read the API audit log (one JSON object per request; never a secret value).
+    #[command(subcommand)]
+    Audit(AuditCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccessKeyCmd {
+    /// Create an access key. Its secret is shown once (or written to --secret-file, mode 0600).
+    Create {
+        #[arg(long, default_value = "")]
+        description: String,
+        /// Allowed actions, e.g. kms:GetSecretValue or kms:* (repeat for several).
+        #[arg(long = "action", default_value = "kms:GetSecretValue")]
+        actions: Vec<String>,
+        /// Allowed secret name patterns, e.g. app/* or * (repeat for several).
+        #[arg(long = "secret", default_value = "*")]
+        secrets: Vec<String>,
+        /// Write {"AccessKeyId","AccessKeySecret"} to this new file (mode 0600) instead of printing it.
+        #[arg(long, value_name = "PATH")]
+        secret_file: Option<PathBuf>,
+    },
+    /// List access keys (never their secrets).
+    List,
+    /// Disable an access key: requests signed with it are refused until it is enabled again.
+    Disable { id: String },
+    /// Enable a disabled access key.
+    Enable { id: String },
+    /// Delete an access key for good.
+    Delete { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TlsCmd {
+    /// Issue a new server certificate from rotd's CA with the names in rotd.toml `[api] tls_names`, then
+    /// reload a running daemon with SIGHUP. Clients keep trusting the same ca.pem.
+    Rotate,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCmd {
+    /// Print the last N audit records.
+    Tail {
+        #[arg(short = 'n', long, default_value_t = 20)]
+        lines: usize,
+    },
 }
 
 #[derive(Debug, Subcommand)]

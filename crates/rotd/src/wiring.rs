@@ -45,13 +45,13 @@ async fn admin_credential(store: Option<&Store>, db: &DbSpec) -> Result<(String,
         (None, r) => rotd_config::read_material(r).map_err(anyhow::Error::from),
     }
     .map_err(|e| format!("reading the admin credential: {e:#}"))?;
-    if let Ok(doc) = serde_json::from_slice::<serde_json::Value>(value.expose_secret()) {
-        if let (Some(user), Some(pw)) = (doc["AccountName"].as_str(), doc["AccountPassword"].as_str()) {
-            return Ok((
-                db.admin_user.clone().unwrap_or_else(|| user.to_owned()),
-                Secret::from(pw),
-            ));
-        }
+    if let Ok(doc) = serde_json::from_slice::<serde_json::Value>(value.expose_secret())
+        && let (Some(user), Some(pw)) = (doc["AccountName"].as_str(), doc["AccountPassword"].as_str())
+    {
+        return Ok((
+            db.admin_user.clone().unwrap_or_else(|| user.to_owned()),
+            Secret::from(pw),
+        ));
     }
     let user = db
         .admin_user

@@ -21,6 +21,7 @@ pub struct Created {
     pub keyring: bool,
     pub store: bool,
     pub access_key: Option<(String, std::path::PathBuf)>,
+    pub tls_ca: bool,
 }
 
 /// Creates whatever of data dir, keyring, store and first access key is missing, and opens the store.
@@ -59,6 +60,10 @@ pub async fn ensure(daemon: &DaemonConfig) -> anyhow::Result<(Store, Created)> {
         }
     }
     created.store = !db.exists();
+    // The API's CA ("instance CA certificate" clients trust) and server certificate.
+    let tls = rotd_api::tls::ensure(&super::api::tls_dir(daemon), &daemon.api.tls_names, Utc::now())
+        .context("creating the API's TLS certificates")?;
+    created.tls_ca = tls.created_ca;
     let keyring = keyfile::load(&daemon.keyring)?;
     let store = Store::open_sqlite(db, keyring)
         .await
@@ -107,6 +112,13 @@ pub async fn run(daemon: &DaemonConfig, keyring_file: Option<&std::path::Path>) 
     line(
         created.store,
         &format!("store {}", super::db_path(daemon).display()),
+    );
+    line(
+        created.tls_ca,
+        &format!(
+            "API CA certificate {} (clients trust this file)",
+            super::api::tls_dir(daemon).join("ca.pem").display()
+        ),
     );
     match &created.access_key {
         Some((id, path)) => {

@@ -1,6 +1,7 @@
 //! One module per command. Each takes the parsed CLI and the loaded configuration and returns
 //! `anyhow::Result`; [`crate::fail::Fail`] carries a specific exit status.
 
+mod api;
 mod check;
 mod init;
 mod key;
@@ -48,6 +49,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let store = open_store(&daemon).await?;
             rotation::status(&store, cli.output).await
         }
+        Command::AccessKey(c) => {
+            let daemon = load_daemon(&cli.config)?;
+            let store = open_store(&daemon).await?;
+            api::access_key(&store, &daemon, c, cli.output).await
+        }
+        Command::Tls(c) => api::tls(&load_daemon(&cli.config)?, c),
+        Command::Audit(c) => api::audit(&load_daemon(&cli.config)?, c),
         Command::Rotation(c) => {
             let daemon = load_daemon(&cli.config)?;
             let store = open_store(&daemon).await?;

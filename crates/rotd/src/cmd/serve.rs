@@ -62,6 +62,23 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
     let admin = rotd_api::admin::bind(cfg.daemon.admin.listen)
         .await
         .with_context(|| format!("binding the admin listener on {}", cfg.daemon.admin.listen))?;
+    let api_listener = std::net::TcpListener::bind(cfg.daemon.api.listen)
+        .with_context(|| format!("binding the API listener on {}", cfg.daemon.api.listen))?;
+    let api_addr = api_listener.local_addr()?;
+    let tls_dir = super::api::tls_dir(&cfg.daemon);
+    let tls = axum_server::tls_rustls::RustlsConfig::from_config(
+        rotd_api::tls::server_config(&tls_dir).context("loading the API's TLS certificate")?,
+    );
+    let audit = rotd_api::kms::AuditLog::open(&super::api::audit_path(&cfg.daemon))
+        .context("opening the audit log")?;
+    let api_state = rotd_api::kms::ApiState::new(
+        store.clone(),
+        audit,
+        rotd_api::kms::ApiConfig {
+            default_cmk: cfg.daemon.default_cmk.clone(),
+            ..Default::default()
+        },
+    );
 
     let metrics = Metrics::new(env!("CARGO_PKG_VERSION"));
     let engine = Engine::new(store.clone(), wiring::engine_config(&cfg.daemon), metrics.clone());
@@ -70,6 +87,13 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let (ready_tx, ready_rx) = watch::channel(false);
+    let admin_addr = admin.local_addr()?;
+    let api_task = tokio::spawn(rotd_api::kms::serve(
+        api_listener,
+        tls.clone(),
+        api_state,
+        stop_rx.clone(),
+    ));
     let admin_task = tokio::spawn(rotd_api::admin::serve(
         admin,
         metrics.clone(),
@@ -87,7 +111,8 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
     info!(
         config = %config.display(),
         store = %super::db_path(&cfg.daemon).display(),
-        admin = %cfg.daemon.admin.listen,
+        admin = %admin_addr,
+        api = %api_addr,
         secrets = cfg.secrets.len(),
         "rotd started."
     );
@@ -106,6 +131,10 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
                     notify(&[sd_notify::NotifyState::Reloading]);
                     info!(secrets = next.secrets.len(), "Reloaded the configuration.");
                     apply(&store, &engine, &next).await;
+                    match rotd_api::tls::server_config(&tls_dir) {
+                        Ok(c) => tls.reload_from_config(c),
+                        Err(e) => error!(error = %e, "Could not reload the API certificate; keeping the old one."),
+                    }
                     notify(&[sd_notify::NotifyState::Ready]);
                 }
                 Err(errors) => {
@@ -130,6 +159,11 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
     }
     let _ = stop_tx.send(true);
     let _ = engine_task.await;
+    match api_task.await {
+        Ok(Err(e)) => warn!(error = %e, "The API listener failed."),
+        Err(e) => warn!(error = %e, "The API listener task failed."),
+        Ok(Ok(())) => {}
+    }
     match admin_task.await {
         Ok(Err(e)) => warn!(error = %e, "The admin listener failed."),
         Err(e) => warn!(error = %e, "The admin listener task failed."),
