@@ -1,0 +1,238 @@
+//! Alibaba Cloud's own clients against a real `rotd serve`: the KMS Python SDK (`alibabacloud-kms20160120`,
+//! V3 and V2 signatures) and the caching client (`alibabacloud-secretsmanager-client-v2`). The test code that talks
+//! to rotd is `tests/sdk/test_kms_sdk.py`; the pinned packages are in `tests/sdk/requirements.txt`, installed
+//! into a virtualenv cached under the cargo target dir and keyed by a hash of that file.
+//!
+//! Needs python3 with the `venv` module and access to PyPI the first time; fails (does not skip) without them.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use rotd_e2e::{Daemon, Env, repo_root, rotd_bin, wait_for};
+
+fn sdk_dir() -> PathBuf {
+    repo_root().join("tests").join("sdk")
+}
+
+/// FNV-1a, 64 bit: enough to key the cache by the requirements file's content.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// /usr/bin/python3, else python3 on PATH.
+fn find_python() -> PathBuf {
+    let system = PathBuf::from("/usr/bin/python3");
+    if system.exists() {
+        return system;
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join("python3"))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "python3 not found (neither /usr/bin/python3 nor on PATH): the SDK compatibility tests need \
+                 python3 with the venv module (Debian/Ubuntu: apt-get install python3 python3-venv)"
+            )
+        })
+}
+
+fn run_checked(what: &str, cmd: &mut Command) {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: could not run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed ({}): {cmd:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// An exclusive lock on `path`, released when the returned file is dropped (flock(2)).
+fn lock(path: &Path) -> std::fs::File {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .expect("open venv lock file");
+    // SAFETY: flock(2) on a descriptor we own; no memory is shared.
+    #[allow(unsafe_code)]
+    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
+    assert_eq!(rc, 0, "flock {}", path.display());
+    f
+}
+
+/// The virtualenv with the pinned vendor packages (created once per requirements.txt content), returning its
+/// python. Safe to call from several tests and processes at once.
+fn venv_python() -> PathBuf {
+    let requirements = sdk_dir().join("requirements.txt");
+    let req = std::fs::read(&requirements).expect("read tests/sdk/requirements.txt");
+    let python = find_python();
+    let mut key = req.clone();
+    key.extend_from_slice(python.as_os_str().as_encoded_bytes());
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || repo_root().join("target"),
+        |d| repo_root().join(PathBuf::from(d)),
+    );
+    std::fs::create_dir_all(&target).expect("create target dir");
+    let venv = target.join(format!("sdk-venv-{:016x}", fnv1a(&key)));
+    let ready = venv.join(".rotd-ready");
+    let py = venv.join("bin").join("python");
+
+    let _guard = lock(&target.join(format!(
+        "{}.lock",
+        venv.file_name().expect("name").to_string_lossy()
+    )));
+    if ready.exists() && py.exists() {
+        return py;
+    }
+    let _ = std::fs::remove_dir_all(&venv);
+    let start = Instant::now();
+    eprintln!(
+        "creating {} with {} (first run only)",
+        venv.display(),
+        python.display()
+    );
+    run_checked(
+        "creating the SDK virtualenv (is python3-venv installed?)",
+        Command::new(&python).arg("-m").arg("venv").arg(&venv),
+    );
+    run_checked(
+        "installing tests/sdk/requirements.txt from PyPI",
+        Command::new(&py)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--disable-pip-version-check",
+                "--no-input",
+                "-q",
+                "-r",
+            ])
+            .arg(&requirements),
+    );
+    run_checked(
+        "importing the vendor SDKs",
+        Command::new(&py).args([
+            "-c",
+            "import alibabacloud_kms20160120.client, alibabacloud_tea_openapi.exceptions, \
+             alibabacloud_secretsmanager_client_v2.secret_manager_cache_client_builder",
+        ]),
+    );
+    std::fs::write(&ready, b"ok\n").expect("mark venv ready");
+    eprintln!("virtualenv ready in {:?}", start.elapsed());
+    py
+}
+
+fn read_key(path: &Path) -> (String, String) {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let v: serde_json::Value = serde_json::from_str(&text).expect("access key json");
+    (
+        v["AccessKeyId"].as_str().expect("AccessKeyId").to_owned(),
+        v["AccessKeySecret"].as_str().expect("AccessKeySecret").to_owned(),
+    )
+}
+
+/// The API address from the "rotd started." log line (`api=127.0.0.1:PORT`).
+fn api_addr(daemon: &Daemon) -> String {
+    let mut addr = None;
+    wait_for("rotd started.", Duration::from_secs(60), || {
+        daemon.assert_alive();
+        let log = daemon.log_text();
+        addr = log
+            .lines()
+            .find(|l| l.contains("rotd started."))
+            .and_then(|l| l.split_whitespace().find_map(|w| w.strip_prefix("api=")))
+            .map(str::to_owned);
+        addr.is_some()
+    });
+    addr.expect("api address")
+}
+
+/// Starts a fresh `rotd serve`, creates the restricted key, and runs the script's `parts`; asserts it passed.
+fn run_sdk_script(parts: &[&str]) {
+    let py = venv_python();
+    let env = Env::new();
+    env.write(
+        "rotd.toml",
+        "data_dir = \"data\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[api]\nlisten = \"127.0.0.1:0\"\n",
+    );
+    env.write(
+        "secrets.d/rotated.toml",
+        "name = \"app/cache/rotated\"\ntype = \"Generic\"\n[rotation]\ninterval = \"30d\"\n\
+         [generic.generate]\nlength = 24\n",
+    );
+    let daemon = Daemon::start(&env, "serve.log", &[]);
+    let api = api_addr(&daemon);
+    wait_for("the declared secret", Duration::from_secs(30), || {
+        env.run(&["secret", "describe", "app/cache/rotated"]).code == 0
+    });
+    let ro_file = env.path("ro-key.json");
+    env.ok(&[
+        "access-key",
+        "create",
+        "--action",
+        "kms:GetSecretValue",
+        "--secret",
+        "app/*",
+        "--secret-file",
+        ro_file.to_str().expect("utf-8 path"),
+    ]);
+    let admin = read_key(&env.path("data/admin-access-key.json"));
+    let ro = read_key(&ro_file);
+    let ca = env.path("data/tls/ca.pem");
+    assert!(ca.exists(), "no CA at {}", ca.display());
+
+    let start = Instant::now();
+    let out = Command::new(&py)
+        .arg("-B")
+        .arg(sdk_dir().join("test_kms_sdk.py"))
+        .args(parts)
+        .current_dir(env.dir.path())
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", env.dir.path())
+        .env("PYTHONUNBUFFERED", "1")
+        .env("ROTD_ENDPOINT", &api)
+        .env("ROTD_CA", &ca)
+        .env("ROTD_ADMIN_AK_ID", &admin.0)
+        .env("ROTD_ADMIN_AK_SECRET", &admin.1)
+        .env("ROTD_RO_AK_ID", &ro.0)
+        .env("ROTD_RO_AK_SECRET", &ro.1)
+        .env("ROTD_BIN", rotd_bin())
+        .env("ROTD_CONFIG_PATH", env.config())
+        .output()
+        .expect("run tests/sdk/test_kms_sdk.py");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    daemon.assert_alive();
+    assert!(
+        out.status.success(),
+        "test_kms_sdk.py {parts:?} failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}\n--- rotd log\n{}",
+        out.status,
+        daemon.log_text()
+    );
+    eprintln!(
+        "test_kms_sdk.py {parts:?} passed in {:?}:\n{stdout}",
+        start.elapsed()
+    );
+    let log = daemon.stop();
+    assert!(!log.contains("panicked"), "{log}");
+}
+
+#[test]
+fn vendor_sdk_v3_signature_rds_and_caching_client() {
+    run_sdk_script(&["v3", "rds-v3", "cache"]);
+}
+
+#[test]
+fn vendor_sdk_v2_signature() {
+    run_sdk_script(&["v2", "rds-v2"]);
+}
