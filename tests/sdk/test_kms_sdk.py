@@ -351,14 +351,10 @@ KNOWN_INCOMPATIBILITIES = set()
 
 
 def rds_value(secret_data):
-    """The vendor returns an Rds value as {"AccountName","AccountPassword"} (reference §5). rotd currently echoes the
-    create-time shape {"Accounts":[{...}]}; accept it, but report it (see KNOWN_INCOMPATIBILITIES) until fixed."""
+    """The vendor returns an Rds value as exactly {"AccountName","AccountPassword"} (reference §5), even though
+    CreateSecret takes {"Accounts":[{...}]}."""
     v = json.loads(secret_data)
-    if isinstance(v, dict) and set(v) == {"Accounts"} and len(v["Accounts"]) == 1:
-        KNOWN_INCOMPATIBILITIES.add(
-            'Rds GetSecretValue SecretData is {"Accounts":[{...}]} (create shape), vendor returns {"AccountName","AccountPassword"}'
-        )
-        return v["Accounts"][0]
+    assert isinstance(v, dict) and set(v) == {"AccountName", "AccountPassword"}, f"Rds value shape: {sorted(v)}"
     return v
 
 

@@ -131,6 +131,9 @@ pub struct Engine {
     started: Mutex<bool>,
     /// Set when the loop stops: tasks still waiting for a permit give up instead of starting.
     stopping: std::sync::atomic::AtomicBool,
+    /// Names of secrets whose rotation was just promoted, for listeners such as the binary, which rebuilds
+    /// backends whose admin credential is that secret.
+    promoted: tokio::sync::broadcast::Sender<String>,
     /// When the loop last went round; the systemd watchdog is fed only while this stays fresh, so a
     /// wedged loop gets the service restarted.
     last_tick: Mutex<Instant>,
@@ -161,6 +164,7 @@ impl Engine {
             started: Mutex::new(false),
             stopping: std::sync::atomic::AtomicBool::new(false),
             last_tick: Mutex::new(Instant::now()),
+            promoted: tokio::sync::broadcast::channel(256).0,
         })
     }
 
@@ -356,6 +360,7 @@ impl Engine {
                             warn!(secret = %managed.name, error = %e, "Could not record the rotation time.");
                         }
                         run_hooks(&managed, &o.version_id, &hooks).await;
+                        let _ = this.promoted.send(managed.name.to_string());
                     }
                     format!("ok: version {}", o.version_id)
                 }
@@ -511,6 +516,11 @@ impl Engine {
                 _ = shutdown.changed() => {}
             }
         }
+    }
+
+    /// Subscribes to the names of secrets as their rotations are promoted.
+    pub fn subscribe_promotions(&self) -> tokio::sync::broadcast::Receiver<String> {
+        self.promoted.subscribe()
     }
 
     /// How long ago the scheduler loop last went round.

@@ -178,6 +178,16 @@ pub async fn entries(store: &Store, cfg: &Config) -> (Vec<SecretEntry>, Vec<(Str
     (ok, skipped)
 }
 
+/// Whether any declared secret's backend logs in with the rotd secret `name` as its admin credential.
+pub fn uses_admin_secret(cfg: &Config, name: &str) -> bool {
+    cfg.secrets.iter().any(|s| match &s.target {
+        Target::Rds(db) | Target::PolarDb(db) => {
+            matches!(&db.admin, rotd_config::SecretRef::Secret { name: n, .. } if n.as_str() == name)
+        }
+        _ => false,
+    })
+}
+
 /// What one rotation of this secret would do, in words, for `rotd plan`.
 pub fn describe_action(spec: &SecretSpec, backend: &dyn Backend) -> String {
     let caps = backend.capabilities();

@@ -396,6 +396,35 @@ fn check_policy_doc(raw: &str) -> Result<(), ApiError> {
     policy::validate_resource_policy(raw).map_err(ApiError::InvalidParameter)
 }
 
+/// The first value of a new secret. Database types are created with the vendor's
+/// `{"Accounts":[{"AccountName","AccountPassword"}]}` but read back as one account,
+/// `{"AccountName","AccountPassword"}`: the first account becomes the stored value. Other types are
+/// stored as sent.
+fn initial_value(kind: SecretType, data: &str) -> Result<Secret, ApiError> {
+    if !matches!(kind, SecretType::Rds | SecretType::PolarDb | SecretType::Redis) {
+        return Ok(Secret::from(data));
+    }
+    let bad = || {
+        ApiError::InvalidParameter("SecretData must be {\"Accounts\":[{\"AccountName\",\"AccountPassword\"}]} or {\"AccountName\",\"AccountPassword\"}".to_owned())
+    };
+    let doc: zeroize::Zeroizing<String> = zeroize::Zeroizing::new(data.to_owned());
+    let v: Value = serde_json::from_str(&doc).map_err(|_| bad())?;
+    let account = match v.get("Accounts") {
+        Some(Value::Array(list)) => list.first().cloned().ok_or_else(bad)?,
+        Some(_) => return Err(bad()),
+        None => v,
+    };
+    match (
+        account.get("AccountName").and_then(Value::as_str),
+        account.get("AccountPassword").and_then(Value::as_str),
+    ) {
+        (Some(user), Some(pw)) => Ok(Secret::from(
+            serde_json::json!({"AccountName": user, "AccountPassword": pw}).to_string(),
+        )),
+        _ => Err(bad()),
+    }
+}
+
 async fn create_secret(state: &ApiState, call: Call) -> Out {
     let name = call.params.required("SecretName")?.to_owned();
     let secret_name = SecretName::parse(name.clone())?;
@@ -460,11 +489,14 @@ async fn create_secret(state: &ApiState, call: Call) -> Out {
         .unwrap_or(&state.inner.config.default_cmk)
         .to_owned();
     // `$Auto` asks the service to create the credential; the rotation engine writes the first version.
-    let initial = (data != "$Auto").then(|| NewVersion {
-        version_id: version_id.clone(),
-        data_type,
-        value: Secret::from(data),
-    });
+    let initial = match data {
+        "$Auto" => None,
+        data => Some(NewVersion {
+            version_id: version_id.clone(),
+            data_type,
+            value: initial_value(kind, data)?,
+        }),
+    };
     let new = NewSecret {
         name: secret_name,
         kind,
@@ -625,6 +657,11 @@ async fn rotate_secret(state: &ApiState, call: Call) -> Out {
     let name = secret_name(&call)?;
     let meta = authorized(state, &call, "RotateSecret", &name).await?;
     require_managed(&meta, "RotateSecret")?;
+    if !state.can_rotate(&name) {
+        return Err(ApiError::InvalidParameter(format!(
+            "secret {name} has no rotation backend in this rotd; declare it in secrets.d to rotate it"
+        )));
+    }
     let version_id = VersionId::parse(call.params.required("VersionId")?)?;
     let store = &state.inner.store;
     let exists = store

@@ -74,7 +74,6 @@ pub struct ApiState {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
 struct Inner {
     store: Store,
     audit: AuditLog,
@@ -82,7 +81,21 @@ struct Inner {
     /// Nonces seen within the replay window, per access key.
     nonces: NonceCache,
     limiter: RateLimiter,
+    /// Whether the daemon has a rotation backend for a secret (RotateSecret is refused otherwise).
+    rotatable: Rotatable,
 }
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inner")
+            .field("store", &self.store)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Answers "can this secret be rotated here?"; the daemon passes the engine's view.
+pub type Rotatable = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
 impl ApiState {
     pub fn new(store: Store, audit: AuditLog, config: ApiConfig) -> Self {
@@ -94,8 +107,21 @@ impl ApiState {
                 config,
                 nonces: NonceCache::default(),
                 limiter,
+                rotatable: Arc::new(|_| true),
             }),
         }
+    }
+
+    /// Sets the predicate RotateSecret consults (by default every managed secret is rotatable).
+    pub fn with_rotatable(self, rotatable: Rotatable) -> Self {
+        let inner = Arc::try_unwrap(self.inner).expect("with_rotatable is called before the state is shared");
+        Self {
+            inner: Arc::new(Inner { rotatable, ..inner }),
+        }
+    }
+
+    pub(crate) fn can_rotate(&self, name: &str) -> bool {
+        (self.inner.rotatable)(name)
     }
 }
 

@@ -71,6 +71,13 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
     );
     let audit = rotd_api::kms::AuditLog::open(&super::api::audit_path(&cfg.daemon))
         .context("opening the audit log")?;
+
+    let metrics = Metrics::new(env!("CARGO_PKG_VERSION"));
+    let engine = Engine::new(store.clone(), wiring::engine_config(&cfg.daemon), metrics.clone());
+    let rotatable = {
+        let engine = engine.clone();
+        std::sync::Arc::new(move |name: &str| engine.manages(name)) as rotd_api::kms::Rotatable
+    };
     let api_state = rotd_api::kms::ApiState::new(
         store.clone(),
         audit,
@@ -78,10 +85,9 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
             default_cmk: cfg.daemon.default_cmk.clone(),
             ..Default::default()
         },
-    );
+    )
+    .with_rotatable(rotatable);
 
-    let metrics = Metrics::new(env!("CARGO_PKG_VERSION"));
-    let engine = Engine::new(store.clone(), wiring::engine_config(&cfg.daemon), metrics.clone());
     apply(&store, &engine, &cfg).await;
     purge(&store).await;
 
@@ -120,6 +126,8 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let mut promotions = engine.subscribe_promotions();
+    let mut current = cfg;
     let mut purge_tick = tokio::time::interval(PURGE_EVERY);
     purge_tick.tick().await;
     loop {
@@ -131,6 +139,7 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
                     notify(&[sd_notify::NotifyState::Reloading]);
                     info!(secrets = next.secrets.len(), "Reloaded the configuration.");
                     apply(&store, &engine, &next).await;
+                    current = next;
                     match rotd_api::tls::server_config(&tls_dir) {
                         Ok(c) => tls.reload_from_config(c),
                         Err(e) => error!(error = %e, "Could not reload the API certificate; keeping the old one."),
@@ -144,6 +153,14 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
                 }
             },
             _ = purge_tick.tick() => purge(&store).await,
+            Ok(name) = promotions.recv() => {
+                // A rotated admin credential: rebuild the backends that log in with it.
+                if wiring::uses_admin_secret(&current, &name) {
+                    info!(secret = %name, "An admin credential rotated; rebuilding the backends that use it.");
+                    let (entries, _) = wiring::entries(&store, &current).await;
+                    engine.set_secrets(entries).await;
+                }
+            }
         }
     }
     let _ = ready_tx.send(false);
