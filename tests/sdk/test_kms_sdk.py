@@ -8,6 +8,7 @@ Run by tests/tests/sdk.rs against a fresh `rotd serve`. Configuration comes from
     ROTD_RO_AK_ID        / ROTD_RO_AK_SECRET          a key allowed only kms:GetSecretValue on app/*
     ROTD_BIN, ROTD_CONFIG_PATH (optional)             run `rotd -c ROTD_CONFIG_PATH rotate app/cache/rotated`
                                                        (a Generic secret declared in secrets.d/) for the cache test
+    ROTD_MYSQL_HOST, ROTD_MYSQL_PORT (rds-rotation)   the MariaDB server behind the declared Rds secret app/db
 
 Exits 0 when every check passed; otherwise prints the failure and exits non-zero.
 """
@@ -346,6 +347,30 @@ def run_kms(sig):
     )
     step(f"[{sig}] restricted key: app/* readable; other/* and PutSecretValue -> Forbidden.NoPermission 403")
 
+    # BatchGetSecretValue: values per secret, failures per secret in Errors (authorized per secret).
+    def batch(cl, *entries):
+        items = [kms.BatchGetSecretValueRequestSecretsList(**e) for e in entries]
+        return cl.batch_get_secret_value_with_options(kms.BatchGetSecretValueRequest(secrets_list=items), RT).body
+
+    b = batch(c, {"secret_name": f"{p}/page1"}, {"secret_name": f"{p}/page2", "version_stage": "ACSCurrent"},
+              {"secret_name": f"{p}/missing"})
+    assert b.request_id, b.to_map()
+    got = {v.secret_name: v for v in b.secret_values}
+    assert sorted(got) == [f"{p}/page1", f"{p}/page2"], b.to_map()
+    assert got[f"{p}/page1"].secret_data == "p1" and got[f"{p}/page2"].secret_data == "p2", b.to_map()
+    assert got[f"{p}/page1"].version_stages.version_stage == ["ACSCurrent"], b.to_map()
+    assert got[f"{p}/page1"].secret_type == "Generic" and got[f"{p}/page1"].version_id, b.to_map()
+    assert [(e.secret_name, e.code, e.http_status) for e in b.errors] == [
+        (f"{p}/missing", "Forbidden.ResourceNotFound", 404)
+    ], b.to_map()
+    b = batch(ro, {"secret_name": f"{p}/page1"}, {"secret_name": f"other/{sig}/x"})
+    assert [v.secret_data for v in b.secret_values] == ["p1"], b.to_map()
+    assert [(e.secret_name, e.code, e.http_status) for e in b.errors] == [
+        (f"other/{sig}/x", "Forbidden.NoPermission", 403)
+    ], b.to_map()
+    assert "hidden" not in json.dumps(b.to_map()), b.to_map()
+    step(f"[{sig}] BatchGetSecretValue (+ per-secret Errors: ResourceNotFound, NoPermission for the restricted key)")
+
 
 KNOWN_INCOMPATIBILITIES = set()
 
@@ -476,12 +501,105 @@ def run_cache_client():
         raise
 
 
+def mysql_login(cred, database="shop"):
+    """Logs in to the test MariaDB (ROTD_MYSQL_HOST/PORT) with an Rds value; returns CURRENT_USER()."""
+    import pymysql
+
+    conn = pymysql.connect(
+        host=os.environ["ROTD_MYSQL_HOST"],
+        port=int(os.environ["ROTD_MYSQL_PORT"]),
+        user=cred["AccountName"],
+        password=cred["AccountPassword"],
+        database=database,
+        connect_timeout=10,
+        read_timeout=20,
+    )
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT CURRENT_USER(), DATABASE()")
+            user, db = cur.fetchone()
+            assert db == database, (db, database)
+            return user
+    finally:
+        conn.close()
+
+
+def run_rds_rotation():
+    """A real database-backed Rds secret (app/db, dual accounts on MariaDB, rotated once already by
+    `rotd rotate`): the caching client reads it, the credential logs in; RotateSecret through the plain SDK
+    moves ACSCurrent to the other account; refresh_now serves it and both accounts still log in."""
+    from alibabacloud_secretsmanager_client_v2.secret_manager_cache_client_builder import (
+        SecretManagerCacheClientBuilder,
+    )
+    from alibabacloud_secretsmanager_client_v2.service.default_secret_manager_client_builder import (
+        DefaultSecretManagerClientBuilder,
+    )
+
+    name = "app/db"
+    admin = client(ADMIN, "v3")
+    secret_client = DefaultSecretManagerClientBuilder.standard().add_config(config(RO, "v3")).build()
+    cache = (
+        SecretManagerCacheClientBuilder.new_cache_client_builder(secret_client)
+        .with_secret_ttl(name, 3600 * 1000)
+        .build()
+    )
+    try:
+        first = rds_value(cache.get_secret_value(name))
+        info = cache.get_secret_info(name)
+        assert info.secret_type == "Rds", info
+        first_version = info.version_id
+        assert first_version, info
+        user = mysql_login(first)
+        assert user.split("@")[0] == first["AccountName"], (user, first["AccountName"])
+        step("[rds-rotation] caching client reads app/db; the credential logs in to MariaDB")
+
+        new_version = "sdk-rds-rot-2"
+        r = admin.rotate_secret_with_options(kms.RotateSecretRequest(secret_name=name, version_id=new_version), RT)
+        assert r.body.version_id == new_version and r.body.secret_name == name, r.body.to_map()
+        deadline = time.time() + 120
+        while True:
+            r = admin.list_secret_version_ids_with_options(kms.ListSecretVersionIdsRequest(secret_name=name), RT)
+            current = [
+                v.version_id
+                for v in r.body.version_ids.version_id
+                if "ACSCurrent" in (v.version_stages.version_stage or [])
+            ]
+            if current == [new_version]:
+                break
+            assert time.time() < deadline, f"rotation did not complete: {r.body.to_map()}"
+            time.sleep(0.5)
+        step("[rds-rotation] RotateSecret(VersionId) -> new version becomes ACSCurrent (ListSecretVersionIds)")
+
+        assert rds_value(cache.get_secret_value(name)) == first, "served from the cache within the TTL"
+        assert cache.refresh_now(name) is True, "refresh_now failed (see log above)"
+        after = cache.get_secret_info(name)
+        assert after.version_id == new_version, after.version_id
+        second = rds_value(after.secret_value)
+        assert second["AccountName"] != first["AccountName"], "dual mode: the other account becomes current"
+        assert second["AccountPassword"] != first["AccountPassword"], "the password did not change"
+        user = mysql_login(second)
+        assert user.split("@")[0] == second["AccountName"], (user, second["AccountName"])
+        step("[rds-rotation] refresh_now -> new credential (the other account), which logs in")
+
+        r = admin.get_secret_value_with_options(
+            kms.GetSecretValueRequest(secret_name=name, version_stage="ACSPrevious"), RT
+        )
+        assert r.body.version_id == first_version, r.body.to_map()
+        assert rds_value(r.body.secret_data) == first, "ACSPrevious holds the first credential"
+        user = mysql_login(first)
+        assert user.split("@")[0] == first["AccountName"], (user, first["AccountName"])
+        step("[rds-rotation] the previous credential (ACSPrevious) still logs in (dual accounts)")
+    finally:
+        cache.close()
+
+
 PARTS = {
     "v3": lambda: run_kms("v3"),
     "v2": lambda: run_kms("v2"),
     "rds-v3": lambda: run_rds("v3"),
     "rds-v2": lambda: run_rds("v2"),
     "cache": lambda: run_cache_client()[0].close(),
+    "rds-rotation": run_rds_rotation,
 }
 
 

@@ -10,6 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use rotd_e2e::{Daemon, Env, repo_root, rotd_bin, wait_for};
+use rotd_testkit::fixtures::MariaDb;
 
 fn sdk_dir() -> PathBuf {
     repo_root().join("tests").join("sdk")
@@ -123,7 +124,7 @@ fn venv_python() -> PathBuf {
         Command::new(&py).args([
             "-c",
             "import alibabacloud_kms20160120.client, alibabacloud_tea_openapi.exceptions, \
-             alibabacloud_secretsmanager_client_v2.secret_manager_cache_client_builder",
+             alibabacloud_secretsmanager_client_v2.secret_manager_cache_client_builder, pymysql",
         ]),
     );
     std::fs::write(&ready, b"ok\n").expect("mark venv ready");
@@ -158,6 +159,17 @@ fn api_addr(daemon: &Daemon) -> String {
 
 /// Starts a fresh `rotd serve`, creates the restricted key, and runs the script's `parts`; asserts it passed.
 fn run_sdk_script(parts: &[&str]) {
+    run_sdk_script_with(parts, None);
+}
+
+/// A declared database-backed secret for the script: MariaDB behind `app/db` (dual accounts, create mode).
+struct RdsSetup<'a> {
+    db: &'a MariaDb,
+}
+
+/// Like [`run_sdk_script`]; with `rds`, also declares `app/db` on that MariaDB, rotates it once with
+/// `rotd rotate` before the script runs, and hands the script the database's address.
+fn run_sdk_script_with(parts: &[&str], rds: Option<RdsSetup<'_>>) {
     let py = venv_python();
     let env = Env::new();
     env.write(
@@ -169,11 +181,17 @@ fn run_sdk_script(parts: &[&str]) {
         "name = \"app/cache/rotated\"\ntype = \"Generic\"\n[rotation]\ninterval = \"30d\"\n\
          [generic.generate]\nlength = 24\n",
     );
+    if let Some(rds) = &rds {
+        declare_rds(&env, rds.db);
+    }
     let daemon = Daemon::start(&env, "serve.log", &[]);
     let api = api_addr(&daemon);
     wait_for("the declared secret", Duration::from_secs(30), || {
         env.run(&["secret", "describe", "app/cache/rotated"]).code == 0
     });
+    if rds.is_some() {
+        first_rds_rotation(&env, &daemon);
+    }
     let ro_file = env.path("ro-key.json");
     env.ok(&[
         "access-key",
@@ -197,6 +215,12 @@ fn run_sdk_script(parts: &[&str]) {
         .args(parts)
         .current_dir(env.dir.path())
         .env_clear()
+        .envs(rds.iter().flat_map(|r| {
+            [
+                ("ROTD_MYSQL_HOST", r.db.host().to_owned()),
+                ("ROTD_MYSQL_PORT", r.db.port().to_string()),
+            ]
+        }))
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOME", env.dir.path())
         .env("PYTHONUNBUFFERED", "1")
@@ -227,6 +251,49 @@ fn run_sdk_script(parts: &[&str]) {
     assert!(!log.contains("panicked"), "{log}");
 }
 
+/// Writes the 0600 admin credential file and `secrets.d/app-db.toml` (Rds, mysql, dual, create mode).
+fn declare_rds(env: &Env, db: &MariaDb) {
+    use std::os::unix::fs::PermissionsExt;
+    db.admin_sql("CREATE DATABASE shop");
+    let admin_file = env.path("rds-admin.json");
+    let admin = serde_json::json!({"AccountName": db.admin_user(), "AccountPassword": db.admin_password()});
+    std::fs::write(&admin_file, admin.to_string()).expect("write rds-admin.json");
+    std::fs::set_permissions(&admin_file, std::fs::Permissions::from_mode(0o600)).expect("chmod 600");
+    let admin_path = serde_json::Value::String(admin_file.to_str().expect("utf-8 path").to_owned());
+    env.write(
+        "secrets.d/app-db.toml",
+        &format!(
+            "name = \"app/db\"\ntype = \"Rds\"\n[rds]\nengine = \"mysql\"\nmode = \"dual\"\n\
+             host = \"{}\"\nport = {}\ntls = \"disable\"\nadmin = {{ file = {admin_path} }}\n[rds.account]\n\
+             create = {{ prefix = \"appx\", databases = [\"shop\"], privilege = \"ReadWrite\" }}\n",
+            db.host(),
+            db.port()
+        ),
+    );
+    env.ok(&["check"]);
+}
+
+/// `rotd rotate app/db` (create mode has no value before it), retried while the daemon is still starting.
+fn first_rds_rotation(env: &Env, daemon: &Daemon) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        daemon.assert_alive();
+        let run = env.run(&["rotate", "app/db"]);
+        if run.code == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline && run.stderr.contains("not running"),
+            "rotd rotate app/db failed ({}):\n{}{}\n--- rotd log\n{}",
+            run.code,
+            run.stdout,
+            run.stderr,
+            daemon.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 #[test]
 fn vendor_sdk_v3_signature_rds_and_caching_client() {
     run_sdk_script(&["v3", "rds-v3", "cache"]);
@@ -235,4 +302,12 @@ fn vendor_sdk_v3_signature_rds_and_caching_client() {
 #[test]
 fn vendor_sdk_v2_signature() {
     run_sdk_script(&["v2", "rds-v2"]);
+}
+
+/// Issue 5: the caching client reads a rotated, database-backed Rds secret and sees the new value after
+/// refresh; both dual-mode accounts keep logging in to the real MariaDB.
+#[test]
+fn caching_client_rds_rotation_on_mariadb() {
+    let db = MariaDb::start();
+    run_sdk_script_with(&["rds-rotation"], Some(RdsSetup { db: &db }));
 }

@@ -44,6 +44,11 @@ fn req<'a>(action: &'a str, query: &[(&'a str, &'a str)]) -> Req<'a> {
 
 impl Api {
     async fn start() -> Self {
+        Self::start_with_audit(None).await
+    }
+
+    /// Starts the API with its audit log at `audit` (default: a file in the temp dir).
+    async fn start_with_audit(audit_override: Option<std::path::PathBuf>) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
         tls::ensure(&dir.path().join("tls"), &names, Utc::now()).expect("tls");
@@ -54,7 +59,7 @@ impl Api {
             .create_access_key("admin", ALL, rotd_store::DEFAULT_CMK)
             .await
             .expect("key");
-        let audit = dir.path().join("audit.log");
+        let audit = audit_override.unwrap_or_else(|| dir.path().join("audit.log"));
         let state = ApiState::new(
             store.clone(),
             AuditLog::open(&audit).expect("audit"),
@@ -387,9 +392,20 @@ async fn generic_secret_lifecycle_v3() {
     let audit = std::fs::read_to_string(&api.audit).expect("audit");
     assert!(audit.lines().count() >= 15);
     assert!(!audit.contains("b c") && !audit.contains("second"));
-    let first: Value = serde_json::from_str(audit.lines().next().expect("line")).expect("json");
-    assert_eq!(first["action"], "CreateSecret");
-    assert_eq!(first["result"], "Success");
+    // A write is recorded before it runs ("Started") and again with its result.
+    let lines: Vec<Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert_eq!(
+        (lines[0]["action"].as_str(), lines[0]["result"].as_str()),
+        (Some("CreateSecret"), Some("Started"))
+    );
+    assert_eq!(
+        (lines[1]["action"].as_str(), lines[1]["result"].as_str()),
+        (Some("CreateSecret"), Some("Success"))
+    );
+    assert_eq!(lines[0]["request_id"], lines[1]["request_id"]);
 }
 
 #[tokio::test]
@@ -751,4 +767,107 @@ async fn managed_secret_rotation_requests() {
         .v3(&api.admin, req("DescribeSecret", &[("SecretName", "rds1")]))
         .await;
     assert_eq!(b["AutomaticRotation"], "Disabled");
+}
+
+#[tokio::test]
+async fn batch_get_secret_value() {
+    let api = Api::start().await;
+    api.create("app/a", "v1", "alpha").await;
+    api.create("app/b", "v1", "beta").await;
+    api.create("db/c", "v1", "gamma").await;
+    let mut r = req("PutSecretValue", &[("SecretName", "app/b"), ("VersionId", "v2")]);
+    r.body = Some("SecretData=beta2".to_owned());
+    assert_eq!(api.v3(&api.admin, r).await.0, 200);
+
+    // A JSON array of names (the reference), with a missing secret reported in Errors.
+    let (s, b) = api
+        .v3(
+            &api.admin,
+            req(
+                "BatchGetSecretValue",
+                &[("SecretsList", r#"["app/a","app/b","app/missing"]"#)],
+            ),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let values = b["SecretValues"].as_array().expect("SecretValues");
+    assert_eq!(values.len(), 2, "{b}");
+    assert_eq!(values[0]["SecretName"], "app/a");
+    assert_eq!(values[0]["SecretData"], "alpha");
+    assert_eq!(values[1]["SecretData"], "beta2");
+    assert_eq!(values[1]["VersionId"], "v2");
+    assert_eq!(values[1]["VersionStages"]["VersionStage"][0], "ACSCurrent");
+    let errors = b["Errors"].as_array().expect("Errors");
+    assert_eq!(errors.len(), 1, "{b}");
+    assert_eq!(errors[0]["SecretName"], "app/missing");
+    assert_eq!(errors[0]["Code"], "Forbidden.ResourceNotFound");
+    assert_eq!(errors[0]["HttpStatus"], 404);
+    assert!(b["RequestId"].is_string());
+
+    // Objects, as SDK 3.x sends them (VersionStage / VersionId per entry), over a V1 signature.
+    let list =
+        r#"[{"SecretName":"app/b","VersionStage":"ACSPrevious"},{"SecretName":"app/b","VersionId":"v2"}]"#;
+    let (s, b) = api
+        .v1(&api.admin, req("BatchGetSecretValue", &[("SecretsList", list)]))
+        .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["SecretValues"][0]["SecretData"], "beta");
+    assert_eq!(b["SecretValues"][1]["SecretData"], "beta2");
+    assert_eq!(b["Errors"].as_array().map(Vec::len), Some(0), "{b}");
+
+    // Authorized per secret: the restricted key gets app/*, and NoPermission for the rest.
+    let reader = api
+        .key(r#"{"Actions":["kms:GetSecretValue"],"Secrets":["app/*"]}"#)
+        .await;
+    let (s, b) = api
+        .v3(
+            &reader,
+            req("BatchGetSecretValue", &[("SecretsList", r#"["app/a","db/c"]"#)]),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["SecretValues"].as_array().map(Vec::len), Some(1), "{b}");
+    assert_eq!(b["SecretValues"][0]["SecretData"], "alpha");
+    assert_eq!(b["Errors"][0]["SecretName"], "db/c");
+    assert_eq!(b["Errors"][0]["Code"], "Forbidden.NoPermission");
+    assert_eq!(b["Errors"][0]["HttpStatus"], 403);
+    assert!(!b.to_string().contains("gamma"), "{b}");
+
+    // Malformed lists are the whole request's error.
+    for bad in ["", "not json", "[]", "[1]", r#"{"SecretName":"app/a"}"#] {
+        let (s, b) = api
+            .v3(&api.admin, req("BatchGetSecretValue", &[("SecretsList", bad)]))
+            .await;
+        assert_eq!(s, 400, "{bad}: {b}");
+        assert!(
+            matches!(code(&b), "InvalidParameter" | "MissingParameter"),
+            "{bad}: {b}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_unwritable_audit_log_refuses_requests_and_changes_nothing() {
+    // Writes to /dev/full always fail (ENOSPC): the audit log cannot be written.
+    let api = Api::start_with_audit(Some(std::path::PathBuf::from("/dev/full"))).await;
+    let mut r = req(
+        "CreateSecret",
+        &[("SecretName", "app/audited"), ("VersionId", "v1")],
+    );
+    r.body = Some("SecretData=never-stored".to_owned());
+    let (s, b) = api.v3(&api.admin, r).await;
+    assert_eq!((s, code(&b)), (500, "InternalFailure"), "{b}");
+    assert!(
+        matches!(
+            api.store.describe("app/audited").await,
+            Err(rotd_store::StoreError::SecretNotFound { .. })
+        ),
+        "a write whose audit record failed must not happen"
+    );
+    let (s, b) = api.v3(&api.admin, req("ListSecrets", &[])).await;
+    assert_eq!(
+        (s, code(&b)),
+        (500, "InternalFailure"),
+        "reads are refused too: {b}"
+    );
 }

@@ -11,12 +11,14 @@ use rotd_store::{DeleteMode, NewSecret, NewVersion, SecretMeta, SecretUpdate, Se
 use serde_json::{Map, Value, json};
 
 use super::policy;
-use super::{ApiError, ApiState, Call};
+use super::{ApiError, ApiState, Call, Params};
 
 type Out = Result<Map<String, Value>, ApiError>;
 
 const MAX_POLICY_BYTES: usize = 32_768;
 const MAX_EXTENDED_CONFIG_CHARS: usize = 1_024;
+/// The most secrets one BatchGetSecretValue may name.
+const MAX_BATCH_SECRETS: usize = 100;
 const ROTATIONS_PER_HOUR: u64 = 50;
 /// The document `GetSecretPolicy` returns for a secret without one: nothing granted beyond key policies.
 const DEFAULT_POLICY: &str = r#"{"Version":"1","Statement":[]}"#;
@@ -24,6 +26,7 @@ const DEFAULT_POLICY: &str = r#"{"Version":"1","Statement":[]}"#;
 pub(super) async fn dispatch(state: &ApiState, action: &str, call: Call) -> Out {
     match action {
         "GetSecretValue" => get_secret_value(state, call).await,
+        "BatchGetSecretValue" => batch_get_secret_value(state, call).await,
         "DescribeSecret" => describe_secret(state, call).await,
         "ListSecrets" => list_secrets(state, call).await,
         "ListSecretVersionIds" => list_versions(state, call).await,
@@ -186,6 +189,73 @@ async fn get_secret_value(state: &ApiState, call: Call) -> Out {
             );
         }
     }
+    Ok(out)
+}
+
+/// `SecretsList` is JSON text: an array of secret names (names or ARNs), or, as SDK 3.x sends it, of objects
+/// `{"SecretName","VersionId","VersionStage","FetchExtendedConfig"}`. Each entry is read like a GetSecretValue
+/// (authorized per secret as `GetSecretValue`); a failing entry goes to `Errors` and does not fail the batch.
+async fn batch_get_secret_value(state: &ApiState, call: Call) -> Out {
+    let raw = call.params.required("SecretsList")?;
+    let bad = || ApiError::InvalidParameter("SecretsList must be a JSON array of secret names".to_owned());
+    let list: Vec<Value> = serde_json::from_str(raw).map_err(|_| bad())?;
+    if list.is_empty() || list.len() > MAX_BATCH_SECRETS {
+        return Err(ApiError::InvalidParameter(format!(
+            "SecretsList must name 1 to {MAX_BATCH_SECRETS} secrets"
+        )));
+    }
+    let mut entries = Vec::with_capacity(list.len());
+    for item in &list {
+        let mut params = std::collections::BTreeMap::new();
+        match item {
+            Value::String(name) => {
+                params.insert("SecretName".to_owned(), name.clone());
+            }
+            Value::Object(o) => {
+                for key in ["SecretName", "VersionId", "VersionStage", "FetchExtendedConfig"] {
+                    match o.get(key) {
+                        None | Some(Value::Null) => {}
+                        Some(Value::String(v)) => {
+                            params.insert(key.to_owned(), v.clone());
+                        }
+                        Some(Value::Bool(b)) => {
+                            params.insert(key.to_owned(), b.to_string());
+                        }
+                        Some(_) => return Err(bad()),
+                    }
+                }
+            }
+            _ => return Err(bad()),
+        }
+        entries.push(params);
+    }
+    let mut values = Vec::new();
+    let mut errors = Vec::new();
+    for params in entries {
+        let shown = params.get("SecretName").cloned().unwrap_or_default();
+        let one = Call {
+            key_id: call.key_id.clone(),
+            key_policy: call.key_policy.clone(),
+            params: Params(params),
+            now: call.now,
+        };
+        match get_secret_value(state, one).await {
+            Ok(v) => values.push(Value::Object(v)),
+            Err(ApiError::Internal) => return Err(ApiError::Internal),
+            Err(e) => {
+                let (code, status, message) = e.parts();
+                errors.push(json!({
+                    "SecretName": shown,
+                    "Code": code,
+                    "HttpStatus": status,
+                    "Message": message,
+                }));
+            }
+        }
+    }
+    let mut out = Map::new();
+    out.insert("SecretValues".into(), Value::Array(values));
+    out.insert("Errors".into(), Value::Array(errors));
     Ok(out)
 }
 

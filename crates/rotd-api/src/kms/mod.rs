@@ -251,7 +251,7 @@ async fn handle(
 ) -> Response {
     let request_id = request_id();
     let mut trace = Trace::default();
-    let result = process(&state, request, &mut trace).await;
+    let result = process(&state, request, &mut trace, &request_id, peer).await;
     let code = match &result {
         Ok(_) => "Success",
         Err(e) => e.code(),
@@ -308,6 +308,8 @@ async fn process(
     state: &ApiState,
     request: Request,
     trace: &mut Trace,
+    request_id: &str,
+    peer: SocketAddr,
 ) -> Result<Map<String, Value>, ApiError> {
     let (parts, body) = request.into_parts();
     if parts.method != Method::POST {
@@ -403,5 +405,38 @@ async fn process(
         params,
         now,
     };
+    // Fail closed: an action that changes something is recorded before it runs, so a change can never
+    // happen without an audit record. Reads are recorded once, with their result, after they run.
+    if !is_read_only(&action) {
+        let record = AuditRecord {
+            time: rotd_aliyun::format_timestamp(Utc::now()),
+            request_id,
+            access_key_id: trace.access_key_id.as_deref(),
+            source: peer.to_string(),
+            action: Some(&action),
+            secret_name: trace.secret_name.as_deref(),
+            version_id: trace.version_id.as_deref(),
+            result: "Started",
+        };
+        if let Err(e) = state.inner.audit.append(&record) {
+            tracing::error!(error = %e, path = %state.inner.audit.path().display(), request_id = %request_id,
+                "Audit log write failed; refusing the request.");
+            return Err(ApiError::Internal);
+        }
+    }
     actions::dispatch(state, &action, call).await
+}
+
+/// Actions that only read: audited after they run.
+fn is_read_only(action: &str) -> bool {
+    matches!(
+        action,
+        "GetSecretValue"
+            | "BatchGetSecretValue"
+            | "DescribeSecret"
+            | "ListSecrets"
+            | "ListSecretVersionIds"
+            | "GetRandomPassword"
+            | "GetSecretPolicy"
+    )
 }
