@@ -408,6 +408,24 @@ def run_rds(sig):
     assert got.get("CustomData") == {"k": "v"}, got
     assert b.automatic_rotation in ("Enabled", "Disabled", "Invalid"), b.to_map()
     step(f"[{sig}] CreateSecret Rds with ExtendedConfig + GetSecretValue(FetchExtendedConfig=True)")
+    c.update_secret_rotation_policy_with_options(
+        kms.UpdateSecretRotationPolicyRequest(secret_name=name, enable_automatic_rotation=True, rotation_interval="7d"),
+        RT,
+    )
+    d = c.describe_secret_with_options(kms.DescribeSecretRequest(secret_name=name), RT).body
+    assert d.automatic_rotation == "Enabled" and d.rotation_interval == "604800s", d.to_map()
+    c.update_secret_rotation_policy_with_options(
+        kms.UpdateSecretRotationPolicyRequest(secret_name=name, enable_automatic_rotation=False), RT
+    )
+    d = c.describe_secret_with_options(kms.DescribeSecretRequest(secret_name=name), RT).body
+    assert d.automatic_rotation == "Disabled", d.to_map()
+    # This secret has no rotation backend in the daemon, so RotateSecret says so instead of pretending.
+    expect_client_error(
+        lambda: c.rotate_secret_with_options(kms.RotateSecretRequest(secret_name=name, version_id="r2"), RT),
+        "InvalidParameter",
+        400,
+    )
+    step(f"[{sig}] UpdateSecretRotationPolicy (7d -> 604800s, disable); RotateSecret without a backend -> InvalidParameter")
     return name
 
 
