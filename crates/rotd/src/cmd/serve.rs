@@ -52,6 +52,11 @@ async fn apply(store: &rotd_store::Store, engine: &Engine, cfg: &Config) {
 pub async fn run(config: &Path) -> anyhow::Result<()> {
     let cfg = rotd_config::load(config).map_err(|e| Fail::usage(e.to_string()))?;
     init_tracing(&cfg.daemon.log)?;
+    // Installed first, so a stop during a long start-up (thousands of declared secrets) is handled once
+    // start-up finishes instead of killing the process.
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let (store, created) = super::init::ensure(&cfg.daemon).await?;
     if created.keyring {
         info!(keyring = %crate::keyfile::path_of(&cfg.daemon.keyring)?.display(), "Created a new keyring; back it up: without it nothing stored can be decrypted.");
@@ -123,9 +128,6 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
         "rotd started."
     );
 
-    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let mut promotions = engine.subscribe_promotions();
     let mut current = cfg;
     let mut purge_tick = tokio::time::interval(PURGE_EVERY);
