@@ -88,9 +88,10 @@ pub(crate) fn is_auth_failure(e: &sqlx::Error) -> bool {
         // 28P01 invalid_password, 28000 invalid_authorization_specification (no such role, or pg_hba).
         pg.code().starts_with("28")
     } else if let Some(my) = db.try_downcast_ref::<MySqlDatabaseError>() {
-        // 1045 access denied (bad password or account), 1044 no access to the database, 3118 account
-        // locked (MySQL), 4151 account locked (MariaDB), 1862 password expired.
-        matches!(my.number(), 1044 | 1045 | 1862 | 3118 | 4151)
+        // 1045 access denied (bad password or account), 1698 access denied without a usable password
+        // (MariaDB answers it for some unknown accounts and plugin mismatches), 1044 no access to the
+        // database, 3118 account locked (MySQL), 4151 account locked (MariaDB), 1862 password expired.
+        matches!(my.number(), 1044 | 1045 | 1698 | 1862 | 3118 | 4151)
     } else {
         false
     }
