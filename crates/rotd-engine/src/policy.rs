@@ -91,7 +91,7 @@ pub async fn attempt(
             let next = if quarantine { next_window } else { Some(retry_at) };
             let message = error.to_string();
             let open = store
-                .journal(name)
+                .journal_since_last(name, Some(step::PROMOTED))
                 .await
                 .ok()
                 .and_then(|j| rotation::open_rotation(&j));

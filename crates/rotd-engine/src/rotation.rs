@@ -269,7 +269,7 @@ pub async fn rotate(
     requested: Option<VersionId>,
 ) -> Result<Outcome, RotationError> {
     let j = store
-        .journal(m.name.as_str())
+        .journal_since_last(m.name.as_str(), Some(step::PROMOTED))
         .await
         .map_err(store_err("read journal"))?;
     let caps = m.backend.capabilities();

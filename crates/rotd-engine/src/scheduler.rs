@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use rotd_core::{Backend, CompiledSchedule, RotationPolicy, VersionId};
-use rotd_store::{RotationRequest, RotationState, SecretUpdate, Store};
+use rotd_store::{RotationRequest, SecretUpdate, Store};
 use tokio::sync::{Notify, Semaphore, watch};
 use tracing::{error, info, warn};
 
@@ -243,7 +243,10 @@ impl Engine {
         let name = spec.managed.name.as_str();
         let meta = self.store.describe(name).await?;
         let state = self.store.rotation_state(name).await?;
-        let journal = self.store.journal(name).await?;
+        let journal = self
+            .store
+            .journal_since_last(name, Some(rotation::step::PROMOTED))
+            .await?;
         let compiled = match &spec.policy {
             Some(p) if p.enabled => match rotd_core::compile(&p.schedule) {
                 Ok(c) => Some(c),
@@ -557,7 +560,10 @@ impl Engine {
         let this = Arc::clone(self);
         tokio::spawn(async move {
             let name = managed.name.to_string();
-            if let Ok(j) = this.store.journal(&name).await
+            if let Ok(j) = this
+                .store
+                .journal_since_last(&name, Some(rotation::step::PROMOTED))
+                .await
                 && let Some(r) = rotation::pending_retire(&j)
             {
                 match rotation::retire(&this.store, &managed, &this.cfg.limits, &r).await {
@@ -569,17 +575,6 @@ impl Engine {
             }
             this.refresh(&name, false).await;
         });
-    }
-
-    /// Per-secret status for `rotd status`-like views.
-    pub fn snapshot(&self) -> Vec<(String, View, Option<DateTime<Utc>>)> {
-        let entries = self.entries.lock().expect("engine lock");
-        let mut v: Vec<_> = entries
-            .iter()
-            .map(|(k, e)| (k.clone(), e.view.clone(), e.next_due))
-            .collect();
-        v.sort_by(|a, b| a.0.cmp(&b.0));
-        v
     }
 }
 
@@ -630,17 +625,6 @@ async fn run_hooks(m: &Managed, version: &VersionId, hooks: &[Hook]) {
             Err(_) => {
                 warn!(secret = %m.name, hook = %program, timeout_secs = hook.timeout.as_secs(), "Post-rotation hook timed out and was killed.")
             }
-        }
-    }
-}
-
-impl From<&RotationState> for View {
-    fn from(s: &RotationState) -> Self {
-        View {
-            paused: s.paused,
-            quarantined: s.quarantined,
-            next_attempt_at: s.next_attempt_at,
-            ..Default::default()
         }
     }
 }

@@ -590,11 +590,20 @@ impl Store {
 
     /// A secret's journal, oldest first.
     pub async fn journal(&self, name: &str) -> Result<Vec<JournalEntry>> {
+        self.journal_since_last(name, None).await
+    }
+
+    /// The tail of a secret's journal that starts at its latest entry with step `step` (the whole journal
+    /// if there is none). The engine reads only this much, so its cost does not grow with history.
+    pub async fn journal_since_last(&self, name: &str, step: Option<&str>) -> Result<Vec<JournalEntry>> {
         let rows = sqlx::query(
             "SELECT id, secret_name, rotation_id, step, version_id, at, detail FROM rotation_journal
-             WHERE secret_name = ? ORDER BY id",
+             WHERE secret_name = ?1 AND id >= COALESCE(
+                 (SELECT MAX(id) FROM rotation_journal WHERE secret_name = ?1 AND step = ?2), 0)
+             ORDER BY id",
         )
         .bind(name)
+        .bind(step)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -660,19 +669,20 @@ impl Store {
             };
             let next = envelope::rewrap(&self.keyring.read().expect("keyring lock poisoned"), ctx, &sealed)?;
             if let Some(next) = next {
-                let sql = if kind == "v" {
-                    "UPDATE versions SET cmk_version = ?, wrapped_key = ? WHERE secret_name = ? AND version_id = ? AND cmk_version = ?"
-                } else {
-                    "UPDATE access_keys SET cmk_version = ?, wrapped_key = ? WHERE id = ? AND ? = ? AND cmk_version = ?"
-                };
-                let mut q = sqlx::query(sql)
+                let q = if kind == "v" {
+                    sqlx::query(
+                        "UPDATE versions SET cmk_version = ?, wrapped_key = ?
+                         WHERE secret_name = ? AND version_id = ? AND cmk_version = ?",
+                    )
                     .bind(i64::from(next.cmk_version))
                     .bind(&next.wrapped_key)
-                    .bind(&a);
-                q = if kind == "v" {
-                    q.bind(&b)
+                    .bind(&a)
+                    .bind(&b)
                 } else {
-                    q.bind(1).bind(1)
+                    sqlx::query("UPDATE access_keys SET cmk_version = ?, wrapped_key = ? WHERE id = ? AND cmk_version = ?")
+                        .bind(i64::from(next.cmk_version))
+                        .bind(&next.wrapped_key)
+                        .bind(&a)
                 };
                 q.bind(i64::from(sealed.cmk_version)).execute(&self.pool).await?;
                 changed += 1;

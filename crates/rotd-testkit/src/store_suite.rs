@@ -836,11 +836,32 @@ pub async fn journal_is_ordered_and_survives_force_delete(h: &Handle) {
         ids.push(s.journal_append(&rec).await.expect("append"));
     }
     assert!(ids.windows(2).all(|w| w[0] < w[1]));
+    let next = JournalRecord {
+        secret_name: name("a"),
+        rotation_id: "r2".into(),
+        step: "pending".into(),
+        version_id: Some(vid("v3")),
+        detail: serde_json::json!({}),
+    };
+    s.journal_append(&next).await.expect("append");
+    // The tail from the last promotion: that entry and everything after it, nothing before.
+    let tail = s.journal_since_last("a", Some("promoted")).await.expect("tail");
+    assert_eq!(
+        tail.iter()
+            .map(|e| (e.rotation_id.as_str(), e.step.as_str()))
+            .collect::<Vec<_>>(),
+        [("r1", "promoted"), ("r2", "pending")]
+    );
+    let all = s
+        .journal_since_last("a", Some("never-happened"))
+        .await
+        .expect("all");
+    assert_eq!(all.len(), 5, "without such a step the whole journal is returned");
     s.delete_secret("a", DeleteMode::Force).await.expect("force");
     let j = s.journal("a").await.expect("journal");
     assert_eq!(
         j.iter().map(|e| e.step.as_str()).collect::<Vec<_>>(),
-        ["pending", "applied", "verified", "promoted"]
+        ["pending", "applied", "verified", "promoted", "pending"]
     );
     assert_eq!(j[0].detail["target"], "user_clone");
     assert_eq!(j[0].version_id.as_deref(), Some("v2"));

@@ -24,7 +24,6 @@ pub fn meta_json(m: &SecretMeta) -> Value {
         "ExtendedConfig": m.extended_config,
         "AutomaticRotation": match &m.rotation {
             Some(r) if r.enabled => "Enabled",
-            _ if m.kind.is_managed() => "Disabled",
             _ => "Disabled",
         },
         "RotationInterval": m.rotation.as_ref().and_then(|r| r.interval()).map(|i| i.to_wire()),
