@@ -167,8 +167,8 @@ struct RdsSetup<'a> {
     db: &'a MariaDb,
 }
 
-/// Like [`run_sdk_script`]; with `rds`, also declares `app/db` on that MariaDB, rotates it once with
-/// `rotd rotate` before the script runs, and hands the script the database's address.
+/// Like [`run_sdk_script`]; with `rds`, also declares `app/db` on that MariaDB, waits for the daemon to
+/// create its accounts (no `rotd rotate`), and hands the script the database's address.
 fn run_sdk_script_with(parts: &[&str], rds: Option<RdsSetup<'_>>) {
     let py = venv_python();
     let env = Env::new();
@@ -190,7 +190,7 @@ fn run_sdk_script_with(parts: &[&str], rds: Option<RdsSetup<'_>>) {
         env.run(&["secret", "describe", "app/cache/rotated"]).code == 0
     });
     if rds.is_some() {
-        first_rds_rotation(&env, &daemon);
+        first_rds_value(&env, &daemon);
     }
     let ro_file = env.path("ro-key.json");
     env.ok(&[
@@ -273,21 +273,22 @@ fn declare_rds(env: &Env, db: &MariaDb) {
     env.ok(&["check"]);
 }
 
-/// `rotd rotate app/db` (create mode has no value before it), retried while the daemon is still starting.
-fn first_rds_rotation(env: &Env, daemon: &Daemon) {
+/// Waits for the declared `app/db` to have its first value: the daemon creates the accounts as soon as
+/// it finds the file, with no `rotd rotate` (a user deploying right after declaring it reads it at once).
+fn first_rds_value(env: &Env, daemon: &Daemon) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         daemon.assert_alive();
-        let run = env.run(&["rotate", "app/db"]);
-        if run.code == 0 {
+        if env
+            .run(&["secret", "get", "app/db", "--stage", "ACSPrevious"])
+            .code
+            == 0
+        {
             break;
         }
         assert!(
-            Instant::now() < deadline && run.stderr.contains("not running"),
-            "rotd rotate app/db failed ({}):\n{}{}\n--- rotd log\n{}",
-            run.code,
-            run.stdout,
-            run.stderr,
+            Instant::now() < deadline,
+            "app/db has no value a minute after start:\n{}",
             daemon.log_text()
         );
         std::thread::sleep(Duration::from_millis(200));

@@ -274,6 +274,18 @@ impl Backend for SqlBackend {
         Ok(Secret::new(bytes))
     }
 
+    fn slot_of(&self, value: &Secret) -> Option<Slot> {
+        #[derive(Deserialize)]
+        struct Name {
+            #[serde(rename = "AccountName")]
+            name: String,
+        }
+        let parsed: Name = serde_json::from_slice(value.expose_secret()).ok()?;
+        [Slot::Single, Slot::Primary, Slot::Clone]
+            .into_iter()
+            .find(|s| self.cfg.account(*s) == Some(parsed.name.as_str()))
+    }
+
     fn apply<'a>(&'a self, slot: Slot, new: &'a Secret) -> BoxFuture<'a, BackendResult<()>> {
         Box::pin(async move {
             let (user, password) = self.parse("apply", slot, new)?;

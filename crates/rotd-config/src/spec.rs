@@ -313,6 +313,29 @@ pub struct RamSpec {
 }
 
 impl SecretSpec {
+    /// Whether the secret has two alternating accounts (dual RDS, PolarDB, Redis).
+    pub fn is_dual(&self) -> bool {
+        match &self.target {
+            Target::Rds(db) | Target::PolarDb(db) => db.accounts.clone_user().is_some(),
+            Target::Redis(_) => true,
+            Target::Generic(_) | Target::Ecs(_) | Target::Ram(_) => false,
+        }
+    }
+
+    /// Whether the daemon makes this secret's first value itself, right after it is declared: accounts
+    /// it creates, and a dual import whose clone password the file does not give (the clone is reset).
+    pub fn creates_first_value(&self) -> bool {
+        match &self.target {
+            Target::Rds(db) | Target::PolarDb(db) => match &db.provisioning {
+                Provisioning::Create { .. } => true,
+                Provisioning::Import { clone_password, .. } => {
+                    db.accounts.clone_user().is_some() && clone_password.is_none()
+                }
+            },
+            Target::Generic(_) | Target::Redis(_) | Target::Ecs(_) | Target::Ram(_) => false,
+        }
+    }
+
     /// The vendor's `ExtendedConfig` JSON text for managed types, `None` for generic secrets. Optional
     /// ids the file does not set are left out rather than sent empty.
     pub fn extended_config(&self) -> Option<String> {

@@ -157,6 +157,14 @@ pub trait Backend: Send + Sync {
         })
     }
 
+    /// Which account a stored value of this secret belongs to, read from the value itself (a database
+    /// value's `AccountName`). `None` when the value names no account of this backend; single-account
+    /// backends may always answer `None`. The engine derives the dual slot that holds `ACSCurrent` from
+    /// this, so an operator's rollback or put can never make a rotation reset the live account. Pure.
+    fn slot_of(&self, _value: &Secret) -> Option<Slot> {
+        None
+    }
+
     /// Makes the target accept `new` for `slot`. Must succeed, doing nothing, if it already does.
     fn apply<'a>(&'a self, slot: Slot, new: &'a Secret) -> BoxFuture<'a, BackendResult<()>>;
 

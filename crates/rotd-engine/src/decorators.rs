@@ -65,6 +65,9 @@ macro_rules! delegate_sync {
         fn compose(&self, slot: Slot, password: &Secret) -> BackendResult<Secret> {
             self.inner.compose(slot, password)
         }
+        fn slot_of(&self, value: &Secret) -> Option<Slot> {
+            self.inner.slot_of(value)
+        }
     };
 }
 

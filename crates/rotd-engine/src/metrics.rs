@@ -36,6 +36,7 @@ pub struct Metrics {
     next_due: Family<Labels, Gauge<i64, AtomicI64>>,
     failures: Family<Labels, Gauge<i64, AtomicI64>>,
     quarantined: Family<Labels, Gauge<i64, AtomicI64>>,
+    awaiting_first: Family<Labels, Gauge<i64, AtomicI64>>,
     in_progress: Gauge<i64, AtomicI64>,
     journal_open: Gauge<i64, AtomicI64>,
     backend_errors: Family<Labels, Counter>,
@@ -83,6 +84,12 @@ impl Metrics {
             "1 while a secret's rotation is quarantined",
             quarantined.clone(),
         );
+        let awaiting_first = Family::<Labels, Gauge<i64, AtomicI64>>::default();
+        r.register(
+            "rotd_awaiting_first_value",
+            "1 while a declared secret has no value yet (its accounts are being created) or, with dual accounts, only one",
+            awaiting_first.clone(),
+        );
         let in_progress = Gauge::<i64, AtomicI64>::default();
         r.register(
             "rotd_rotations_in_progress",
@@ -118,6 +125,7 @@ impl Metrics {
             next_due,
             failures,
             quarantined,
+            awaiting_first,
             in_progress,
             journal_open,
             backend_errors,
@@ -165,6 +173,12 @@ impl Metrics {
         self.quarantined.get_or_create(&l).set(i64::from(quarantined));
     }
 
+    pub fn set_awaiting_first_value(&self, secret: &str, awaiting: bool) {
+        self.awaiting_first
+            .get_or_create(&labels(&[("secret", secret)]))
+            .set(i64::from(awaiting));
+    }
+
     pub fn in_progress(&self) -> &Gauge<i64, AtomicI64> {
         &self.in_progress
     }
@@ -188,5 +202,6 @@ impl Metrics {
         self.next_due.remove(&l);
         self.failures.remove(&l);
         self.quarantined.remove(&l);
+        self.awaiting_first.remove(&l);
     }
 }

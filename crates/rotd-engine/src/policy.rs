@@ -1,5 +1,11 @@
 //! The failure policy around one attempt: exponential backoff with jitter, a bounded number of attempts,
 //! then quarantine (until `rotd rotation resume` or the next rotation window).
+//!
+//! Two kinds of rotation are never quarantined, because stopping them would leave applications without a
+//! working credential for a whole interval: a secret that has no value yet (its accounts are being
+//! created, [`rotation::needs_first_value`]), and a single-account rotation past `applied` (the server
+//! already has the new password while `ACSCurrent` still holds the old one). They keep retrying with the
+//! capped backoff, visible as consecutive failures in metrics and `rotd status`.
 
 use std::time::Duration;
 
@@ -38,7 +44,8 @@ impl FailurePolicy {
         let exp = self
             .backoff_base
             .saturating_mul(1u32 << failures.saturating_sub(1).min(20));
-        let capped = exp.min(self.backoff_max);
+        // Capped at a day whatever the configuration says, so the jitter below cannot overflow.
+        let capped = exp.min(self.backoff_max).min(Duration::from_secs(86_400));
         capped.mul_f64((0.8 + 0.4 * jitter.clamp(0.0, 1.0)).max(0.0))
     }
 }
@@ -69,6 +76,7 @@ pub async fn attempt(
     next_window: Option<DateTime<Utc>>,
 ) -> AttemptResult {
     let name = m.name.as_str();
+    let first_value = rotation::needs_first_value(store, m).await.unwrap_or(false);
     match rotation::rotate(store, m, limits, requested).await {
         Ok(outcome) => {
             let now = Utc::now();
@@ -84,17 +92,23 @@ pub async fn attempt(
             let state = store.rotation_state(name).await.unwrap_or_default();
             let failures = state.consecutive_failures + 1;
             let permanent = error.class() == ErrorClass::Permanent;
-            let quarantine = permanent || failures >= policy.max_attempts;
-            let retry_at = Utc::now()
-                + chrono::Duration::from_std(policy.backoff(failures, rand::random::<f64>()))
-                    .unwrap_or_default();
-            let next = if quarantine { next_window } else { Some(retry_at) };
-            let message = error.to_string();
             let open = store
-                .journal_since_last(name, Some(step::PROMOTED))
+                .journal_tail(name)
                 .await
                 .ok()
                 .and_then(|j| rotation::open_rotation(&j));
+            let past_applied = open
+                .as_ref()
+                .is_some_and(|o| matches!(o.step.as_str(), step::APPLIED | step::VERIFIED));
+            let must_finish = first_value || (past_applied && !m.backend.capabilities().dual_accounts);
+            let quarantine = !must_finish && (permanent || failures >= policy.max_attempts);
+            let backoff = chrono::Duration::from_std(policy.backoff(failures, rand::random::<f64>()))
+                .unwrap_or(chrono::Duration::hours(1));
+            let retry_at = Utc::now()
+                .checked_add_signed(backoff)
+                .unwrap_or(DateTime::<Utc>::MAX_UTC);
+            let next = if quarantine { next_window } else { Some(retry_at) };
+            let message = error.to_string();
             let rec = JournalRecord {
                 secret_name: m.name.clone(),
                 rotation_id: open.as_ref().map_or_else(String::new, |o| o.rotation_id.clone()),
@@ -126,7 +140,7 @@ pub async fn attempt(
                     until: next_window,
                 }
             } else {
-                warn!(secret = %name, error = %message, attempt = failures, retry_at = %retry_at.format("%Y-%m-%dT%H:%M:%SZ"), "Rotation failed; will retry.");
+                warn!(secret = %name, error = %message, attempt = failures, must_finish, retry_at = %retry_at.format("%Y-%m-%dT%H:%M:%SZ"), "Rotation failed; will retry.");
                 AttemptResult::Retry { error, retry_at }
             }
         }

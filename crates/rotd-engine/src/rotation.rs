@@ -2,7 +2,16 @@
 //!
 //! ```text
 //!   pending ──► applied ──► verified ──► promoted ──► (retired, after the grace period)
+//!      └──────────┴───────────┴──► abandoned (ACSCurrent moved meanwhile, or an operator ended it)
 //! ```
+//!
+//! Which account a dual rotation resets comes from the *value* that holds `ACSCurrent` (the backend
+//! names its account, [`rotd_core::Backend::slot_of`]), never from history alone, so an operator's
+//! rollback or put cannot make a rotation reset the live account. The `pending` entry records the
+//! `ACSCurrent` version the rotation started from; the target is touched only while `ACSCurrent` is still
+//! there, and promotion is a compare-and-set against exactly it. When someone else moved `ACSCurrent`
+//! meanwhile, the rotation is abandoned (journaled; its value stays as an unlabelled version) and planned
+//! afresh from the new `ACSCurrent`, so nothing another writer stored is silently overwritten.
 //!
 //! Each step is written to the store's append-only journal after it completes and before the next one
 //! starts, so after a crash [`rotate`] finds the open rotation and rolls it forward with the *same*
@@ -30,6 +39,9 @@ pub mod step {
     pub const VERIFIED: &str = "verified";
     pub const PROMOTED: &str = "promoted";
     pub const RETIRED: &str = "retired";
+    pub const ABANDONED: &str = "abandoned";
+    /// The store's marker for a new incarnation of a secret name (written by `create_secret`).
+    pub const CREATED: &str = "created";
     pub const FAILED: &str = "failed";
     pub const QUARANTINED: &str = "quarantined";
 }
@@ -136,6 +148,9 @@ pub struct OpenRotation {
     pub slot: Slot,
     /// The last step that completed.
     pub step: String,
+    /// What `ACSCurrent` pointed at when the rotation was planned (recorded in `pending`): promotion
+    /// expects exactly this. `None` only for rotations journaled by an older rotd, which did not record it.
+    pub started_from: Option<Expect>,
 }
 
 /// A promoted rotation whose old credential still has to be retired.
@@ -154,7 +169,10 @@ fn store_err(step: &'static str) -> impl Fn(StoreError) -> RotationError {
 /// The open rotation in a journal, if the newest rotation has not been promoted.
 pub fn open_rotation(journal: &[JournalEntry]) -> Option<OpenRotation> {
     let last = journal.iter().rev().find(|e| is_progress(&e.step))?;
-    if last.step == step::PROMOTED || last.step == step::RETIRED {
+    if matches!(
+        last.step.as_str(),
+        step::PROMOTED | step::RETIRED | step::ABANDONED | step::CREATED
+    ) {
         return None;
     }
     let rotation_id = last.rotation_id.clone();
@@ -167,6 +185,7 @@ pub fn open_rotation(journal: &[JournalEntry]) -> Option<OpenRotation> {
         version_id: VersionId::parse(pending.version_id.clone()?).ok()?,
         slot: slot_of(&pending.detail)?,
         step: last.step.clone(),
+        started_from: started_from(&pending.detail),
     })
 }
 
@@ -191,16 +210,57 @@ pub fn pending_retire(journal: &[JournalEntry]) -> Option<PendingRetire> {
 fn is_progress(s: &str) -> bool {
     matches!(
         s,
-        step::MINTING | step::PENDING | step::APPLIED | step::VERIFIED | step::PROMOTED | step::RETIRED
+        step::MINTING
+            | step::PENDING
+            | step::APPLIED
+            | step::VERIFIED
+            | step::PROMOTED
+            | step::RETIRED
+            | step::ABANDONED
+            | step::CREATED
     )
+}
+
+/// The `ACSCurrent` a pending entry recorded: `"current": "<version>"`, or `null` for none.
+fn started_from(detail: &Value) -> Option<Expect> {
+    match detail.get("current")? {
+        Value::Null => Some(Expect::Absent),
+        Value::String(v) => VersionId::parse(v.clone()).ok().map(Expect::At),
+        _ => None,
+    }
+}
+
+fn expect_json(e: &Expect) -> Value {
+    match e {
+        Expect::At(v) => json!(v.as_str()),
+        Expect::Absent | Expect::Any => Value::Null,
+    }
+}
+
+/// A `pending`/`minting` entry's detail: the slot, and the `ACSCurrent` the rotation started from.
+fn pending_detail(slot: Slot, started_from: &Expect) -> Value {
+    json!({"slot": slot.as_str(), "current": expect_json(started_from)})
+}
+
+fn expect_of(current: Option<&VersionId>) -> Expect {
+    current.cloned().map_or(Expect::Absent, Expect::At)
+}
+
+fn matches_expect(e: &Expect, current: Option<&VersionId>) -> bool {
+    match e {
+        Expect::Any => true,
+        Expect::Absent => current.is_none(),
+        Expect::At(v) => current == Some(v),
+    }
 }
 
 fn slot_of(detail: &Value) -> Option<Slot> {
     Slot::parse(detail.get("slot")?.as_str()?)
 }
 
-/// The slot that holds `ACSCurrent`: the slot of the last promoted rotation, or `Primary` for
-/// accounts that were imported or created and never rotated.
+/// The slot the journal says holds `ACSCurrent`: the slot of the last promoted rotation, or `Primary` for
+/// accounts that were imported or created and never rotated. Only a fallback for values that name no
+/// account: [`current_account`] reads the slot from the value itself.
 pub fn current_slot(journal: &[JournalEntry], dual: bool) -> Slot {
     if !dual {
         return Slot::Single;
@@ -211,6 +271,86 @@ pub fn current_slot(journal: &[JournalEntry], dual: bool) -> Slot {
         .find(|e| e.step == step::PROMOTED)
         .and_then(|e| slot_of(&e.detail))
         .unwrap_or(Slot::Primary)
+}
+
+/// The version holding `ACSCurrent` and the slot of the account it names. For dual accounts the slot
+/// comes from the value (the backend parses it); the journal decides only when the value names neither
+/// account (or there is no `ACSCurrent` yet).
+pub async fn current_account(
+    store: &Store,
+    m: &Managed,
+    journal: &[JournalEntry],
+) -> Result<(Slot, Option<VersionId>), RotationError> {
+    let name = m.name.as_str();
+    let stages = store.stages(name).await.map_err(store_err("read stages"))?;
+    let current = stages.get(&StageLabel::current()).cloned();
+    if !m.backend.capabilities().dual_accounts {
+        return Ok((Slot::Single, current));
+    }
+    let from_value = match &current {
+        Some(v) => {
+            let value = store
+                .get_value(name, &Selector::Version(v.clone()))
+                .await
+                .map_err(store_err("read ACSCurrent"))?;
+            m.backend.slot_of(&value.value).filter(|s| *s != Slot::Single)
+        }
+        None => None,
+    };
+    let slot = match from_value {
+        Some(slot) => slot,
+        None => {
+            let slot = current_slot(journal, true);
+            if current.is_some() {
+                warn!(secret = %m.name, slot = %slot, "ACSCurrent's value names neither account; taking its slot from the journal.");
+            }
+            slot
+        }
+    };
+    Ok((slot, current))
+}
+
+/// Whether a secret still lacks the value(s) it must have from the start: no `ACSCurrent` (accounts rotd
+/// creates, or an import without a known password), or for dual accounts no `ACSPrevious` (the second
+/// account not created yet, or its password unknown). Such a secret is rotated at once, not at its
+/// first scheduled time, so an application deployed right after the secret is declared can read it.
+pub async fn needs_first_value(store: &Store, m: &Managed) -> Result<bool, StoreError> {
+    let stages = store.stages(m.name.as_str()).await?;
+    let dual = m.backend.capabilities().dual_accounts;
+    Ok(!stages.contains_key(&StageLabel::current())
+        || (dual && !stages.contains_key(&StageLabel::previous())))
+}
+
+/// Ends an open rotation without promoting it: `ACSPending` is removed (its value stays as an
+/// unlabelled version) and an `abandoned` step is journaled, so the next rotation plans afresh.
+pub async fn abandon(
+    store: &Store,
+    name: &SecretName,
+    open: &OpenRotation,
+    reason: &str,
+) -> Result<(), StoreError> {
+    let stages = store.stages(name.as_str()).await?;
+    if stages.get(&StageLabel::pending()) == Some(&open.version_id) {
+        let mv = [StageMove {
+            stage: StageLabel::pending(),
+            expect: Expect::At(open.version_id.clone()),
+            to: None,
+        }];
+        match store.move_stages(name.as_str(), &mv).await {
+            Ok(_) | Err(StoreError::StageConflict { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    store
+        .journal_append(&JournalRecord {
+            secret_name: name.clone(),
+            rotation_id: open.rotation_id.clone(),
+            step: step::ABANDONED.to_owned(),
+            version_id: Some(open.version_id.clone()),
+            detail: json!({"slot": open.slot.as_str(), "after": open.step, "reason": reason}),
+        })
+        .await?;
+    Ok(())
 }
 
 async fn journal(
@@ -261,15 +401,42 @@ pub fn new_rotation_id() -> String {
 /// Runs (or resumes) one rotation of `m` to promotion.
 ///
 /// With `requested` (the vendor's RotateSecret `VersionId`), an existing version of that id means the
-/// rotation already happened and nothing is done; otherwise the new version gets that id.
+/// rotation already happened and nothing is done; otherwise the new version gets that id. When
+/// `ACSCurrent` moves under a rotation (an operator's rollback, a put), the rotation is abandoned and
+/// planned again from the new `ACSCurrent`, a bounded number of times.
 pub async fn rotate(
     store: &Store,
     m: &Managed,
     limits: &StepLimits,
     requested: Option<VersionId>,
 ) -> Result<Outcome, RotationError> {
+    let mut requested = requested;
+    for _ in 0..3 {
+        match rotate_once(store, m, limits, requested.take()).await? {
+            Planned::Done(outcome) => return Ok(outcome),
+            Planned::Replan => continue,
+        }
+    }
+    Err(RotationError::Invalid {
+        step: step::PROMOTED,
+        message: "ACSCurrent kept changing while rotating; will try again later".to_owned(),
+    })
+}
+
+enum Planned {
+    Done(Outcome),
+    /// `ACSCurrent` moved; the rotation was abandoned and must be planned again.
+    Replan,
+}
+
+async fn rotate_once(
+    store: &Store,
+    m: &Managed,
+    limits: &StepLimits,
+    requested: Option<VersionId>,
+) -> Result<Planned, RotationError> {
     let j = store
-        .journal_since_last(m.name.as_str(), Some(step::PROMOTED))
+        .journal_tail(m.name.as_str())
         .await
         .map_err(store_err("read journal"))?;
     let caps = m.backend.capabilities();
@@ -289,19 +456,20 @@ pub async fn rotate(
             (open, true)
         }
         None => {
+            let (current_slot, current) = current_account(store, m, &j).await?;
             if let Some(v) = &requested {
                 match store
                     .get_value(m.name.as_str(), &Selector::Version(v.clone()))
                     .await
                 {
                     Ok(_) => {
-                        return Ok(Outcome {
+                        return Ok(Planned::Done(Outcome {
                             rotation_id: String::new(),
                             version_id: v.clone(),
-                            slot: current_slot(&j, caps.dual_accounts),
+                            slot: current_slot,
                             resumed: false,
                             already_done: true,
-                        });
+                        }));
                     }
                     Err(StoreError::VersionNotFound { .. }) => {}
                     Err(e) => return Err(store_err("check version")(e)),
@@ -316,7 +484,7 @@ pub async fn rotate(
                 })?,
             };
             let slot = if caps.dual_accounts {
-                current_slot(&j, true).other()
+                current_slot.other()
             } else {
                 Slot::Single
             };
@@ -325,13 +493,14 @@ pub async fn rotate(
             } else {
                 step::PENDING
             };
+            let started = expect_of(current.as_ref());
             journal(
                 store,
                 m,
                 &rotation_id,
                 first,
                 Some(&version_id),
-                json!({"slot": slot.as_str()}),
+                pending_detail(slot, &started),
             )
             .await
             .map_err(store_err(first))?;
@@ -341,6 +510,7 @@ pub async fn rotate(
                     version_id,
                     slot,
                     step: first.to_owned(),
+                    started_from: Some(started),
                 },
                 false,
             )
@@ -356,12 +526,34 @@ pub async fn rotate(
     let vid = &open.version_id;
     let detail = json!({"slot": open.slot.as_str()});
 
-    if matches!(open.step.as_str(), step::MINTING | step::PENDING) {
+    let untouched = matches!(open.step.as_str(), step::MINTING | step::PENDING);
+    if untouched {
+        // The target is touched only while ACSCurrent is what the plan was made from: for dual accounts
+        // the slot to reset was derived from it.
+        if let Some(expect) = &open.started_from {
+            let stages = store
+                .stages(m.name.as_str())
+                .await
+                .map_err(store_err(step::APPLIED))?;
+            if !matches_expect(expect, stages.get(&StageLabel::current())) {
+                warn!(secret = %m.name, rotation = %open.rotation_id, "ACSCurrent moved before the target was changed; planning the rotation again.");
+                abandon(store, &m.name, &open, "ACSCurrent moved before apply")
+                    .await
+                    .map_err(store_err(step::ABANDONED))?;
+                return Ok(Planned::Replan);
+            }
+        }
+    }
+    // A resumed rotation past `applied` applies again (idempotent): a verify that failed because the
+    // target lost or never took the new credential is repaired rather than retried forever.
+    if untouched || (resumed && open.step == step::APPLIED) {
         with_timeout(limits, m, step::APPLIED, m.backend.apply(open.slot, &value)).await?;
-        journal(store, m, rid, step::APPLIED, Some(vid), detail.clone())
-            .await
-            .map_err(store_err(step::APPLIED))?;
-        failpoint(limits, m, "applied").await;
+        if untouched {
+            journal(store, m, rid, step::APPLIED, Some(vid), detail.clone())
+                .await
+                .map_err(store_err(step::APPLIED))?;
+            failpoint(limits, m, "applied").await;
+        }
     }
     if open.step != step::VERIFIED {
         with_timeout(limits, m, step::VERIFIED, m.backend.verify(open.slot, &value)).await?;
@@ -370,15 +562,17 @@ pub async fn rotate(
             .map_err(store_err(step::VERIFIED))?;
         failpoint(limits, m, "verified").await;
     }
-    promote(store, m, limits, &open).await?;
+    if !promote(store, m, limits, &open).await? {
+        return Ok(Planned::Replan);
+    }
     failpoint(limits, m, "promoted").await;
-    Ok(Outcome {
+    Ok(Planned::Done(Outcome {
         rotation_id: open.rotation_id,
         version_id: open.version_id,
         slot: open.slot,
         resumed,
         already_done: false,
-    })
+    }))
 }
 
 /// The value of an open rotation: the stored `ACSPending` version, or (when the process died between
@@ -444,26 +638,41 @@ async fn pending_value(
     Ok(value)
 }
 
+/// Promotes a verified rotation: one compare-and-set stage move against the `ACSCurrent` the rotation
+/// started from. Returns false (after abandoning the rotation) when someone else moved `ACSCurrent`
+/// meanwhile, so the caller plans again instead of overwriting their change.
 async fn promote(
     store: &Store,
     m: &Managed,
     limits: &StepLimits,
     open: &OpenRotation,
-) -> Result<(), RotationError> {
+) -> Result<bool, RotationError> {
     let name = m.name.as_str();
     let stages = store.stages(name).await.map_err(store_err(step::PROMOTED))?;
     let current = stages.get(&StageLabel::current()).cloned();
     let already = current.as_ref() == Some(&open.version_id);
     let caps = m.backend.capabilities();
+    // Rotations journaled by an older rotd did not record where they started; they expect what is there.
+    let expected = open
+        .started_from
+        .clone()
+        .unwrap_or_else(|| expect_of(current.as_ref()));
     // The version that held ACSCurrent is what the old credential was.
+    let old = match &expected {
+        Expect::At(v) => Some(v.clone()),
+        Expect::Absent | Expect::Any => None,
+    };
     let mut detail = json!({"slot": open.slot.as_str()});
     if !already {
+        if !matches_expect(&expected, current.as_ref()) {
+            return replan(store, m, open, "ACSCurrent moved during the rotation").await;
+        }
         let mut moves = vec![StageMove {
             stage: StageLabel::current(),
-            expect: current.clone().map_or(Expect::Absent, Expect::At),
+            expect: expected.clone(),
             to: Some(open.version_id.clone()),
         }];
-        if let Some(cur) = &current {
+        if let Some(cur) = &old {
             moves.push(StageMove {
                 stage: StageLabel::previous(),
                 expect: Expect::Any,
@@ -477,24 +686,14 @@ async fn promote(
                 to: None,
             });
         }
-        store
-            .move_stages(name, &moves)
-            .await
-            .map_err(store_err(step::PROMOTED))?;
-        failpoint(limits, m, "promoted-store").await;
-        if caps.needs_retire
-            && let Some(cur) = &current
-        {
-            let at = Utc::now() + chrono::Duration::from_std(m.grace).unwrap_or_default();
-            let old_slot = if caps.dual_accounts {
-                open.slot.other()
-            } else {
-                Slot::Single
-            };
-            detail["retire_version"] = json!(cur.as_str());
-            detail["retire_slot"] = json!(old_slot.as_str());
-            detail["retire_at"] = json!(at.timestamp());
+        match store.move_stages(name, &moves).await {
+            Ok(_) => {}
+            Err(StoreError::StageConflict { .. }) => {
+                return replan(store, m, open, "ACSCurrent moved while promoting").await;
+            }
+            Err(e) => return Err(store_err(step::PROMOTED)(e)),
         }
+        failpoint(limits, m, "promoted-store").await;
     } else if stages.get(&StageLabel::pending()) == Some(&open.version_id) {
         // Promoted by a process that died before cleaning up ACSPending (cannot happen with the single
         // transaction above, but a manual stage move could leave it).
@@ -508,6 +707,24 @@ async fn promote(
             .await
             .map_err(store_err(step::PROMOTED))?;
     }
+    // What `retire` needs, also when a crash left the stage move done but this entry unwritten: the
+    // old version is the one the rotation started from, not whatever ACSPrevious says now.
+    if caps.needs_retire
+        && let Some(cur) = old.filter(|c| *c != open.version_id)
+    {
+        let grace = chrono::Duration::from_std(m.grace).unwrap_or(chrono::Duration::MAX);
+        let at = Utc::now()
+            .checked_add_signed(grace)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        let old_slot = if caps.dual_accounts {
+            open.slot.other()
+        } else {
+            Slot::Single
+        };
+        detail["retire_version"] = json!(cur.as_str());
+        detail["retire_slot"] = json!(old_slot.as_str());
+        detail["retire_at"] = json!(at.timestamp());
+    }
     journal(
         store,
         m,
@@ -518,7 +735,20 @@ async fn promote(
     )
     .await
     .map_err(store_err(step::PROMOTED))?;
-    Ok(())
+    Ok(true)
+}
+
+async fn replan(
+    store: &Store,
+    m: &Managed,
+    open: &OpenRotation,
+    reason: &str,
+) -> Result<bool, RotationError> {
+    warn!(secret = %m.name, rotation = %open.rotation_id, reason, "Someone else changed ACSCurrent; abandoning this rotation and planning it again.");
+    abandon(store, &m.name, open, reason)
+        .await
+        .map_err(store_err(step::ABANDONED))?;
+    Ok(false)
 }
 
 /// Revokes the old credential of a promoted rotation and journals it.

@@ -7,7 +7,7 @@
 //! a per-backend concurrency limit. After downtime, secrets that fell due are spread over a catch-up
 //! period instead of starting together. Decisions are a pure function of `now` ([`decide`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -81,6 +81,9 @@ pub struct View {
     pub next_attempt_at: Option<DateTime<Utc>>,
     /// A rotation was started and not promoted: roll it forward.
     pub open_rotation: bool,
+    /// The secret has no value yet (accounts rotd creates, an import without a known password) or, for
+    /// dual accounts, only one: rotate now rather than at the first scheduled time.
+    pub first_value: bool,
     /// The scheduled start (due time + jitter, or a catch-up slot); `None` without automatic rotation.
     pub start_at: Option<DateTime<Utc>>,
 }
@@ -100,7 +103,7 @@ pub fn decide(now: DateTime<Utc>, v: &View) -> Decision {
     if let Some(t) = v.next_attempt_at.filter(|t| *t > now) {
         return Decision::At(t);
     }
-    if v.open_rotation {
+    if v.open_rotation || v.first_value {
         return Decision::Run;
     }
     match v.start_at {
@@ -127,6 +130,14 @@ pub struct Engine {
     global: Arc<Semaphore>,
     per_kind: Mutex<HashMap<String, Arc<Semaphore>>>,
     entries: Mutex<HashMap<String, Entry>>,
+    /// Secrets with a task (rotation or retire) under way, launched or still waiting for a permit. Kept
+    /// apart from `entries`, which a reload replaces wholesale, so no reload, backend rebuild or refresh
+    /// can ever let a second task start for a secret; a task's [`InFlight`] guard removes its name when
+    /// the task ends, also by panic.
+    inflight: Arc<Mutex<HashSet<String>>>,
+    /// Bumped by every `set_secrets`: a refresh that read the store before a reload does not write its
+    /// stale entry back over the reloaded one.
+    generation: std::sync::atomic::AtomicU64,
     wake: Notify,
     started: Mutex<bool>,
     /// Set when the loop stops: tasks still waiting for a permit give up instead of starting.
@@ -160,6 +171,8 @@ impl Engine {
             metrics,
             per_kind: Mutex::default(),
             entries: Mutex::default(),
+            inflight: Arc::default(),
+            generation: std::sync::atomic::AtomicU64::new(0),
             wake: Notify::new(),
             started: Mutex::new(false),
             stopping: std::sync::atomic::AtomicBool::new(false),
@@ -189,6 +202,7 @@ impl Engine {
     /// Replaces the set of managed secrets (at start-up and on reload), computing and persisting each
     /// one's next due time. Rotations in progress finish with the backend they started with.
     pub async fn set_secrets(&self, specs: Vec<SecretEntry>) {
+        self.generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let now = Utc::now();
         let first = {
             let mut started = self.started.lock().expect("engine lock");
@@ -228,12 +242,6 @@ impl Engine {
         for old in entries.keys().filter(|k| !fresh.contains_key(*k)) {
             self.metrics.forget(old);
         }
-        // Keep the running flag of secrets whose rotation is under way.
-        for (name, e) in fresh.iter_mut() {
-            if let Some(old) = entries.get(name) {
-                e.view.running = old.view.running;
-            }
-        }
         *entries = fresh;
         drop(entries);
         self.wake.notify_one();
@@ -243,10 +251,8 @@ impl Engine {
         let name = spec.managed.name.as_str();
         let meta = self.store.describe(name).await?;
         let state = self.store.rotation_state(name).await?;
-        let journal = self
-            .store
-            .journal_since_last(name, Some(rotation::step::PROMOTED))
-            .await?;
+        let journal = self.store.journal_tail(name).await?;
+        let first_value = rotation::needs_first_value(&self.store, &spec.managed).await?;
         let compiled = match &spec.policy {
             Some(p) if p.enabled => match rotd_core::compile(&p.schedule) {
                 Ok(c) => Some(c),
@@ -271,6 +277,7 @@ impl Engine {
         self.metrics.set_next_due(name, unix(next_due));
         self.metrics
             .set_failures(name, state.consecutive_failures, state.quarantined);
+        self.metrics.set_awaiting_first_value(name, first_value);
         if let Some(t) = state.last_success_at.or(meta.last_rotation_at) {
             self.metrics.set_last_success(name, t.timestamp());
         }
@@ -288,6 +295,7 @@ impl Engine {
                 quarantined: state.quarantined,
                 next_attempt_at: state.next_attempt_at,
                 open_rotation: rotation::open_rotation(&journal).is_some(),
+                first_value,
                 start_at,
             },
             retire_due,
@@ -305,18 +313,17 @@ impl Engine {
 
     /// Starts a task for a secret unless one is running. Returns false if it was already running or unknown.
     fn launch(self: &Arc<Self>, name: &str, requested: Option<VersionId>, request: Option<i64>) -> bool {
-        let (managed, hooks, policy_next) = {
-            let mut entries = self.entries.lock().expect("engine lock");
-            let Some(e) = entries.get_mut(name) else {
+        let (managed, hooks, policy_next, guard) = {
+            let entries = self.entries.lock().expect("engine lock");
+            let Some(e) = entries.get(name) else {
                 return false;
             };
-            if e.view.running {
+            let Some(guard) = InFlight::take(&self.inflight, name) else {
                 return false;
-            }
-            e.view.running = true;
+            };
             let mut m = e.spec.managed.clone();
             m.backend = e.backend.clone();
-            (m, e.spec.hooks.clone(), e.compiled.clone())
+            (m, e.spec.hooks.clone(), e.compiled.clone(), guard)
         };
         let this = Arc::clone(self);
         tokio::spawn(async move {
@@ -326,6 +333,11 @@ impl Engine {
                 .acquire_owned()
                 .await
                 .expect("semaphore never closed");
+            if this.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+                // Shutting down: a task still waiting for its permit does not start (its request stays
+                // open for the next start).
+                return;
+            }
             this.metrics.in_progress().inc();
             let started = Instant::now();
             let state = this
@@ -382,27 +394,42 @@ impl Engine {
                 warn!(error = %e, "Could not finish a rotation request.");
             }
             this.metrics.in_progress().dec();
-            this.refresh(managed.name.as_str(), false).await;
+            // Refresh before freeing the secret, so the loop never sees it idle with a stale view.
+            this.refresh(managed.name.as_str()).await;
+            drop(guard);
+            this.wake.notify_one();
         });
         true
     }
 
     /// Re-reads a secret's state from the store after a change (attempt finished, operator request).
-    async fn refresh(&self, name: &str, keep_running: bool) {
-        let spec = {
-            let entries = self.entries.lock().expect("engine lock");
-            match entries.get(name) {
-                Some(e) => e.spec.clone(),
-                None => return,
+    async fn refresh(&self, name: &str) {
+        // A reload that lands while this refresh reads the store replaces the entry; then read again
+        // from the reloaded spec rather than write a stale entry back over it.
+        for _ in 0..3 {
+            let generation = self.generation.load(std::sync::atomic::Ordering::SeqCst);
+            let spec = {
+                let entries = self.entries.lock().expect("engine lock");
+                match entries.get(name) {
+                    Some(e) => e.spec.clone(),
+                    None => return,
+                }
+            };
+            let loaded = self.load_entry(spec).await;
+            if self.generation.load(std::sync::atomic::Ordering::SeqCst) != generation {
+                continue;
             }
-        };
-        match self.load_entry(spec).await {
+            self.store_refreshed(name, loaded);
+            break;
+        }
+        self.wake.notify_one();
+    }
+
+    fn store_refreshed(&self, name: &str, loaded: Result<Entry, rotd_store::StoreError>) {
+        match loaded {
             Ok(mut fresh) => {
                 let mut entries = self.entries.lock().expect("engine lock");
                 if let Some(old) = entries.get(name) {
-                    if keep_running {
-                        fresh.view.running = old.view.running;
-                    }
                     // Keep a catch-up slot that has not come yet.
                     if let (Some(old_start), Some(new_start)) = (old.view.start_at, fresh.view.start_at)
                         && old.next_due == fresh.next_due
@@ -415,7 +442,6 @@ impl Engine {
             }
             Err(e) => error!(secret = %name, error = %e, "Could not reload a secret's rotation state."),
         }
-        self.wake.notify_one();
     }
 
     async fn handle_request(self: &Arc<Self>, r: RotationRequest) {
@@ -444,7 +470,7 @@ impl Engine {
                 }
             }
             _ => {
-                self.refresh(&r.secret_name, true).await;
+                self.refresh(&r.secret_name).await;
                 done("ok".to_owned()).await;
             }
         }
@@ -469,12 +495,7 @@ impl Engine {
             match self.store.open_requests().await {
                 Ok(reqs) => {
                     for r in reqs {
-                        let running = self
-                            .entries
-                            .lock()
-                            .expect("engine lock")
-                            .get(&r.secret_name)
-                            .is_some_and(|e| e.view.running);
+                        let running = self.is_running(&r.secret_name);
                         if !(r.kind == "rotate" && running) {
                             self.handle_request(r).await;
                         }
@@ -489,14 +510,20 @@ impl Engine {
             let mut open = 0;
             {
                 let entries = self.entries.lock().expect("engine lock");
+                let inflight = self.inflight.lock().expect("engine lock").clone();
                 for (name, e) in entries.iter() {
                     open += i64::from(e.view.open_rotation);
-                    match decide(now, &e.view) {
+                    let running = inflight.contains(name);
+                    let view = View {
+                        running,
+                        ..e.view.clone()
+                    };
+                    match decide(now, &view) {
                         Decision::Run => due.push(name.clone()),
                         Decision::At(t) => next_wake = next_wake.min(t),
                         Decision::Idle => {}
                     }
-                    if let Some(t) = e.retire_due.filter(|_| !e.view.running) {
+                    if let Some(t) = e.retire_due.filter(|_| !running) {
                         if t <= now {
                             retire.push(name.clone());
                         } else {
@@ -536,7 +563,7 @@ impl Engine {
     pub async fn drain(&self, timeout: Duration) -> bool {
         self.stopping.store(true, std::sync::atomic::Ordering::SeqCst);
         let deadline = Instant::now() + timeout;
-        while self.metrics.in_progress().get() > 0 {
+        while !self.inflight.lock().expect("engine lock").is_empty() {
             if Instant::now() >= deadline {
                 return false;
             }
@@ -546,24 +573,20 @@ impl Engine {
     }
 
     fn launch_retire(self: &Arc<Self>, name: &str) {
-        let managed = {
-            let mut entries = self.entries.lock().expect("engine lock");
-            let Some(e) = entries.get_mut(name) else { return };
-            if e.view.running {
+        let (managed, guard) = {
+            let entries = self.entries.lock().expect("engine lock");
+            let Some(e) = entries.get(name) else { return };
+            let Some(guard) = InFlight::take(&self.inflight, name) else {
                 return;
-            }
-            e.view.running = true;
+            };
             let mut m = e.spec.managed.clone();
             m.backend = e.backend.clone();
-            m
+            (m, guard)
         };
         let this = Arc::clone(self);
         tokio::spawn(async move {
             let name = managed.name.to_string();
-            if let Ok(j) = this
-                .store
-                .journal_since_last(&name, Some(rotation::step::PROMOTED))
-                .await
+            if let Ok(j) = this.store.journal_tail(&name).await
                 && let Some(r) = rotation::pending_retire(&j)
             {
                 match rotation::retire(&this.store, &managed, &this.cfg.limits, &r).await {
@@ -573,8 +596,43 @@ impl Engine {
                     }
                 }
             }
-            this.refresh(&name, false).await;
+            this.refresh(&name).await;
+            drop(guard);
+            this.wake.notify_one();
         });
+    }
+
+    /// Whether a task (rotation or retire) for this secret is under way.
+    pub fn is_running(&self, name: &str) -> bool {
+        self.inflight.lock().expect("engine lock").contains(name)
+    }
+}
+
+/// A secret's place in the in-flight set, held by its task; dropping it (the task ended, returned early
+/// or panicked) frees the secret for the next task.
+struct InFlight {
+    set: Arc<Mutex<HashSet<String>>>,
+    name: String,
+}
+
+impl InFlight {
+    /// Claims `name`, or `None` when a task for it is already under way.
+    fn take(set: &Arc<Mutex<HashSet<String>>>, name: &str) -> Option<Self> {
+        if !set.lock().expect("engine lock").insert(name.to_owned()) {
+            return None;
+        }
+        Some(Self {
+            set: Arc::clone(set),
+            name: name.to_owned(),
+        })
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Ok(mut set) = self.set.lock() {
+            set.remove(&self.name);
+        }
     }
 }
 

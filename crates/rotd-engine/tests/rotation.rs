@@ -101,6 +101,7 @@ impl World {
             .expect("journal")
             .into_iter()
             .map(|e| e.step)
+            .filter(|s| s != step::CREATED)
             .collect()
     }
     async fn current_works(&self) -> bool {
@@ -190,7 +191,7 @@ async fn a_failed_apply_resumes_with_the_same_pending_value() {
 }
 
 #[tokio::test]
-async fn a_failed_verify_never_promotes_and_resumes_at_verify() {
+async fn a_failed_verify_never_promotes_and_resumes_by_applying_again() {
     let w = world(FakeBackend::single()).await;
     w.fake.fail_next(Op::Verify, 2, false);
     for _ in 0..2 {
@@ -209,8 +210,9 @@ async fn a_failed_verify_never_promotes_and_resumes_at_verify() {
     assert!(out.resumed);
     assert_eq!(
         w.fake.calls(Op::Apply),
-        applies,
-        "resuming after apply does not apply again"
+        applies + 1,
+        "a rotation resumed past applied applies again (idempotent), so a target that lost the new \
+         credential is repaired instead of failing verify forever"
     );
     assert!(w.current_works().await);
 }
@@ -406,4 +408,205 @@ async fn overlapping_backends_retire_the_old_credential() {
         "the owed retire ran before the new rotation"
     );
     assert!(w.current_works().await);
+}
+
+/// An operator's rollback: `ACSCurrent` moved back to an older version outside any rotation.
+async fn roll_back(w: &World, to: &str) {
+    w.store
+        .move_stages(
+            NAME,
+            &[rotd_store::StageMove {
+                stage: StageLabel::current(),
+                expect: rotd_store::Expect::Any,
+                to: Some(VersionId::parse(to).expect("id")),
+            }],
+        )
+        .await
+        .expect("roll back");
+}
+
+#[tokio::test]
+async fn after_a_rollback_the_next_rotation_resets_the_account_not_holding_current() {
+    let w = world(FakeBackend::dual()).await;
+    let first = rotate(&w.store, &w.m, &limits(), None).await.expect("rotate");
+    assert_eq!(first.slot, Slot::Clone);
+    // The operator rolls ACSCurrent back to v0 (the primary account); the journal still says the clone
+    // was promoted last. An application reads v0.
+    roll_back(&w, "v0").await;
+    let held = w.value("ACSCurrent").await.expect("current");
+    let next = rotate(&w.store, &w.m, &limits(), None).await.expect("rotate");
+    assert_eq!(
+        next.slot,
+        Slot::Clone,
+        "the slot comes from ACSCurrent's value (primary), so the clone is reset"
+    );
+    assert!(
+        w.fake.accepts(&held),
+        "the credential the application held after the rollback still logs in"
+    );
+    assert!(w.current_works().await);
+}
+
+#[tokio::test]
+async fn a_rollback_while_a_rotation_is_open_replans_it_instead_of_resetting_the_live_account() {
+    let w = world(FakeBackend::dual()).await;
+    rotate(&w.store, &w.m, &limits(), None).await.expect("first");
+    // The second rotation targets the primary (ACSCurrent is the clone) and stops before apply.
+    w.fake.fail_next(Op::Apply, 1, false);
+    let e = rotate(&w.store, &w.m, &limits(), None)
+        .await
+        .expect_err("apply fails");
+    assert_eq!(e.step(), step::APPLIED);
+    // Meanwhile the operator rolls back to v0, the primary's credential.
+    roll_back(&w, "v0").await;
+    let held = w.value("ACSCurrent").await.expect("current");
+    let out = rotate(&w.store, &w.m, &limits(), None).await.expect("rotate");
+    assert_eq!(
+        out.slot,
+        Slot::Clone,
+        "planned again from the rolled-back ACSCurrent"
+    );
+    assert!(!out.resumed, "the stale rotation was abandoned, not resumed");
+    assert!(w.fake.accepts(&held), "the primary's credential was never reset");
+    assert!(w.steps().await.iter().any(|s| s == step::ABANDONED));
+    assert_eq!(w.version_at("ACSPending").await, None);
+}
+
+#[tokio::test]
+async fn a_put_during_a_rotation_is_not_overwritten_by_its_promotion() {
+    let w = world(FakeBackend::single()).await;
+    w.fake.fail_next(Op::Verify, 1, false);
+    rotate(&w.store, &w.m, &limits(), None)
+        .await
+        .expect_err("verify fails after apply");
+    let stale = rotation::open_rotation(&w.store.journal_tail(NAME).await.expect("j"))
+        .expect("open")
+        .version_id;
+    // An operator stores a value while the rotation is open.
+    w.store
+        .put_value(
+            NAME,
+            NewVersion {
+                version_id: VersionId::parse("operator").expect("id"),
+                data_type: DataType::Text,
+                value: account_value("app", "operator-pw"),
+            },
+            None,
+        )
+        .await
+        .expect("put");
+    let out = rotate(&w.store, &w.m, &limits(), None).await.expect("rotate");
+    assert_ne!(
+        out.version_id, stale,
+        "the rotation planned before the put is abandoned, not promoted over it"
+    );
+    assert_eq!(
+        w.version_at("ACSCurrent").await.as_deref(),
+        Some(out.version_id.as_str())
+    );
+    assert_eq!(
+        w.version_at("ACSPrevious").await.as_deref(),
+        Some("operator"),
+        "the put value is what the new rotation replaced"
+    );
+    assert!(w.current_works().await);
+    let j = w.store.journal_tail(NAME).await.expect("j");
+    assert!(
+        w.store
+            .journal(NAME)
+            .await
+            .expect("j")
+            .iter()
+            .any(|e| e.step == step::ABANDONED && e.version_id.as_deref() == Some(stale.as_str())),
+        "the abandoned rotation is journaled: {j:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_secret_created_again_under_the_same_name_starts_afresh() {
+    let w = world(FakeBackend::single()).await;
+    w.fake.fail_next(Op::Apply, 5, true);
+    let policy = FailurePolicy {
+        max_attempts: 1,
+        ..Default::default()
+    };
+    let r = attempt(&w.store, &w.m, &limits(), &policy, None, None).await;
+    assert!(matches!(r, AttemptResult::Quarantined { .. }), "{r:?}");
+    w.store.set_paused(NAME, true).await.expect("pause");
+    w.store
+        .delete_secret(NAME, rotd_store::DeleteMode::Force)
+        .await
+        .expect("delete");
+    let new = NewSecret {
+        name: SecretName::parse(NAME).expect("name"),
+        kind: SecretType::Rds,
+        description: String::new(),
+        tags: Tags::default(),
+        cmk_id: "default".into(),
+        extended_config: None,
+        rotation: None,
+        policy: None,
+        managed_by: None,
+    };
+    let initial = NewVersion {
+        version_id: VersionId::parse("fresh").expect("id"),
+        data_type: DataType::Text,
+        value: account_value("app", "imported-pw"),
+    };
+    w.store
+        .create_secret(new, Some(initial))
+        .await
+        .expect("create again");
+    let state = w.store.rotation_state(NAME).await.expect("state");
+    assert!(!state.quarantined && !state.paused, "{state:?}");
+    assert!(
+        rotation::open_rotation(&w.store.journal_tail(NAME).await.expect("j")).is_none(),
+        "the old secret's open rotation is not this one's"
+    );
+    w.fake.fail_next(Op::Apply, 0, false);
+    let out = rotate(&w.store, &w.m, &limits(), None).await.expect("rotate");
+    assert!(!out.resumed);
+    assert_eq!(w.version_at("ACSPrevious").await.as_deref(), Some("fresh"));
+}
+
+#[tokio::test]
+async fn a_single_rotation_past_applied_is_never_quarantined() {
+    let w = world(FakeBackend::single()).await;
+    let policy = FailurePolicy {
+        max_attempts: 2,
+        backoff_base: Duration::from_millis(1),
+        backoff_max: Duration::from_millis(5),
+    };
+    // The server took the new password; verify keeps failing permanently (say, a network ACL).
+    w.fake.fail_next(Op::Verify, 6, true);
+    for _ in 0..6 {
+        let r = attempt(&w.store, &w.m, &limits(), &policy, None, None).await;
+        assert!(
+            matches!(r, AttemptResult::Retry { .. }),
+            "ACSCurrent is dead until this rotation finishes, so it keeps retrying: {r:?}"
+        );
+    }
+    let state = w.store.rotation_state(NAME).await.expect("state");
+    assert_eq!(state.consecutive_failures, 6, "and the failures are visible");
+    let r = attempt(&w.store, &w.m, &limits(), &policy, None, None).await;
+    assert!(matches!(r, AttemptResult::Done(_)), "{r:?}");
+    assert!(w.current_works().await);
+}
+
+#[tokio::test]
+async fn a_dual_rotation_before_apply_is_still_quarantined() {
+    let w = world(FakeBackend::dual()).await;
+    // Both accounts have a stored value (a secret with only one is rotated until it has both).
+    rotate(&w.store, &w.m, &limits(), None).await.expect("first");
+    let policy = FailurePolicy {
+        max_attempts: 2,
+        ..Default::default()
+    };
+    w.fake.fail_next(Op::Apply, 5, false);
+    let _ = attempt(&w.store, &w.m, &limits(), &policy, None, None).await;
+    let r = attempt(&w.store, &w.m, &limits(), &policy, None, None).await;
+    assert!(
+        matches!(r, AttemptResult::Quarantined { .. }),
+        "the live credential is untouched, so the usual bound applies: {r:?}"
+    );
 }

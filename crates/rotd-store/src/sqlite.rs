@@ -169,6 +169,30 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         write_tags(&mut tx, name, &new.tags).await?;
+        // A new incarnation: the journal (which outlives deletions) gets a `created` marker that starts
+        // this secret's tail, so nothing of an earlier secret of the same name (an open rotation, the
+        // account slot, an owed retire) carries over; its control state and open requests go too.
+        sqlx::query(
+            "INSERT INTO rotation_journal (secret_name, rotation_id, step, version_id, at, detail)
+             VALUES (?, ?, 'created', NULL, ?, '{}')",
+        )
+        .bind(name)
+        .bind(incarnation_id()?)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM rotation_state WHERE secret_name = ?")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "UPDATE rotation_requests SET done_at = ?, result = 'error: the secret was created again'
+             WHERE secret_name = ? AND done_at IS NULL",
+        )
+        .bind(now)
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
         if let Some(v) = initial {
             self.insert_version(&mut tx, name, &new.cmk_id, &v, &[StageLabel::current()])
                 .await?;
@@ -593,6 +617,22 @@ impl Store {
         self.journal_since_last(name, None).await
     }
 
+    /// The part of a secret's journal the engine decides from: everything since the latest `promoted`
+    /// entry or the latest `created` marker (the start of this incarnation), whichever is newer.
+    pub async fn journal_tail(&self, name: &str) -> Result<Vec<JournalEntry>> {
+        let rows = sqlx::query(
+            "SELECT id, secret_name, rotation_id, step, version_id, at, detail FROM rotation_journal
+             WHERE secret_name = ?1 AND id >= COALESCE(
+                 (SELECT MAX(id) FROM rotation_journal
+                  WHERE secret_name = ?1 AND step IN ('promoted', 'created')), 0)
+             ORDER BY id",
+        )
+        .bind(name)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(journal_row).collect()
+    }
+
     /// The tail of a secret's journal that starts at its latest entry with step `step` (the whole journal
     /// if there is none). The engine reads only this much, so its cost does not grow with history.
     pub async fn journal_since_last(&self, name: &str, step: Option<&str>) -> Result<Vec<JournalEntry>> {
@@ -606,19 +646,7 @@ impl Store {
         .bind(step)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(JournalEntry {
-                    id: r.try_get("id")?,
-                    secret_name: r.try_get("secret_name")?,
-                    rotation_id: r.try_get("rotation_id")?,
-                    step: r.try_get("step")?,
-                    version_id: r.try_get("version_id")?,
-                    at: ts(r.try_get("at")?),
-                    detail: serde_json::from_str(&r.try_get::<String, _>("detail")?).map_err(corrupt)?,
-                })
-            })
-            .collect()
+        rows.iter().map(journal_row).collect()
     }
 
     // ----- CMKs ----------------------------------------------------------------------------------
@@ -1014,4 +1042,24 @@ async fn enforce_retention(tx: &mut Tx, name: &str) -> Result<()> {
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+fn journal_row(r: &sqlx::sqlite::SqliteRow) -> Result<JournalEntry> {
+    Ok(JournalEntry {
+        id: r.try_get("id")?,
+        secret_name: r.try_get("secret_name")?,
+        rotation_id: r.try_get("rotation_id")?,
+        step: r.try_get("step")?,
+        version_id: r.try_get("version_id")?,
+        at: ts(r.try_get("at")?),
+        detail: serde_json::from_str(&r.try_get::<String, _>("detail")?).map_err(corrupt)?,
+    })
+}
+
+/// A random id for a secret's incarnation (the `created` marker's rotation id).
+fn incarnation_id() -> Result<String> {
+    let mut b = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut b)
+        .map_err(|_| StoreError::Keyring("random number generator failed".into()))?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
 }

@@ -246,7 +246,8 @@ async fn wal_mode_and_append_only_journal() {
         let e = sqlx::query(sql).execute(&mut conn).await.unwrap_err();
         assert!(e.to_string().contains("append-only"), "{e}");
     }
-    assert_eq!(h.store.journal("a").await.expect("journal").len(), 1);
+    // The `created` marker and the entry appended above.
+    assert_eq!(h.store.journal("a").await.expect("journal").len(), 2);
 }
 
 #[tokio::test]

@@ -212,6 +212,14 @@ impl Backend for FakeBackend {
         Ok(account_value(account, pw))
     }
 
+    fn slot_of(&self, value: &Secret) -> Option<Slot> {
+        let (account, _) = parse_value(value)?;
+        self.accounts
+            .iter()
+            .find(|(_, a)| **a == account)
+            .map(|(s, _)| *s)
+    }
+
     fn apply<'a>(&'a self, slot: Slot, new: &'a Secret) -> BoxFuture<'a, BackendResult<()>> {
         Box::pin(async move {
             self.gate(Op::Apply).await?;

@@ -856,15 +856,19 @@ pub async fn journal_is_ordered_and_survives_force_delete(h: &Handle) {
         .journal_since_last("a", Some("never-happened"))
         .await
         .expect("all");
-    assert_eq!(all.len(), 5, "without such a step the whole journal is returned");
+    assert_eq!(
+        all.len(),
+        6,
+        "without such a step the whole journal is returned (with the `created` marker)"
+    );
     s.delete_secret("a", DeleteMode::Force).await.expect("force");
     let j = s.journal("a").await.expect("journal");
     assert_eq!(
         j.iter().map(|e| e.step.as_str()).collect::<Vec<_>>(),
-        ["pending", "applied", "verified", "promoted", "pending"]
+        ["created", "pending", "applied", "verified", "promoted", "pending"]
     );
-    assert_eq!(j[0].detail["target"], "user_clone");
-    assert_eq!(j[0].version_id.as_deref(), Some("v2"));
+    assert_eq!(j[1].detail["target"], "user_clone");
+    assert_eq!(j[1].version_id.as_deref(), Some("v2"));
 }
 
 pub async fn access_keys_round_trip(h: &Handle) {

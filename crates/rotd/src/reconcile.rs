@@ -9,8 +9,8 @@
 use std::collections::BTreeSet;
 
 use anyhow::{Context, bail};
-use rotd_config::{Config, SecretRef, SecretSpec, Target};
-use rotd_core::{DataType, Secret};
+use rotd_config::{Config, Provisioning, SecretRef, SecretSpec, Target};
+use rotd_core::{DataType, Secret, StageLabel};
 use rotd_store::{NewSecret, NewVersion, SecretUpdate, Selector, Store, StoreError};
 use serde_json::json;
 use tracing::{error, info, warn};
@@ -97,6 +97,14 @@ async fn one(store: &Store, spec: &SecretSpec) -> anyhow::Result<Change> {
                 managed_by: Some(file),
             };
             store.create_secret(new, initial).await?;
+            // A dual import with both passwords known: the clone's value is ACSPrevious from the start, so
+            // both accounts are readable and the first rotation resets the clone. (Without it, the daemon
+            // resets the clone at once: a secret with dual accounts is never left with one value.)
+            if let Some(clone) = imported_clone(store, spec).await? {
+                store
+                    .put_value(spec.name.as_str(), clone, Some(vec![StageLabel::previous()]))
+                    .await?;
+            }
             Ok(Change::Created)
         }
         Err(e) => Err(e.into()),
@@ -145,6 +153,35 @@ async fn one(store: &Store, spec: &SecretSpec) -> anyhow::Result<Change> {
     }
 }
 
+/// The clone's value of a dual import whose file gives `clone_password`.
+async fn imported_clone(store: &Store, spec: &SecretSpec) -> anyhow::Result<Option<NewVersion>> {
+    let (Target::Rds(db) | Target::PolarDb(db)) = &spec.target else {
+        return Ok(None);
+    };
+    let (
+        Provisioning::Import {
+            clone_password: Some(password),
+            ..
+        },
+        Some(clone_user),
+    ) = (&db.provisioning, db.accounts.clone_user())
+    else {
+        return Ok(None);
+    };
+    let pw = resolve(store, password)
+        .await
+        .context("reading the imported clone account's password")?;
+    let pw = pw
+        .expose_str()
+        .context("the imported clone password is not UTF-8 text")?;
+    let doc = json!({"AccountName": clone_user, "AccountPassword": pw});
+    Ok(Some(NewVersion {
+        version_id: crate::cmd::new_version_id(),
+        data_type: DataType::Text,
+        value: Secret::from(doc.to_string()),
+    }))
+}
+
 /// The value a declared secret is created with, if its file gives one.
 async fn initial_version(store: &Store, spec: &SecretSpec) -> anyhow::Result<Option<NewVersion>> {
     let version_id = crate::cmd::new_version_id();
@@ -167,8 +204,7 @@ async fn initial_version(store: &Store, spec: &SecretSpec) -> anyhow::Result<Opt
                 let doc = json!({"AccountName": user, "AccountPassword": pw});
                 (Secret::from(doc.to_string()), DataType::Text)
             }
-            // Accounts rotd creates, or imports without a known password, get their first version from
-            // the first rotation.
+            // Accounts rotd creates get their first version from a rotation the daemon runs at once.
             _ => return Ok(None),
         },
         Target::Redis(_) | Target::Ecs(_) | Target::Ram(_) => return Ok(None),

@@ -119,16 +119,28 @@ pub async fn status(store: &Store, out: Output) -> anyhow::Result<()> {
         let name = m.name.as_str();
         let st = store.rotation_state(name).await?;
         let open = store
-            .journal(name)
+            .journal_tail(name)
             .await
             .ok()
             .and_then(|j| rotd_engine::open_rotation(&j));
+        let no_value = m.planned_delete_at.is_none()
+            && !store
+                .stages(name)
+                .await
+                .map(|s| s.contains_key(&rotd_core::StageLabel::current()))
+                .unwrap_or(true);
         let state = if m.planned_delete_at.is_some() {
             "deleting"
         } else if st.quarantined {
             "quarantined"
         } else if st.paused {
             "paused"
+        } else if no_value && m.managed_by.is_some() {
+            // The daemon creates the accounts (or the first value) right after the secret is declared.
+            match m.kind {
+                rotd_core::SecretType::Generic => "awaiting first value",
+                _ => "creating accounts",
+            }
         } else if open.is_some() {
             "rotating"
         } else if m.rotation.as_ref().is_some_and(|r| r.enabled) {
@@ -270,7 +282,19 @@ pub async fn plan(config: &Path, out: Output) -> anyhow::Result<()> {
             Some(s) => s.describe(spec.name.as_str()).await.ok(),
             None => None,
         };
+        let first_value = match &store {
+            Some(s) if meta.is_some() => match s.stages(spec.name.as_str()).await {
+                Ok(st) => {
+                    !st.contains_key(&rotd_core::StageLabel::current())
+                        || (spec.is_dual() && !st.contains_key(&rotd_core::StageLabel::previous()))
+                }
+                Err(_) => false,
+            },
+            // Not created yet: the daemon creates accounts (or the clone's value) when it starts.
+            _ => spec.creates_first_value(),
+        };
         let next = match (&spec.rotation, &meta) {
+            _ if first_value && check != "not rotated" => "at start: creating accounts".to_owned(),
             (Some(p), _) if !p.enabled => "disabled".to_owned(),
             (Some(p), meta) => {
                 let base = meta

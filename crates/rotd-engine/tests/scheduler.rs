@@ -1,0 +1,207 @@
+//! The scheduler loop itself (not only `decide`) against the fake backend and a real SQLite store: a
+//! secret with no value is rotated at once, and no reload can start a second rotation of one secret.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rotd_core::{
+    Backend, DataType, PasswordPolicy, RotationInterval, RotationPolicy, RotationSchedule, SecretName,
+    SecretType, Slot, StageLabel, Tags, VersionId,
+};
+use rotd_engine::rotation::step;
+use rotd_engine::{Engine, EngineConfig, Managed, Metrics, SecretEntry};
+use rotd_store::{NewSecret, NewVersion, Selector, Store};
+use rotd_testkit::fake_backend::{FakeBackend, account_value};
+
+const NAME: &str = "db/app";
+
+fn policy() -> RotationPolicy {
+    RotationPolicy {
+        enabled: true,
+        schedule: RotationSchedule::Interval {
+            interval: RotationInterval::from_secs(30 * 86_400),
+        },
+        window_secs: None,
+    }
+}
+
+async fn store(dir: &tempfile::TempDir) -> Store {
+    Store::open_sqlite(&dir.path().join("rotd.db"), rotd_testkit::store_suite::keyring())
+        .await
+        .expect("store")
+}
+
+async fn declare(store: &Store, initial: Option<NewVersion>) {
+    let new = NewSecret {
+        name: SecretName::parse(NAME).expect("name"),
+        kind: SecretType::Rds,
+        description: String::new(),
+        tags: Tags::default(),
+        cmk_id: "default".into(),
+        extended_config: None,
+        rotation: Some(policy()),
+        policy: None,
+        managed_by: Some("/etc/rotd/secrets.d/app.toml".into()),
+    };
+    store.create_secret(new, initial).await.expect("create");
+}
+
+fn entry(fake: &FakeBackend) -> SecretEntry {
+    SecretEntry {
+        managed: Managed {
+            name: SecretName::parse(NAME).expect("name"),
+            kind: SecretType::Rds,
+            backend: Arc::new(fake.clone()) as Arc<dyn Backend>,
+            password: PasswordPolicy::default(),
+            grace: Duration::ZERO,
+        },
+        policy: Some(policy()),
+        hooks: Vec::new(),
+    }
+}
+
+fn config() -> EngineConfig {
+    EngineConfig {
+        poll: Duration::from_millis(20),
+        ..Default::default()
+    }
+}
+
+async fn value(store: &Store, stage: StageLabel) -> Option<rotd_core::Secret> {
+    store
+        .get_value(NAME, &Selector::Stage(stage))
+        .await
+        .ok()
+        .map(|v| v.value)
+}
+
+fn account_of(v: &rotd_core::Secret) -> String {
+    let doc: serde_json::Value = serde_json::from_slice(v.expose_secret()).expect("json");
+    doc["AccountName"].as_str().expect("name").to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declared_dual_secret_without_a_value_gets_both_accounts_at_once() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = store(&dir).await;
+    declare(&store, None).await;
+    let fake = FakeBackend::dual();
+    let engine = Engine::new(store.clone(), config(), Metrics::new("test"));
+    engine.set_secrets(vec![entry(&fake)]).await;
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(engine.clone().run(stop_rx));
+    let start = Instant::now();
+    while value(&store, StageLabel::previous()).await.is_none() && start.elapsed() < Duration::from_secs(20) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = stop.send(true);
+    let _ = task.await;
+    let current = value(&store, StageLabel::current())
+        .await
+        .expect("ACSCurrent exists long before the first scheduled rotation (30 days)");
+    let previous = value(&store, StageLabel::previous())
+        .await
+        .expect("ACSPrevious too");
+    assert_eq!(
+        account_of(&current),
+        fake.account(Slot::Primary),
+        "ACSCurrent is the first account"
+    );
+    assert_eq!(
+        account_of(&previous),
+        fake.account(Slot::Clone),
+        "ACSPrevious is the clone"
+    );
+    assert!(fake.accepts(&current) && fake.accepts(&previous), "both log in");
+    let meta = store.describe(NAME).await.expect("meta");
+    assert!(
+        meta.next_rotation_at.expect("scheduled") > chrono::Utc::now() + chrono::Duration::days(29),
+        "and the next rotation is a whole interval away, so the clone is reset then"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_storm_never_starts_two_rotations_of_one_secret() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = store(&dir).await;
+    let fake = FakeBackend::single();
+    fake.set_password(Slot::Single, "imported-pw");
+    declare(
+        &store,
+        Some(NewVersion {
+            version_id: VersionId::parse("v0").expect("id"),
+            data_type: DataType::Text,
+            value: account_value("app", "imported-pw"),
+        }),
+    )
+    .await;
+    let engine = Engine::new(store.clone(), config(), Metrics::new("test"));
+    engine.set_secrets(vec![entry(&fake)]).await;
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(engine.clone().run(stop_rx));
+    // Reload as fast as possible while 50 rotations are requested, the secret's entry dropped and
+    // replaced each time (a reload without its file, a backend that failed to build, the rebuild after
+    // an admin credential rotated).
+    let storm = {
+        let engine = engine.clone();
+        let fake = fake.clone();
+        tokio::spawn(async move {
+            loop {
+                engine.set_secrets(Vec::new()).await;
+                tokio::task::yield_now().await;
+                engine.set_secrets(vec![entry(&fake)]).await;
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+    };
+    let mut ids = Vec::new();
+    for _ in 0..50 {
+        ids.push(store.add_request(NAME, "rotate", None).await.expect("request"));
+    }
+    let start = Instant::now();
+    loop {
+        let mut open = 0;
+        for id in &ids {
+            if store
+                .request(*id)
+                .await
+                .expect("request")
+                .is_none_or(|r| r.done_at.is_none())
+            {
+                open += 1;
+            }
+        }
+        if open == 0 || start.elapsed() > Duration::from_secs(120) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    storm.abort();
+    let _ = stop.send(true);
+    let _ = task.await;
+    let journal = store.journal(NAME).await.expect("journal");
+    let mut open: Option<String> = None;
+    let mut pendings = 0;
+    for e in &journal {
+        match e.step.as_str() {
+            step::PENDING => {
+                assert!(
+                    open.is_none(),
+                    "a second pending ({}) while {:?} was open: {:?}",
+                    e.rotation_id,
+                    open,
+                    journal
+                        .iter()
+                        .map(|e| (&e.rotation_id, &e.step))
+                        .collect::<Vec<_>>()
+                );
+                open = Some(e.rotation_id.clone());
+                pendings += 1;
+            }
+            step::PROMOTED | step::ABANDONED => open = None,
+            _ => {}
+        }
+    }
+    assert!(pendings >= 1, "rotations ran");
+    assert!(fake.accepts(&value(&store, StageLabel::current()).await.expect("current")));
+}

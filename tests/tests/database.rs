@@ -1,0 +1,207 @@
+//! Database secrets as a new user declares them, on private real MariaDB and PostgreSQL servers with
+//! password authentication: `config/examples/secrets.d/rds-mysql-dual.toml` (accounts rotd creates) is
+//! readable, with both accounts logging in and using their tables, seconds after `rotd serve` starts,
+//! with no `rotd rotate`; and an operator's rollback (`rotd secret stage ... ACSCurrent --move-to` the
+//! previous version) never makes the next rotation reset the account applications now hold.
+
+use std::time::{Duration, Instant};
+
+use rotd_e2e::{Daemon, Env, repo_root};
+use rotd_testkit::fixtures::{MariaDb, Postgres};
+
+const NAME: &str = "orders/mysql-app";
+
+/// Logs in as an account and uses the application's table; `Err` carries the server's message.
+trait Server {
+    fn use_table(&self, user: &str, password: &str) -> Result<(), String>;
+    fn host(&self) -> String;
+    fn port(&self) -> u16;
+    fn admin(&self) -> (String, String);
+}
+
+impl Server for MariaDb {
+    fn use_table(&self, user: &str, password: &str) -> Result<(), String> {
+        self.mysql_db(
+            user,
+            password,
+            Some("orders"),
+            "INSERT INTO t (note) VALUES ('x'); SELECT COUNT(*) FROM t;",
+        )
+        .map(|_| ())
+    }
+    fn host(&self) -> String {
+        MariaDb::host(self).to_owned()
+    }
+    fn port(&self) -> u16 {
+        MariaDb::port(self)
+    }
+    fn admin(&self) -> (String, String) {
+        (self.admin_user().to_owned(), self.admin_password().to_owned())
+    }
+}
+
+impl Server for Postgres {
+    fn use_table(&self, user: &str, password: &str) -> Result<(), String> {
+        self.psql_db(
+            user,
+            password,
+            "orders",
+            "INSERT INTO t (note) VALUES ('x'); SELECT COUNT(*) FROM t;",
+        )
+        .map(|_| ())
+    }
+    fn host(&self) -> String {
+        Postgres::host(self).to_owned()
+    }
+    fn port(&self) -> u16 {
+        Postgres::port(self)
+    }
+    fn admin(&self) -> (String, String) {
+        (self.admin_user().to_owned(), self.admin_password().to_owned())
+    }
+}
+
+/// The example file with only what differs on this machine changed: the server's address, TLS off
+/// (the private servers have no certificates), the admin credential's path, and for PostgreSQL the
+/// engine line.
+fn declare_example(env: &Env, db: &dyn Server, engine: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let example = std::fs::read_to_string(repo_root().join("config/examples/secrets.d/rds-mysql-dual.toml"))
+        .expect("read the example");
+    let (admin_user, admin_password) = db.admin();
+    let admin_file = env.path("orders-admin.json");
+    let admin = serde_json::json!({"AccountName": admin_user, "AccountPassword": admin_password});
+    std::fs::write(&admin_file, admin.to_string()).expect("write the admin file");
+    std::fs::set_permissions(&admin_file, std::fs::Permissions::from_mode(0o600)).expect("chmod 600");
+    let mut text = String::new();
+    for line in example.lines() {
+        let key = line.split('=').next().unwrap_or("").trim();
+        let line = match key {
+            "engine" => format!("engine = \"{engine}\""),
+            "host" => format!("host = \"{}\"", db.host()),
+            "port" => format!("port = {}", db.port()),
+            "tls" => "tls = \"disable\"".to_owned(),
+            "ca_file" => continue,
+            "admin" => format!(
+                "admin = {{ file = {} }}",
+                serde_json::Value::String(admin_file.to_str().expect("utf-8").to_owned())
+            ),
+            _ => line.to_owned(),
+        };
+        text.push_str(&line);
+        text.push('\n');
+    }
+    assert!(text.contains("create = {"), "the example creates its accounts:\n{text}");
+    env.write("secrets.d/rds-mysql-dual.toml", &text);
+    env.ok(&["check"]);
+}
+
+/// The value at a stage, as an application reads it: (version id, account, password).
+fn read(env: &Env, stage: &str) -> Option<(String, String, String)> {
+    let r = env.run(&["-o", "json", "secret", "get", NAME, "--stage", stage, "--reveal"]);
+    if r.code != 0 {
+        return None;
+    }
+    let doc: serde_json::Value = serde_json::from_str(&r.stdout).ok()?;
+    let value: serde_json::Value = serde_json::from_str(doc["SecretData"].as_str()?).ok()?;
+    Some((
+        doc["VersionId"].as_str()?.to_owned(),
+        value["AccountName"].as_str()?.to_owned(),
+        value["AccountPassword"].as_str()?.to_owned(),
+    ))
+}
+
+fn rotate(env: &Env, daemon: &Daemon) {
+    let r = env.run(&["rotate", NAME]);
+    assert_eq!(
+        r.code,
+        0,
+        "rotd rotate failed:\n{}{}\n--- rotd log\n{}",
+        r.stdout,
+        r.stderr,
+        daemon.log_text()
+    );
+}
+
+fn declared_dual_secret_is_readable_at_once_and_survives_a_rollback(db: &dyn Server, engine: &str) {
+    let env = Env::new();
+    env.write(
+        "rotd.toml",
+        "data_dir = \"data\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[api]\nlisten = \"127.0.0.1:0\"\n",
+    );
+    declare_example(&env, db, engine);
+    let daemon = Daemon::start(&env, "serve.log", &[]);
+
+    // No `rotd rotate`: the daemon creates both accounts when it finds the declared secret.
+    let start = Instant::now();
+    let (current, previous) = loop {
+        daemon.assert_alive();
+        if let (Some(c), Some(p)) = (read(&env, "ACSCurrent"), read(&env, "ACSPrevious")) {
+            break (c, p);
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no value a minute after start:\n{}",
+            daemon.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    eprintln!("{engine}: both accounts readable {:?} after start", start.elapsed());
+    assert_eq!(current.1, "app_rw", "ACSCurrent is the first account");
+    assert_eq!(previous.1, "app_rw_clone", "ACSPrevious is the clone");
+    for (_, user, password) in [&current, &previous] {
+        db.use_table(user, password)
+            .unwrap_or_else(|e| panic!("{user} cannot use orders.t: {e}\n{}", daemon.log_text()));
+    }
+    let status = env.ok(&["status"]);
+    assert!(status.contains(NAME) && !status.contains("creating accounts"), "{status}");
+
+    // An operator rolls back: ACSCurrent moves to the clone's version. Applications read it.
+    env.ok(&["secret", "stage", NAME, "ACSCurrent", "--move-to", &previous.0]);
+    let held = read(&env, "ACSCurrent").expect("current after the rollback");
+    assert_eq!(held.1, "app_rw_clone");
+    rotate(&env, &daemon);
+    db.use_table(&held.1, &held.2).unwrap_or_else(|e| {
+        panic!(
+            "the credential applications held after the rollback stopped working: {e}\n{}",
+            daemon.log_text()
+        )
+    });
+    let after = read(&env, "ACSCurrent").expect("current");
+    assert_eq!(after.1, "app_rw", "the rotation reset the account not holding ACSCurrent");
+    db.use_table(&after.1, &after.2).expect("the new ACSCurrent works");
+    // And the alternation goes on from there.
+    rotate(&env, &daemon);
+    let next = read(&env, "ACSCurrent").expect("current");
+    assert_eq!(next.1, "app_rw_clone");
+    db.use_table(&next.1, &next.2).expect("works");
+    db.use_table(&after.1, &after.2).expect("ACSPrevious still works");
+    let log = daemon.stop();
+    assert!(!log.contains("panicked"), "{log}");
+}
+
+#[test]
+fn mariadb_declared_dual_secret_is_readable_at_once_and_survives_a_rollback() {
+    let db = MariaDb::start();
+    db.admin_sql(
+        "CREATE DATABASE orders; CREATE DATABASE orders_archive; \
+         CREATE TABLE orders.t (id INT AUTO_INCREMENT PRIMARY KEY, note TEXT)",
+    );
+    declared_dual_secret_is_readable_at_once_and_survives_a_rollback(&db, "mysql");
+}
+
+#[test]
+fn postgres_declared_dual_secret_is_readable_at_once_and_survives_a_rollback() {
+    let db = Postgres::start();
+    db.admin_sql("CREATE DATABASE orders");
+    db.admin_sql("CREATE DATABASE orders_archive");
+    let (admin_user, admin_password) = Server::admin(&db);
+    db.psql_db(
+        &admin_user,
+        &admin_password,
+        "orders",
+        "CREATE TABLE t (id SERIAL PRIMARY KEY, note TEXT)",
+    )
+    .expect("create orders.t");
+    declared_dual_secret_is_readable_at_once_and_survives_a_rollback(&db, "postgres");
+}
