@@ -1,8 +1,9 @@
 //! Imported PostgreSQL dual accounts whose privileges live in a database the configuration does not name
 //! (issue 9): the secret file sets no `database` (connections open `postgres`) and, as for every import,
 //! no `databases`. The logins must keep working across alternations, a live login that owns objects is
-//! refused before anything changes, and drift in function, column and type privileges is found in the
-//! database where it is.
+//! refused before anything changes, drift in function, column and type privileges is found in the
+//! database where it is, a disabled login stays disabled, and CREATEDB reaches the shared owner role only
+//! when both logins have it.
 //!
 //! Every test uses its own database and roles, so the tests are independent of each other and of the
 //! runner (one server per process under nextest, one shared server under `cargo test`).
@@ -327,4 +328,44 @@ async fn disabled_imported_login_is_not_reenabled() {
     })
     .await;
     assert_eq!(can_login, "f");
+}
+
+/// The target has CREATEDB and the live twin does not: the shared owner role does not get CREATEDB (the
+/// twin's sessions would gain it), so the target is not switched and keeps CREATEDB itself; the live twin
+/// is left exactly as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn createdb_is_not_given_to_the_shared_role_when_the_twin_lacks_it() {
+    let pair = import_pair(String::new()).await;
+    let c = pair.clone.clone();
+    blocking(move || postgres().admin_sql(&format!("ALTER ROLE {c} CREATEDB"))).await;
+    let backend = SqlBackend::new(import_config(&pair)).unwrap();
+
+    let pw = password();
+    let v = value(&backend, Slot::Clone, &pw);
+    backend.apply(Slot::Clone, &v).await.unwrap();
+    backend.verify(Slot::Clone, &v).await.unwrap();
+
+    let (u, c, owner) = (pair.user.clone(), pair.clone.clone(), pair.owner());
+    let state = blocking(move || {
+        postgres().admin_sql(&format!(
+            "SELECT (SELECT rolcreatedb FROM pg_roles WHERE rolname = '{owner}'), \
+                    (SELECT count(*) FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole \
+                      WHERE r.rolname IN ('{u}', '{c}')), \
+                    (SELECT count(*) FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.member \
+                      WHERE r.rolname = '{u}'), \
+                    (SELECT rolcreatedb FROM pg_roles WHERE rolname = '{u}')"
+        ))
+    })
+    .await;
+    assert_eq!(
+        state, "f|0|0|f",
+        "owner CREATEDB | switched logins | live memberships | live CREATEDB"
+    );
+    let db = format!("made_{}", random_lower(8));
+    as_login("postgres", &pair.clone, &pw, format!("CREATE DATABASE {db}"))
+        .await
+        .expect("the clone keeps CREATEDB");
+    let mut pair = pair;
+    pair.clone_pw = pw;
+    both_use_t(&pair, 1).await;
 }
