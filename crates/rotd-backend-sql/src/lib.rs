@@ -42,15 +42,34 @@
 //!   usable and alterable by both;
 //! - when rotd creates the accounts, the configured privileges are granted to the owner role, so the two
 //!   logins have identical rights by construction;
-//! - when a login already existed (imported), its direct object privileges and role memberships are first
-//!   copied to the owner role, so switching its sessions to the owner role loses nothing. A login that
-//!   *owns* objects is not switched (its sessions would lose owner rights on them); that is reported as
-//!   drift with the remedy `REASSIGN OWNED BY <login> TO <user>_owner`, after which the next rotation
-//!   switches it.
+//! - when a login already existed (imported), it joins at its own turn, when it is the account being
+//!   reset: its direct object privileges and role memberships are first copied to the owner role, then
+//!   rotd checks that the owner role has every privilege the login has in every database it uses, and
+//!   only then switches its sessions. A login that owns objects, has default privileges or row-security
+//!   policies naming it, or has SUPERUSER or BYPASSRLS, is not switched (the reason is logged); CREATEDB
+//!   and CREATEROLE are given to the owner role only when the live twin has them too.
+//! - the login holding `ACSCurrent` (the live twin of the account being reset) is never altered: no
+//!   `SET role`, no membership, no attribute. While the live twin is a member of the owner role, only
+//!   privileges it already has are copied to that role, so adopting the target never widens the live
+//!   account.
+//! - when the live login owns objects its twin cannot use (a table it created before import, say), the
+//!   rotation stops with a permanent error before any change, naming the databases and the remedy
+//!   (`GRANT <user>_owner TO <login>`, then `REASSIGN OWNED BY <login> TO <user>_owner` in each database):
+//!   after the swap, clients on the twin would lose those objects.
 //!
-//! A role that exists but is `NOLOGIN` under a login account's name is taken to be a creation rotd did not
-//! finish (creation makes the role `NOLOGIN`, grants, and enables `LOGIN` with the password last), and is
-//! finished.
+//! Imports name no databases, and a secret file may name none for the connection either (`postgres` is
+//! then used), so the databases compared are found, not configured: besides the configured and the
+//! connection database, every database one of the pair's roles (or a role they are members of) owns or
+//! holds an explicit privilege on, or where it owns objects, holds object or default privileges, or is
+//! named by a policy. PUBLIC's default `CONNECT` alone does not count; to find object privileges rotd
+//! opens every non-template database that allows connections and that one of the roles can connect to,
+//! on each apply and drift report, so the admin must be able to connect to those databases.
+//!
+//! Creation makes the role `NOLOGIN` with a comment marking it as rotd's unfinished creation (in one
+//! transaction), grants, and enables `LOGIN` with the password last, removing the mark. A `NOLOGIN` role
+//! with the mark is finished by the next apply; one without it is an account someone disabled, and apply
+//! refuses it with a permanent error rather than re-enabling it. (A creation interrupted by a rotd
+//! version before the mark existed is refused the same way; `ALTER ROLE … LOGIN` lets it rotate.)
 //!
 //! # Privilege parity
 //!
@@ -61,13 +80,17 @@
 //! matter) and `SHOW CREATE USER` for TLS requirements, resource limits and account locks (reported only).
 //! PostgreSQL compares role attributes (CREATEDB, CREATEROLE, INHERIT and the connection limit are
 //! repaired; SUPERUSER, REPLICATION, BYPASSRLS and VALID UNTIL reported), role memberships, and the
-//! effective object privileges on databases, schemas, tables, views and sequences in each configured
-//! database; objects owned by a login rather than the owner role are reported.
+//! effective object privileges on databases, schemas, tables, views, sequences, columns, functions and
+//! procedures (EXECUTE) and types in each database the pair uses (see above); objects (relations,
+//! schemas, routines, types) owned by a login rather than the owner role are reported.
 //!
 //! # Limits
 //!
 //! - Configured privileges on PostgreSQL cover each database's `public` schema (plus default privileges
 //!   for tables the admin creates there later); other schemas are the operator's to grant.
+//! - PostgreSQL parity does not compare privileges on large objects, languages, foreign-data wrappers and
+//!   servers, tablespaces or parameters, nor default privileges (a login that has some is not switched,
+//!   but they are not copied), and ownership counts only relations, schemas, routines and types.
 //! - MySQL DDL is not transactional: when granting fails right after `CREATE USER`, the account is dropped
 //!   again (best effort) so the next attempt starts from scratch.
 //! - MySQL 8.4 disables `mysql_native_password` by default and MySQL 9 removed it; there the server

@@ -96,13 +96,34 @@ async fn close(conn: PgConnection) {
     let _ = conn.close().await;
 }
 
-/// The databases whose privileges rotd grants and compares.
-fn grant_databases(cfg: &SqlConfig) -> Vec<&str> {
+/// The databases rotd grants the configured privileges in when it creates an account: the configured
+/// ones, or the connection database.
+fn grant_databases(cfg: &SqlConfig) -> Vec<String> {
     if cfg.databases.is_empty() {
-        vec![cfg.pg_database()]
+        vec![cfg.pg_database().to_owned()]
     } else {
-        cfg.databases.iter().map(String::as_str).collect()
+        cfg.databases.clone()
     }
+}
+
+/// Runs `f` once per database of `dbs` (a `&[String]`), reusing `main` for the connection database and
+/// opening (and closing) an admin connection for each other one.
+macro_rules! for_each_database {
+    ($cx:expr, $main:expr, $dbs:expr, |$db:ident, $conn:ident| $body:block) => {{
+        for $db in $dbs.iter().map(String::as_str) {
+            let mut own: Option<PgConnection> = None;
+            let $conn: &mut PgConnection = if $db == $cx.cfg.pg_database() {
+                &mut *$main
+            } else {
+                own.insert($cx.admin($db).await?)
+            };
+            let result: BackendResult<()> = async { $body }.await;
+            if let Some(c) = own {
+                close(c).await;
+            }
+            result?;
+        }
+    }};
 }
 
 pub(crate) async fn check(cfg: &SqlConfig) -> BackendResult<()> {
@@ -206,7 +227,8 @@ async fn apply_on(
 ) -> BackendResult<()> {
     let user = target.user;
     let attrs = role_attrs(cx, conn, user).await?;
-    // The other account counts only once it can log in: a NOLOGIN one is an unfinished creation.
+    // The other account counts only once it can log in: a NOLOGIN one is an unfinished creation (or a
+    // disabled account, which has nothing to copy from either).
     let current = match target.other {
         Some(other) => role_attrs(cx, conn, other)
             .await?
@@ -215,48 +237,286 @@ async fn apply_on(
         None => None,
     };
     let owner = cx.cfg.owner_role();
+
+    // Creation makes the role NOLOGIN and marks it (one transaction), and enables LOGIN with the password
+    // as the very last step, so an interrupted creation is recognisable and finished by the next apply.
+    // A NOLOGIN role without the mark is an account someone disabled: it is not re-enabled.
+    let resuming = match &attrs {
+        Some(a) if !a.canlogin => {
+            if !creation_marked(cx, conn, user).await? {
+                return Err(cx.permanent(format!(
+                    "role {user} exists but is NOLOGIN and was not left so by an unfinished rotd creation; \
+                     rotd does not re-enable a disabled account (run ALTER ROLE {user} LOGIN to rotate it \
+                     again)"
+                )));
+            }
+            true
+        }
+        _ => false,
+    };
+
+    // Everything up to here only reads. For a dual pair the databases are found once, then the live
+    // account is checked for objects its twin could not use after the swap, still before any change.
+    let dbs = match &owner {
+        Some(owner) => {
+            let roles: Vec<&str> = std::iter::once(user)
+                .chain(target.other)
+                .chain(Some(owner.as_str()))
+                .collect();
+            used_databases(cx, conn, &roles).await?
+        }
+        None => Vec::new(),
+    };
+    if let (Some(owner), Some(current)) = (&owner, current) {
+        refuse_live_ownership(cx, conn, &dbs, owner, current, user).await?;
+    }
+
     if let Some(owner) = &owner {
         ensure_owner_role(cx, conn, owner).await?;
     }
-
-    // Creation makes the role NOLOGIN first and enables LOGIN with the password as the very last step,
-    // so an interrupted creation is recognisable (and finished by the next apply) rather than leaving a
-    // working login with half its privileges.
     let creating = match &attrs {
         None => {
-            let mut sql = format!("CREATE ROLE {} NOLOGIN", cx.ident(user)?);
+            let q_user = cx.ident(user)?;
+            let mut sql = format!("CREATE ROLE {q_user} NOLOGIN");
             if current.is_none() && cx.cfg.privilege == Privilege::Privileged {
                 sql.push_str(" CREATEDB CREATEROLE");
             }
+            // One simple-query message runs as one implicit transaction: the role never exists unmarked.
+            sql.push_str(&format!(
+                "; COMMENT ON ROLE {q_user} IS {}",
+                cx.literal(CREATION_MARK)?
+            ));
             cx.exec(conn, sql, &format!("create role {user}")).await?;
             tracing::info!(backend = KIND, account = user, slot = %target.slot, "Created the database account.");
             true
         }
-        Some(a) => !a.canlogin,
+        Some(_) => resuming,
     };
 
     if let Some(owner) = &owner {
-        for login in std::iter::once(user).chain(current) {
-            adopt_into_owner_role(cx, conn, owner, login).await?;
-        }
+        // Only the target joins the scheme here; the live twin is never altered, and joins at its own turn.
+        adopt_into_owner_role(cx, conn, &dbs, owner, user, current).await?;
     }
     if creating && current.is_none() {
         let grantee = owner.as_deref().unwrap_or(user);
         grant_configured(cx, conn, grantee).await?;
     }
     if let (Some(owner), Some(current)) = (&owner, current) {
-        let found = drift_on(cx, conn, owner, user, current).await?;
-        repair(cx, conn, owner, user, &found).await?;
+        let found = drift_on(cx, conn, &dbs, owner, user, current).await?;
+        repair(cx, conn, &dbs, owner, user, &found).await?;
         let items: Vec<DriftItem> = found.into_iter().map(|f| f.item).collect();
         report_drift(KIND, user, current, &items, true);
     }
 
-    let sql = format!(
-        "ALTER ROLE {} WITH LOGIN PASSWORD {}",
-        cx.ident(user)?,
-        cx.literal(verifier)?
-    );
+    let q_user = cx.ident(user)?;
+    let sql = if creating {
+        format!(
+            "ALTER ROLE {q_user} WITH LOGIN PASSWORD {}; COMMENT ON ROLE {q_user} IS NULL",
+            cx.literal(verifier)?
+        )
+    } else {
+        // Never `LOGIN` here: an existing account keeps whatever an operator set.
+        format!("ALTER ROLE {q_user} WITH PASSWORD {}", cx.literal(verifier)?)
+    };
     cx.exec(conn, sql, &format!("set the password of {user}")).await
+}
+
+/// The comment a role carries from its creation by rotd until `LOGIN` is enabled.
+const CREATION_MARK: &str = "rotd: creation in progress; LOGIN is enabled last";
+
+async fn creation_marked(cx: &Cx<'_>, conn: &mut PgConnection, role: &str) -> BackendResult<bool> {
+    sqlx::query_scalar(
+        "SELECT coalesce(shobj_description(oid, 'pg_authid') = $2, false) FROM pg_roles WHERE rolname = $1",
+    )
+    .bind(role)
+    .bind(CREATION_MARK)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(|e| cx.err(&format!("read the comment on role {role}"), &e))
+}
+
+/// The databases an apply or a drift report looks at: the configured ones (or the connection database),
+/// the connection database, and every database one of `roles` uses. A role uses a database when it (or a
+/// role it is a member of) owns the database or holds an explicit privilege on it, or owns objects, holds
+/// object privileges, default privileges or row-security policies there. PUBLIC's default `CONNECT` alone
+/// does not make a database used, so candidates where no role has an explicit database privilege are
+/// opened and inspected: every non-template database that allows connections and that one of `roles` can
+/// connect to.
+async fn used_databases(cx: &Cx<'_>, conn: &mut PgConnection, roles: &[&str]) -> BackendResult<Vec<String>> {
+    let roles: Vec<String> = roles.iter().map(|r| (*r).to_owned()).collect();
+    let mut used: BTreeSet<String> = grant_databases(cx.cfg).into_iter().collect();
+    used.insert(cx.cfg.pg_database().to_owned());
+    let closure: Vec<String> = sqlx::query_scalar(
+        "WITH RECURSIVE r(oid) AS ( \
+             SELECT oid FROM pg_roles WHERE rolname = ANY($1) \
+             UNION SELECT m.roleid FROM pg_auth_members m JOIN r ON m.member = r.oid) \
+         SELECT rolname::text FROM pg_roles WHERE oid IN (SELECT oid FROM r)",
+    )
+    .bind(&roles)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(|e| cx.err("read role memberships", &e))?;
+    let candidates: Vec<(String, bool)> = sqlx::query_as(
+        "WITH r AS (SELECT oid FROM pg_roles WHERE rolname = ANY($1)) \
+         SELECT d.datname::text, \
+                d.datdba IN (SELECT oid FROM r) \
+                OR EXISTS (SELECT 1 FROM aclexplode(d.datacl) a WHERE a.grantee IN (SELECT oid FROM r)) \
+           FROM pg_database d \
+          WHERE d.datallowconn AND NOT d.datistemplate \
+            AND EXISTS (SELECT 1 FROM pg_roles l \
+                         WHERE l.rolname = ANY($2) AND has_database_privilege(l.oid, d.oid, 'CONNECT')) \
+          ORDER BY 1",
+    )
+    .bind(&closure)
+    .bind(&roles)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(|e| cx.err("list databases", &e))?;
+    for (db, explicit) in candidates {
+        if explicit {
+            used.insert(db);
+            continue;
+        }
+        if used.contains(&db) {
+            continue;
+        }
+        let mut c = match cx.admin(&db).await {
+            Ok(c) => c,
+            Err(e) => {
+                // A database dropped since it was listed is simply not used.
+                let exists: bool =
+                    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+                        .bind(&db)
+                        .fetch_one(&mut *conn)
+                        .await
+                        .map_err(|e| cx.err("list databases", &e))?;
+                if exists {
+                    return Err(e);
+                }
+                continue;
+            }
+        };
+        let uses = uses_database(cx, &mut c, &closure).await;
+        close(c).await;
+        if uses? {
+            used.insert(db);
+        }
+    }
+    Ok(used.into_iter().collect())
+}
+
+/// Whether one of `roles` owns objects, holds object or default privileges, or is named by a row-security
+/// policy in the connected database. Grants to PUBLIC do not count.
+async fn uses_database(cx: &Cx<'_>, conn: &mut PgConnection, roles: &[String]) -> BackendResult<bool> {
+    let sql = format!(
+        "WITH r AS (SELECT oid FROM pg_roles WHERE rolname = ANY($1)) \
+         SELECT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                         WHERE {SYSTEM_SCHEMAS} AND (c.relowner IN (SELECT oid FROM r) OR EXISTS \
+                               (SELECT 1 FROM aclexplode(c.relacl) a WHERE a.grantee IN (SELECT oid FROM r)))) \
+             OR EXISTS (SELECT 1 FROM pg_namespace n \
+                         WHERE {SYSTEM_SCHEMAS} AND (n.nspowner IN (SELECT oid FROM r) OR EXISTS \
+                               (SELECT 1 FROM aclexplode(n.nspacl) a WHERE a.grantee IN (SELECT oid FROM r)))) \
+             OR EXISTS (SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
+                         WHERE {SYSTEM_SCHEMAS} AND (p.proowner IN (SELECT oid FROM r) OR EXISTS \
+                               (SELECT 1 FROM aclexplode(p.proacl) a WHERE a.grantee IN (SELECT oid FROM r)))) \
+             OR EXISTS (SELECT 1 FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace \
+                         WHERE {SYSTEM_SCHEMAS} AND (t.typowner IN (SELECT oid FROM r) OR EXISTS \
+                               (SELECT 1 FROM aclexplode(t.typacl) a WHERE a.grantee IN (SELECT oid FROM r)))) \
+             OR EXISTS (SELECT 1 FROM pg_attribute at JOIN pg_class c ON c.oid = at.attrelid \
+                               JOIN pg_namespace n ON n.oid = c.relnamespace \
+                         WHERE {SYSTEM_SCHEMAS} AND at.attacl IS NOT NULL AND EXISTS \
+                               (SELECT 1 FROM aclexplode(at.attacl) a WHERE a.grantee IN (SELECT oid FROM r))) \
+             OR EXISTS (SELECT 1 FROM pg_default_acl d \
+                         WHERE d.defaclrole IN (SELECT oid FROM r) OR EXISTS \
+                               (SELECT 1 FROM aclexplode(d.defaclacl) a WHERE a.grantee IN (SELECT oid FROM r))) \
+             OR EXISTS (SELECT 1 FROM pg_policy p WHERE p.polroles && ARRAY(SELECT oid FROM r))"
+    );
+    sqlx::query_scalar(AssertSqlSafe(sql))
+        .bind(roles)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(|e| cx.err("inspect which databases the accounts use", &e))
+}
+
+/// Refuses to rotate while the live account (`current`, holding ACSCurrent) owns objects the target could
+/// not use once clients move to it: a permanent error naming what to run, raised before any change.
+async fn refuse_live_ownership(
+    cx: &Cx<'_>,
+    conn: &mut PgConnection,
+    dbs: &[String],
+    owner: &str,
+    current: &str,
+    target: &str,
+) -> BackendResult<()> {
+    // A target with the live account's privileges (a member of it) reaches everything it owns.
+    let reaches: bool = sqlx::query_scalar(
+        "SELECT coalesce((SELECT pg_has_role(t.oid, c.oid, 'USAGE') FROM pg_roles t, pg_roles c \
+                           WHERE t.rolname = $1 AND c.rolname = $2), false)",
+    )
+    .bind(target)
+    .bind(current)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(|e| cx.err(&format!("read the memberships of {target}"), &e))?;
+    if reaches {
+        return Ok(());
+    }
+    let owned_dbs: Vec<String> = sqlx::query_scalar(
+        "SELECT d.datname::text FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba \
+          WHERE r.rolname = $1 ORDER BY 1",
+    )
+    .bind(current)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(|e| cx.err(&format!("list the databases {current} owns"), &e))?;
+    let mut places: Vec<String> = Vec::new();
+    let mut in_dbs: Vec<&str> = Vec::new();
+    for_each_database!(cx, conn, dbs, |db, c| {
+        let (n, names) = owned(cx, c, current).await?;
+        if n > 0 {
+            places.push(format!("{n} in database {db} ({})", ellipsis(&names, n)));
+            in_dbs.push(db);
+        }
+        Ok(())
+    });
+    if places.is_empty() && owned_dbs.is_empty() {
+        return Ok(());
+    }
+    if !owned_dbs.is_empty() {
+        places.push(format!("database(s) {}", owned_dbs.join(", ")));
+    }
+    let mut steps = Vec::new();
+    if role_attrs(cx, conn, owner).await?.is_none() {
+        steps.push(format!("CREATE ROLE {owner} NOLOGIN"));
+    }
+    if !is_member(cx, conn, owner, current).await? {
+        steps.push(format!("GRANT {owner} TO {current}"));
+    }
+    let where_ = if in_dbs.is_empty() {
+        format!("in database {}", cx.cfg.pg_database())
+    } else {
+        format!("in database {}", in_dbs.join(" and in database "))
+    };
+    let first = if steps.is_empty() {
+        String::new()
+    } else {
+        format!("{}; then ", steps.join("; "))
+    };
+    Err(cx.permanent(format!(
+        "{current} holds ACSCurrent and owns objects that {target} cannot use after the swap: {}; nothing \
+         was changed. Hand them to the shared owner role first: {first}REASSIGN OWNED BY {current} TO \
+         {owner} {where_}",
+        places.join("; ")
+    )))
+}
+
+/// Up to three names, and "…" when there are more.
+fn ellipsis(names: &[String], total: i64) -> String {
+    let mut text = names.join(", ");
+    if total > names.len() as i64 {
+        text.push_str(", …");
+    }
+    text
 }
 
 /// The role attributes parity looks at.
@@ -378,28 +638,49 @@ async fn memberships(
     Ok(rows.into_iter().collect())
 }
 
-/// One explicit privilege: object kind (`DATABASE`, `SCHEMA`, `TABLE`, `SEQUENCE`), the object's name as
-/// the server quoted it, the privilege, and whether it is grantable.
-type Acl = (String, String, String, bool);
+/// One explicit privilege: object kind (`DATABASE`, `SCHEMA`, `TABLE`, `SEQUENCE`, `COLUMN`, `ROUTINE`,
+/// `TYPE`), the object's name as the server quoted it (for a routine with its argument types; for a
+/// column, its table), the column (quoted; empty for other kinds), the privilege, and whether it is
+/// grantable.
+type Acl = (String, String, String, String, bool);
 
 /// The explicit privileges `role` holds in the connected database, excluding an owner's implicit ones.
 async fn acl(cx: &Cx<'_>, conn: &mut PgConnection, role: &str) -> BackendResult<BTreeSet<Acl>> {
     let sql = format!(
         "WITH g AS (SELECT oid FROM pg_roles WHERE rolname = $1) \
-         SELECT 'DATABASE'::text, quote_ident(d.datname), a.privilege_type, a.is_grantable \
+         SELECT 'DATABASE'::text, quote_ident(d.datname), ''::text, a.privilege_type, a.is_grantable \
            FROM pg_database d CROSS JOIN LATERAL aclexplode(d.datacl) a \
           WHERE d.datname = current_database() AND a.grantee = (SELECT oid FROM g) AND a.grantee <> d.datdba \
          UNION ALL \
-         SELECT 'SCHEMA'::text, quote_ident(n.nspname), a.privilege_type, a.is_grantable \
+         SELECT 'SCHEMA'::text, quote_ident(n.nspname), '', a.privilege_type, a.is_grantable \
            FROM pg_namespace n CROSS JOIN LATERAL aclexplode(n.nspacl) a \
           WHERE {SYSTEM_SCHEMAS} AND a.grantee = (SELECT oid FROM g) AND a.grantee <> n.nspowner \
          UNION ALL \
          SELECT CASE WHEN c.relkind = 'S' THEN 'SEQUENCE' ELSE 'TABLE' END, \
-                format('%I.%I', n.nspname, c.relname), a.privilege_type, a.is_grantable \
+                format('%I.%I', n.nspname, c.relname), '', a.privilege_type, a.is_grantable \
            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
                 CROSS JOIN LATERAL aclexplode(c.relacl) a \
           WHERE c.relkind IN ('r', 'v', 'm', 'S', 'f', 'p') AND {SYSTEM_SCHEMAS} \
-            AND a.grantee = (SELECT oid FROM g) AND a.grantee <> c.relowner"
+            AND a.grantee = (SELECT oid FROM g) AND a.grantee <> c.relowner \
+         UNION ALL \
+         SELECT 'COLUMN', format('%I.%I', n.nspname, c.relname), quote_ident(at.attname), \
+                a.privilege_type, a.is_grantable \
+           FROM pg_attribute at JOIN pg_class c ON c.oid = at.attrelid \
+                JOIN pg_namespace n ON n.oid = c.relnamespace CROSS JOIN LATERAL aclexplode(at.attacl) a \
+          WHERE at.attnum > 0 AND NOT at.attisdropped AND c.relkind IN ('r', 'v', 'm', 'f', 'p') \
+            AND {SYSTEM_SCHEMAS} AND a.grantee = (SELECT oid FROM g) AND a.grantee <> c.relowner \
+         UNION ALL \
+         SELECT 'ROUTINE', \
+                format('%I.%I(%s)', n.nspname, p.proname, pg_get_function_identity_arguments(p.oid)), '', \
+                a.privilege_type, a.is_grantable \
+           FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
+                CROSS JOIN LATERAL aclexplode(p.proacl) a \
+          WHERE {SYSTEM_SCHEMAS} AND a.grantee = (SELECT oid FROM g) AND a.grantee <> p.proowner \
+         UNION ALL \
+         SELECT 'TYPE', format('%I.%I', n.nspname, t.typname), '', a.privilege_type, a.is_grantable \
+           FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace \
+                CROSS JOIN LATERAL aclexplode(t.typacl) a \
+          WHERE {SYSTEM_SCHEMAS} AND a.grantee = (SELECT oid FROM g) AND a.grantee <> t.typowner"
     );
     let rows: Vec<Acl> = sqlx::query_as(AssertSqlSafe(sql))
         .bind(role)
@@ -409,49 +690,91 @@ async fn acl(cx: &Cx<'_>, conn: &mut PgConnection, role: &str) -> BackendResult<
     Ok(rows.into_iter().collect())
 }
 
-/// How many tables, views, sequences and schemas `role` owns in the connected database.
-async fn owned_objects(cx: &Cx<'_>, conn: &mut PgConnection, role: &str) -> BackendResult<i64> {
+/// Whether the privileges in `have` include `grant`: the same privilege on the same object with at least
+/// the same grant option, or for a column privilege, the privilege on its whole table.
+fn covers(have: &BTreeSet<Acl>, grant: &Acl) -> bool {
+    let (kind, object, column, privilege, grantable) = grant;
+    have.iter().any(|(k, o, c, p, g)| {
+        o == object
+            && p == privilege
+            && (*g || !*grantable)
+            && ((k == kind && c == column) || (kind == "COLUMN" && k == "TABLE"))
+    })
+}
+
+/// How an object of a privilege row is named in messages: `table public.t`, `column public.t (note)`.
+fn describe_object(kind: &str, object: &str, column: &str) -> String {
+    if kind == "COLUMN" {
+        format!("column {object} ({column})")
+    } else {
+        format!("{} {object}", kind.to_lowercase())
+    }
+}
+
+/// How many relations, schemas, routines and types `role` owns in the connected database (indexes and
+/// the types the server creates with tables and arrays not counted), and up to three of their names.
+async fn owned(cx: &Cx<'_>, conn: &mut PgConnection, role: &str) -> BackendResult<(i64, Vec<String>)> {
     let sql = format!(
-        "WITH g AS (SELECT oid FROM pg_roles WHERE rolname = $1) \
-         SELECT (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-                  WHERE c.relowner = (SELECT oid FROM g) AND {SYSTEM_SCHEMAS}) \
-              + (SELECT count(*) FROM pg_namespace n WHERE n.nspowner = (SELECT oid FROM g) AND {SYSTEM_SCHEMAS})"
+        "WITH g AS (SELECT oid FROM pg_roles WHERE rolname = $1), o(name) AS ( \
+           SELECT format('%s %I.%I', CASE c.relkind WHEN 'S' THEN 'sequence' WHEN 'v' THEN 'view' \
+                                     WHEN 'm' THEN 'materialized view' WHEN 'c' THEN 'type' \
+                                     WHEN 'f' THEN 'foreign table' ELSE 'table' END, n.nspname, c.relname) \
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+            WHERE c.relowner = (SELECT oid FROM g) AND c.relkind NOT IN ('i', 'I', 't') AND {SYSTEM_SCHEMAS} \
+           UNION ALL \
+           SELECT format('schema %I', n.nspname) FROM pg_namespace n \
+            WHERE n.nspowner = (SELECT oid FROM g) AND {SYSTEM_SCHEMAS} \
+           UNION ALL \
+           SELECT format('routine %I.%I(%s)', n.nspname, p.proname, pg_get_function_identity_arguments(p.oid)) \
+             FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
+            WHERE p.proowner = (SELECT oid FROM g) AND {SYSTEM_SCHEMAS} \
+           UNION ALL \
+           SELECT format('type %I.%I', n.nspname, t.typname) \
+             FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace \
+            WHERE t.typowner = (SELECT oid FROM g) AND t.typtype IN ('b', 'd', 'e', 'r') \
+              AND t.typcategory <> 'A' AND {SYSTEM_SCHEMAS}) \
+         SELECT (SELECT count(*) FROM o), ARRAY(SELECT name FROM o ORDER BY name LIMIT 3)"
     );
-    sqlx::query_scalar(AssertSqlSafe(sql))
+    sqlx::query_as(AssertSqlSafe(sql))
         .bind(role)
         .fetch_one(&mut *conn)
         .await
-        .map_err(|e| cx.err(&format!("count the objects {role} owns"), &e))
+        .map_err(|e| cx.err(&format!("list the objects {role} owns"), &e))
 }
 
-/// Runs `f` once per database in [`grant_databases`], reusing `main` for the admin database and opening
-/// (and closing) an admin connection for each other one.
-macro_rules! for_each_database {
-    ($cx:expr, $main:expr, |$db:ident, $conn:ident| $body:block) => {{
-        for $db in grant_databases($cx.cfg) {
-            let mut own: Option<PgConnection> = None;
-            let $conn: &mut PgConnection = if $db == $cx.cfg.pg_database() {
-                &mut *$main
-            } else {
-                own.insert($cx.admin($db).await?)
-            };
-            let result: BackendResult<()> = async { $body }.await;
-            if let Some(c) = own {
-                close(c).await;
-            }
-            result?;
-        }
-    }};
+/// What in the connected database keeps `role`'s sessions from acting as another role without losing
+/// something: default privileges granted to it (objects created later would grant it, not the owner
+/// role) and row-security policies that name it.
+async fn role_bound(cx: &Cx<'_>, conn: &mut PgConnection, role: &str) -> BackendResult<(i64, i64)> {
+    sqlx::query_as(
+        "WITH g AS (SELECT oid FROM pg_roles WHERE rolname = $1) \
+         SELECT (SELECT count(*) FROM pg_default_acl d CROSS JOIN LATERAL aclexplode(d.defaclacl) a \
+                  WHERE a.grantee = (SELECT oid FROM g)), \
+                (SELECT count(*) FROM pg_policy p WHERE (SELECT oid FROM g) = ANY (p.polroles))",
+    )
+    .bind(role)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(|e| cx.err(&format!("read default privileges and policies for {role}"), &e))
 }
 
-/// Puts `login` into the shared-owner scheme: membership in the owner role, then (when it owns nothing)
-/// its direct privileges and memberships copied to the owner role and its sessions switched to it.
+/// Puts the target `login` into the shared-owner scheme: membership in the owner role; then its direct
+/// privileges and memberships copied to the owner role; then, only if the owner role now has every
+/// privilege the login has in every used database (and the login owns nothing and has no attribute,
+/// default privilege or policy the owner role would lose), its sessions switched to the owner role.
+///
+/// `twin` is the live account. Nothing is done to it, and when it is a member of the owner role (so grants
+/// to the role reach it), only privileges it already has are copied: adopting the target never widens
+/// what the live account can do. A login that is not switched keeps working with its own rights; the
+/// reasons are logged, and the next apply tries again. Returns whether the login is switched.
 async fn adopt_into_owner_role(
     cx: &Cx<'_>,
     conn: &mut PgConnection,
+    dbs: &[String],
     owner: &str,
     login: &str,
-) -> BackendResult<()> {
+    twin: Option<&str>,
+) -> BackendResult<bool> {
     let (q_owner, q_login) = (cx.ident(owner)?, cx.ident(login)?);
     if !is_member(cx, conn, owner, login).await? {
         cx.exec(
@@ -462,38 +785,142 @@ async fn adopt_into_owner_role(
         .await?;
     }
     if is_switched(cx, conn, login, owner).await? {
-        return Ok(());
+        return Ok(true);
     }
-    let mut owned = 0;
-    for_each_database!(cx, conn, |_db, c| {
-        owned += owned_objects(cx, c, login).await?;
+    let twin_member = match twin {
+        Some(t) => is_member(cx, conn, owner, t).await?,
+        None => false,
+    };
+    let mut blockers: Vec<String> = Vec::new();
+
+    // Copy: memberships, then privileges in every used database.
+    let twin_roles = match twin {
+        Some(t) if twin_member => memberships(cx, conn, t, owner).await?,
+        _ => BTreeSet::new(),
+    };
+    for role in memberships(cx, conn, login, owner).await? {
+        if is_member(cx, conn, &role, owner).await? {
+            continue;
+        }
+        if twin_member && !twin_roles.contains(&role) {
+            continue; // the check below reports it
+        }
+        cx.exec(
+            conn,
+            format!("GRANT {} TO {q_owner}", cx.ident(&role)?),
+            &format!("copy membership in {role} to {owner}"),
+        )
+        .await?;
+    }
+    for_each_database!(cx, conn, dbs, |db, c| {
+        let have = acl(cx, c, owner).await?;
+        let twin_has = match twin {
+            Some(t) if twin_member => acl(cx, c, t).await?,
+            _ => BTreeSet::new(),
+        };
+        let mine = acl(cx, c, login).await?;
+        for grant in &mine {
+            if covers(&have, grant) || (twin_member && !covers(&twin_has, grant)) {
+                continue;
+            }
+            exec_grant(cx, c, grant, &q_owner, owner).await?;
+        }
+        // Check, from the server's state after copying.
+        let have = acl(cx, c, owner).await?;
+        for (kind, object, column, privilege, _) in mine.iter().filter(|g| !covers(&have, g)) {
+            blockers.push(format!(
+                "{owner} lacks {privilege} on {} in database {db}",
+                describe_object(kind, object, column)
+            ));
+        }
+        let (n, names) = owned(cx, c, login).await?;
+        if n > 0 {
+            blockers.push(format!(
+                "{login} owns {n} object(s) in database {db} ({})",
+                ellipsis(&names, n)
+            ));
+        }
+        let (defaults, policies) = role_bound(cx, c, login).await?;
+        if defaults > 0 {
+            blockers.push(format!("default privileges in database {db} grant to {login}"));
+        }
+        if policies > 0 {
+            blockers.push(format!("row-security policies in database {db} name {login}"));
+        }
         Ok(())
     });
-    if owned > 0 {
-        // Switching would take the owner's rights on these objects away from the login's own sessions;
-        // drift reports it with the REASSIGN OWNED remedy instead.
-        return Ok(());
-    }
-    // Whatever the login could do on its own, the owner role must be able to do before sessions switch.
     for role in memberships(cx, conn, login, owner).await? {
         if !is_member(cx, conn, &role, owner).await? {
-            cx.exec(
-                conn,
-                format!("GRANT {} TO {q_owner}", cx.ident(&role)?),
-                &format!("copy membership in {role} to {owner}"),
-            )
-            .await?;
+            blockers.push(format!("{owner} is not a member of {role}"));
         }
     }
-    for_each_database!(cx, conn, |_db, c| {
-        let have = acl(cx, c, owner).await?;
-        for grant in acl(cx, c, login).await? {
-            if !have.contains(&grant) {
-                exec_grant(cx, c, &grant, &q_owner, owner).await?;
+    let owned_dbs: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba WHERE r.rolname = $1",
+    )
+    .bind(login)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(|e| cx.err(&format!("list the databases {login} owns"), &e))?;
+    if owned_dbs > 0 {
+        blockers.push(format!("{login} owns {owned_dbs} database(s)"));
+    }
+
+    // Attributes are checked on the role a session acts as. The owner role is shared by both logins, so
+    // it gets CREATEDB or CREATEROLE only when the live twin has it too (or there is no live twin);
+    // SUPERUSER and BYPASSRLS are never given to it.
+    let missing = |what: &str| cx.permanent(format!("role {what} does not exist"));
+    let l = role_attrs(cx, conn, login).await?.ok_or_else(|| missing(login))?;
+    let o = role_attrs(cx, conn, owner).await?.ok_or_else(|| missing(owner))?;
+    let tw = match twin {
+        Some(t) => role_attrs(cx, conn, t).await?,
+        None => None,
+    };
+    let mut give: Vec<&'static str> = Vec::new();
+    for (name, has_l, has_o, has_twin, grantable) in [
+        (
+            "CREATEDB",
+            l.createdb,
+            o.createdb,
+            tw.as_ref().is_none_or(|t| t.createdb),
+            true,
+        ),
+        (
+            "CREATEROLE",
+            l.createrole,
+            o.createrole,
+            tw.as_ref().is_none_or(|t| t.createrole),
+            true,
+        ),
+        ("SUPERUSER", l.superuser, o.superuser, false, false),
+        ("BYPASSRLS", l.bypassrls, o.bypassrls, false, false),
+    ] {
+        if has_l && !has_o {
+            if grantable && has_twin {
+                give.push(name);
+            } else {
+                blockers.push(format!("{login} has {name}, which {owner} lacks"));
             }
         }
-        Ok(())
-    });
+    }
+
+    if !blockers.is_empty() {
+        tracing::warn!(
+            backend = KIND,
+            account = login,
+            role = owner,
+            reasons = %blockers.join("; "),
+            "Not switching the account's sessions to the shared owner role: they would lose rights."
+        );
+        return Ok(false);
+    }
+    for name in give {
+        cx.exec(
+            conn,
+            format!("ALTER ROLE {q_owner} {name}"),
+            &format!("give {owner} {name}, which both accounts have"),
+        )
+        .await?;
+    }
     cx.exec(
         conn,
         format!("ALTER ROLE {q_login} SET role = {}", cx.literal(owner)?),
@@ -506,28 +933,36 @@ async fn adopt_into_owner_role(
         role = owner,
         "Switched the account's sessions to the shared owner role."
     );
-    Ok(())
+    Ok(true)
 }
 
-/// Issues one `GRANT <privilege> ON <kind> <object> TO <grantee>` from a row the server produced. The
-/// object name was quoted by the server (`quote_ident`/`format('%I')`); the kind comes from our own query
-/// and the privilege is checked to be a bare keyword.
+/// Issues one `GRANT` from a privilege row the server produced. The object and column names were quoted
+/// by the server (`quote_ident`/`format('%I')`, and `pg_get_function_identity_arguments` for routines);
+/// the kind comes from our own query and the privilege is checked to be a bare keyword.
 async fn exec_grant(
     cx: &Cx<'_>,
     conn: &mut PgConnection,
-    (kind, object, privilege, grantable): &Acl,
+    (kind, object, column, privilege, grantable): &Acl,
     q_grantee: &str,
     grantee: &str,
 ) -> BackendResult<()> {
     let keyword = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_uppercase() || b == b' ');
-    if !keyword(kind) || !keyword(privilege) {
+    if !keyword(kind) || !keyword(privilege) || (kind == "COLUMN") == column.is_empty() {
         return Err(cx.permanent(format!("refusing an unexpected privilege row for {object}")));
     }
     let option = if *grantable { " WITH GRANT OPTION" } else { "" };
+    let on = if kind == "COLUMN" {
+        format!("{privilege} ({column}) ON TABLE {object}")
+    } else {
+        format!("{privilege} ON {kind} {object}")
+    };
     cx.exec(
         conn,
-        format!("GRANT {privilege} ON {kind} {object} TO {q_grantee}{option}"),
-        &format!("grant {privilege} on {kind} {object} to {grantee}"),
+        format!("GRANT {on} TO {q_grantee}{option}"),
+        &format!(
+            "grant {privilege} on {} to {grantee}",
+            describe_object(kind, object, column)
+        ),
     )
     .await
 }
@@ -559,7 +994,7 @@ async fn grant_configured(cx: &Cx<'_>, conn: &mut PgConnection, grantee: &str) -
                 Some("ALL PRIVILEGES"),
             ),
         };
-    for_each_database!(cx, conn, |db, c| {
+    for_each_database!(cx, conn, grant_databases(cx.cfg), |db, c| {
         let mut statements = vec![
             format!("GRANT {database} ON DATABASE {} TO {g}", cx.ident(db)?),
             format!("GRANT {schema} ON SCHEMA public TO {g}"),
@@ -616,7 +1051,11 @@ pub(crate) async fn drift(cfg: &SqlConfig, target: &str, current: &str) -> Backe
     };
     let owner = cfg.owner_role().unwrap_or_default();
     let mut conn = cx.admin(cfg.pg_database()).await?;
-    let result = drift_on(&cx, &mut conn, &owner, target, current).await;
+    let result = async {
+        let dbs = used_databases(&cx, &mut conn, &[target, current, &owner]).await?;
+        drift_on(&cx, &mut conn, &dbs, &owner, target, current).await
+    }
+    .await;
     close(conn).await;
     Ok(result?.into_iter().map(|f| f.item).collect())
 }
@@ -650,6 +1089,7 @@ impl Effective {
 async fn drift_on(
     cx: &Cx<'_>,
     conn: &mut PgConnection,
+    dbs: &[String],
     owner: &str,
     target: &str,
     current: &str,
@@ -744,20 +1184,20 @@ async fn drift_on(
     }
 
     let mut per_db: BTreeMap<String, Vec<Found>> = BTreeMap::new();
-    for_each_database!(cx, conn, |db, d| {
+    for_each_database!(cx, conn, dbs, |db, d| {
         let owner_acl = acl(cx, d, owner).await?;
         let a_t = eff_t.combine(&acl(cx, d, target).await?, &owner_acl);
         let a_c = eff_c.combine(&acl(cx, d, current).await?, &owner_acl);
         let entry = per_db.entry(db.to_owned()).or_default();
-        for grant in a_c.difference(&a_t) {
-            let (kind, object, privilege, grantable) = grant;
+        for grant in a_c.difference(&a_t).filter(|g| !covers(&a_t, g)) {
+            let (kind, object, column, privilege, grantable) = grant;
             let option = if *grantable { " with grant option" } else { "" };
             entry.push(Found {
                 item: DriftItem {
                     kind: "grant",
                     detail: format!(
-                        "{target} lacks {privilege} on {} {object}{option} in database {db}, which {current} has",
-                        kind.to_lowercase()
+                        "{target} lacks {privilege} on {}{option} in database {db}, which {current} has",
+                        describe_object(kind, object, column)
                     ),
                     repairable: true,
                 },
@@ -767,13 +1207,13 @@ async fn drift_on(
                 }),
             });
         }
-        for (kind, object, privilege, _) in a_t.difference(&a_c) {
+        for (kind, object, column, privilege, _) in a_t.difference(&a_c).filter(|g| !covers(&a_c, g)) {
             entry.push(Found {
                 item: DriftItem {
                     kind: "grant",
                     detail: format!(
-                        "{target} has {privilege} on {} {object} in database {db}, which {current} lacks",
-                        kind.to_lowercase()
+                        "{target} has {privilege} on {} in database {db}, which {current} lacks",
+                        describe_object(kind, object, column)
                     ),
                     repairable: false,
                 },
@@ -781,14 +1221,15 @@ async fn drift_on(
             });
         }
         for login in [target, current] {
-            let n = owned_objects(cx, d, login).await?;
+            let (n, names) = owned(cx, d, login).await?;
             if n > 0 {
                 entry.push(Found {
                     item: DriftItem {
                         kind: "ownership",
                         detail: format!(
-                            "{login} owns {n} object(s) in database {db}, which the other account cannot \
-                             alter; run REASSIGN OWNED BY {login} TO {owner} there"
+                            "{login} owns {n} object(s) in database {db} ({}), which the other account \
+                             cannot alter; run REASSIGN OWNED BY {login} TO {owner} there",
+                            ellipsis(&names, n)
                         ),
                         repairable: false,
                     },
@@ -807,6 +1248,7 @@ async fn drift_on(
 async fn repair(
     cx: &Cx<'_>,
     conn: &mut PgConnection,
+    dbs: &[String],
     owner: &str,
     target: &str,
     found: &[Found],
@@ -827,6 +1269,16 @@ async fn repair(
                     &format!("give {target} {clause}"),
                 )
                 .await?;
+                // A switched session checks CREATEDB and CREATEROLE on the owner role. The live account
+                // has the attribute (that is why it is copied), so the shared role may have it too.
+                if switched && matches!(*clause, "CREATEDB" | "CREATEROLE") {
+                    cx.exec(
+                        conn,
+                        format!("ALTER ROLE {} {clause}", cx.ident(owner)?),
+                        &format!("give {owner} {clause}"),
+                    )
+                    .await?;
+                }
             }
             Fix::ConnectionLimit(n) => {
                 cx.exec(
@@ -847,7 +1299,7 @@ async fn repair(
             Fix::Grant { db, acl } => grants.entry(db).or_default().push(acl),
         }
     }
-    for_each_database!(cx, conn, |db, c| {
+    for_each_database!(cx, conn, dbs, |db, c| {
         for grant in grants.get(db).into_iter().flatten() {
             exec_grant(cx, c, grant, &q_grantee, grantee).await?;
         }

@@ -123,9 +123,13 @@ async fn postgres_drift_is_repaired_or_reported() {
     assert!(find(&after, "member").is_none(), "{after:?}");
 }
 
+/// An imported login that owns objects (a schema and a table) holds ACSCurrent: creating its clone is
+/// refused before anything changes, with the remedy in the error. After the remedy the clone is created
+/// and switched, and both logins use the table.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_imported_owner_of_objects_is_reported_not_switched() {
+async fn postgres_imported_owner_of_objects_is_refused_until_reassigned() {
     let (user, pw) = (unique_user(), password());
+    let owner = format!("{user}_owner");
     let (u, p) = (user.clone(), pw.clone());
     blocking(move || {
         let pg = postgres();
@@ -145,22 +149,67 @@ async fn postgres_imported_owner_of_objects_is_reported_not_switched() {
     .await;
     let pg = blocking(postgres).await;
     let backend = SqlBackend::new(pg_config(pg, dual(&user), Privilege::ReadWrite)).unwrap();
-    let v = value(&backend, Slot::Clone, &password());
+    let clone_pw = password();
+    let v = value(&backend, Slot::Clone, &clone_pw);
+    let e = backend
+        .apply(Slot::Clone, &v)
+        .await
+        .expect_err("the live login owns objects");
+    assert!(!e.is_retryable(), "{e}");
+    assert!(e.message.contains("owns objects"), "{e}");
+    assert!(e.message.contains(&format!("2 in database {DB}")), "{e}");
+    assert!(
+        e.message
+            .contains(&format!("REASSIGN OWNED BY {user} TO {owner} in database {DB}")),
+        "{e}"
+    );
+    let (c, o) = (format!("{user}_clone"), owner.clone());
+    let roles = blocking(move || {
+        postgres().admin_sql(&format!(
+            "SELECT count(*) FROM pg_roles WHERE rolname IN ('{c}', '{o}')"
+        ))
+    })
+    .await;
+    assert_eq!(roles, "0", "nothing was created");
+
+    // The operator runs what the message says; the clone is then created, and both use the table.
+    let (u, o) = (user.clone(), owner.clone());
+    blocking(move || {
+        let pg = postgres();
+        pg.admin_sql(&format!("CREATE ROLE {o} NOLOGIN; GRANT {o} TO {u}"));
+        pg.psql_db(
+            pg.admin_user(),
+            pg.admin_password(),
+            DB,
+            &format!("REASSIGN OWNED BY {u} TO {o}"),
+        )
+        .unwrap();
+    })
+    .await;
     backend.apply(Slot::Clone, &v).await.expect("create the clone");
     backend.verify(Slot::Clone, &v).await.unwrap();
     backend
         .verify(Slot::Primary, &value(&backend, Slot::Primary, &pw))
         .await
         .expect("the imported primary still logs in");
-
+    let (u, c, cpw) = (user.clone(), format!("{user}_clone"), clone_pw.clone());
+    blocking(move || {
+        let pg = postgres();
+        for (login, password) in [(&u, &pw), (&c, &cpw)] {
+            pg.psql_db(
+                login,
+                password,
+                DB,
+                &format!(
+                    "INSERT INTO {u}.legacy VALUES (1); ALTER TABLE {u}.legacy ADD COLUMN IF NOT EXISTS x int"
+                ),
+            )
+            .unwrap_or_else(|e| panic!("{login} uses the reassigned table: {e}"));
+        }
+    })
+    .await;
     let items = backend.drift(Slot::Clone).await.unwrap();
-    let owned = find(&items, &format!("{user} owns 2 object(s)")).expect("ownership reported");
-    assert_eq!(owned.kind, "ownership");
-    assert!(
-        owned
-            .detail
-            .contains(&format!("REASSIGN OWNED BY {user} TO {user}_owner"))
-    );
+    assert!(items.iter().all(|i| i.kind != "ownership"), "{items:?}");
     // The primary's database privileges were copied: the clone can create in the database too.
     assert!(find(&items, "lacks CREATE on database").is_none(), "{items:?}");
 }
