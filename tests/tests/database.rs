@@ -91,7 +91,10 @@ fn declare_example(env: &Env, db: &dyn Server, engine: &str) {
         text.push_str(&line);
         text.push('\n');
     }
-    assert!(text.contains("create = {"), "the example creates its accounts:\n{text}");
+    assert!(
+        text.contains("create = {"),
+        "the example creates its accounts:\n{text}"
+    );
     env.write("secrets.d/rds-mysql-dual.toml", &text);
     env.ok(&["check"]);
 }
@@ -146,7 +149,10 @@ fn declared_dual_secret_is_readable_at_once_and_survives_a_rollback(db: &dyn Ser
         );
         std::thread::sleep(Duration::from_millis(100));
     };
-    eprintln!("{engine}: both accounts readable {:?} after start", start.elapsed());
+    eprintln!(
+        "{engine}: both accounts readable {:?} after start",
+        start.elapsed()
+    );
     assert_eq!(current.1, "app_rw", "ACSCurrent is the first account");
     assert_eq!(previous.1, "app_rw_clone", "ACSPrevious is the clone");
     for (_, user, password) in [&current, &previous] {
@@ -154,7 +160,10 @@ fn declared_dual_secret_is_readable_at_once_and_survives_a_rollback(db: &dyn Ser
             .unwrap_or_else(|e| panic!("{user} cannot use orders.t: {e}\n{}", daemon.log_text()));
     }
     let status = env.ok(&["status"]);
-    assert!(status.contains(NAME) && !status.contains("creating accounts"), "{status}");
+    assert!(
+        status.contains(NAME) && !status.contains("creating accounts"),
+        "{status}"
+    );
 
     // An operator rolls back: ACSCurrent moves to the clone's version. Applications read it.
     env.ok(&["secret", "stage", NAME, "ACSCurrent", "--move-to", &previous.0]);
@@ -168,8 +177,12 @@ fn declared_dual_secret_is_readable_at_once_and_survives_a_rollback(db: &dyn Ser
         )
     });
     let after = read(&env, "ACSCurrent").expect("current");
-    assert_eq!(after.1, "app_rw", "the rotation reset the account not holding ACSCurrent");
-    db.use_table(&after.1, &after.2).expect("the new ACSCurrent works");
+    assert_eq!(
+        after.1, "app_rw",
+        "the rotation reset the account not holding ACSCurrent"
+    );
+    db.use_table(&after.1, &after.2)
+        .expect("the new ACSCurrent works");
     // And the alternation goes on from there.
     rotate(&env, &daemon);
     let next = read(&env, "ACSCurrent").expect("current");

@@ -94,6 +94,11 @@ pub struct SqlConfig {
     pub databases: Vec<String>,
     /// How long to wait for a TCP connection and login before giving up (retryably).
     pub connect_timeout: Duration,
+    /// Test hook for crash tests, `None` in production: `Some("sql-created")` parks `apply` forever right
+    /// after a MySQL/MariaDB `CREATE USER … ACCOUNT LOCK`, before any grant, so a test (or a step timeout)
+    /// can abandon the attempt exactly there. The binary sets it from `ROTD_FAILPOINT`.
+    #[doc(hidden)]
+    pub failpoint: Option<String>,
 }
 
 /// The suffix of the shared PostgreSQL owner role of a dual pair, `<user>_owner`.

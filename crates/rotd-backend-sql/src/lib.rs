@@ -16,8 +16,8 @@
 //! account exists, or with the other account's privileges when only the other one does (the clone of an
 //! imported account). An existing account gets its password reset; an imported account whose stored
 //! password is wrong is therefore repaired by the first rotation, as the vendor promises. `verify` opens a
-//! fresh TCP connection *as the account* (TLS when configured) and runs `SELECT 1`; it never touches
-//! existing sessions.
+//! fresh TCP connection *as the account* (TLS when configured) and runs `SELECT 1` (on MySQL/MariaDB it also
+//! proves the account's privileges, see below); it never touches existing sessions.
 //!
 //! # Passwords never reach the server in clear
 //!
@@ -71,13 +71,47 @@
 //! refuses it with a permanent error rather than re-enabling it. (A creation interrupted by a rotd
 //! version before the mark existed is refused the same way; `ALTER ROLE … LOGIN` lets it rotate.)
 //!
+//! # MySQL/MariaDB: creation, verification, hosts
+//!
+//! - **Creation is locked until it is complete.** rotd creates `'<user>'@'%'` with `ACCOUNT LOCK`, grants,
+//!   and unlocks (`ALTER USER … ACCOUNT UNLOCK`) as the very last step, so a crash or step timeout between
+//!   `CREATE USER` and `GRANT` leaves an account that cannot log in rather than a login without privileges.
+//!   An existing locked account is an unfinished creation when it lacks the configured grants (imports: has
+//!   no grant at all) or already holds the password being applied (which only rotd's own creation sets);
+//!   the next `apply` grants and unlocks it. Any other locked account was locked by an operator: its password
+//!   is reset, the lock is left, and `verify` fails until the operator unlocks it. MariaDB needs 10.4.2+
+//!   (account locking).
+//! - **rotd owns the configured privileges.** With configured databases (accounts rotd creates) every
+//!   `apply` re-runs the configured `GRANT`s (idempotent) before it resets or unlocks, so an account that
+//!   lost them gets them back; grants beyond them are left alone.
+//! - **`verify` proves privileges, not only the login.** After logging in as the account and `SELECT 1`, it
+//!   `USE`s each configured database (refused: a permanent error naming the database). Imported accounts
+//!   have no configured databases; there the account's own `SHOW GRANTS` must list some privilege or role
+//!   beyond `USAGE`, so an imported account holding nothing at all cannot be rotated. What exactly an
+//!   imported twin may do is parity's concern (below).
+//! - **Only `'<user>'@'%'` is managed.** When the account does not exist as `'<user>'@'%'` but the user name
+//!   exists under another host, `apply` refuses with a permanent error (rename the account with `RENAME
+//!   USER`, or drop it) instead of creating a second account beside it: clients matching the other host would
+//!   keep authenticating against the old one. When both exist, the other hosts are logged with a warning and
+//!   not rotated. An account that does not exist at all is created only with configured databases or as the
+//!   twin of an existing account, never from nothing (it would have no privileges).
+//! - **Failpoint (test-only).** `SqlConfig::failpoint = Some("sql-created")` (the binary sets it from
+//!   `ROTD_FAILPOINT`) parks `apply` forever right after `CREATE USER … ACCOUNT LOCK`, before any grant, so
+//!   crash tests can abandon a creation exactly there. It is inert unless set and never set in production.
+//!
 //! # Privilege parity
 //!
 //! Before every dual alternation `apply` compares the target account with the current one and repairs what
 //! the target lacks, copying from the current account; what the target has in excess, or what cannot be
 //! repaired safely, is reported with `tracing::warn!` (and returned by [`SqlBackend::drift`]).
-//! MySQL/MariaDB compare `SHOW GRANTS` split into single privileges per object (so the user name does not
-//! matter) and `SHOW CREATE USER` for TLS requirements, resource limits and account locks (reported only).
+//! MySQL/MariaDB compare `SHOW GRANTS` split into single items (so the user name does not matter) and
+//! replay what the target lacks: privileges per object (with GRANT OPTION), roles (with ADMIN OPTION),
+//! partial revokes (`REVOKE … ON … FROM`, MySQL 8 with `partial_revokes`; replayed after the privileges they
+//! restrict) and default roles (`SET DEFAULT ROLE` in MariaDB's `SHOW GRANTS`, `DEFAULT ROLE` in MySQL's
+//! `SHOW CREATE USER`; replayed last, so a copied role is active at the twin's login). A `SHOW GRANTS` line
+//! the parser does not understand is a permanent error: rotd refuses to alternate rather than copy part of
+//! the privileges. A partial revoke or default role the target has in excess is reported, not removed.
+//! `SHOW CREATE USER` is compared for TLS requirements, resource limits and account locks (reported only).
 //! PostgreSQL compares role attributes (CREATEDB, CREATEROLE, INHERIT and the connection limit are
 //! repaired; SUPERUSER, REPLICATION, BYPASSRLS and VALID UNTIL reported), role memberships, and the
 //! effective object privileges on databases, schemas, tables, views, sequences, columns, functions and
@@ -91,8 +125,10 @@
 //! - PostgreSQL parity does not compare privileges on large objects, languages, foreign-data wrappers and
 //!   servers, tablespaces or parameters, nor default privileges (a login that has some is not switched,
 //!   but they are not copied), and ownership counts only relations, schemas, routines and types.
-//! - MySQL DDL is not transactional: when granting fails right after `CREATE USER`, the account is dropped
-//!   again (best effort) so the next attempt starts from scratch.
+//! - MySQL DDL is not transactional; creation relies on `ACCOUNT LOCK` (above) instead of a transaction, so
+//!   a half-made account stays locked until an `apply` finishes it.
+//! - MySQL 8 lists a global `ALL PRIVILEGES` expanded into single privileges, so there a locked `Privileged`
+//!   account always counts as an unfinished creation and is unlocked by the next `apply`.
 //! - MySQL 8.4 disables `mysql_native_password` by default and MySQL 9 removed it; there the server
 //!   refuses the hashed form with a permanent error. MariaDB `ed25519`/PARSEC accounts are converted to
 //!   `mysql_native_password` by the first reset, and an *admin* account on those plugins cannot log in

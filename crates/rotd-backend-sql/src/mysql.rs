@@ -174,6 +174,16 @@ async fn check_on(cx: &Cx<'_>, conn: &mut MySqlConnection) -> BackendResult<()> 
     Ok(())
 }
 
+/// The failpoint (test-only, [`SqlConfig::failpoint`]) that parks an account creation right after
+/// `CREATE USER … ACCOUNT LOCK`, before any grant.
+const FAILPOINT_CREATED: &str = "sql-created";
+
+/// Whether rotd owns the accounts' privileges: creation configures databases to grant on, while imported
+/// accounts come with none (the binary passes an empty list) and keep whatever they already hold.
+fn creates(cfg: &SqlConfig) -> bool {
+    !cfg.databases.is_empty()
+}
+
 pub(crate) async fn verify(cfg: &SqlConfig, user: &str, password: &str) -> BackendResult<()> {
     let hide_list = [password];
     let cx = Cx {
@@ -192,13 +202,55 @@ pub(crate) async fn verify(cfg: &SqlConfig, user: &str, password: &str) -> Backe
         Ok(Err(e)) => return Err(cx.err(&context, &e)),
         Err(_) => return Err(error::timed_out(KIND, "verify", &context)),
     };
-    let result = sqlx::raw_sql("SELECT 1")
-        .execute(&mut conn)
-        .await
-        .map(|_| ())
-        .map_err(|e| cx.err(&format!("SELECT 1 as {user}"), &e));
+    let result = prove_privileges(&cx, &mut conn, user).await;
     close(conn).await;
     result
+}
+
+/// Proves, on the account's own connection, that it holds privileges and not only a login (an account
+/// whose creation stopped before its grants would pass `SELECT 1`). With configured databases it must be
+/// able to `USE` each of them; without (imports), its own `SHOW GRANTS` must list some privilege or role
+/// beyond `USAGE`. What exactly an imported account may do is parity's business, not verify's.
+async fn prove_privileges(cx: &Cx<'_>, conn: &mut MySqlConnection, user: &str) -> BackendResult<()> {
+    sqlx::raw_sql("SELECT 1")
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| cx.err(&format!("SELECT 1 as {user}"), &e))?;
+    if creates(cx.cfg) {
+        for db in &cx.cfg.databases {
+            let q_db = quote::quote_ident_mysql(db).map_err(|e| cx.permanent(e.to_string()))?;
+            match sqlx::raw_sql(AssertSqlSafe(format!("USE {q_db}")))
+                .execute(&mut *conn)
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if error::is_auth_failure(&e) => {
+                    return Err(cx.permanent(format!(
+                        "{user} logs in but cannot use database {db}: {}",
+                        error::describe(&e)
+                    )));
+                }
+                Err(e) => return Err(cx.err(&format!("use database {db} as {user}"), &e)),
+            }
+        }
+        return Ok(());
+    }
+    let lines = cx
+        .lines(conn, "SHOW GRANTS".to_owned(), &format!("show grants as {user}"))
+        .await?;
+    // A line the parser does not know is still a grant of some kind; verify fails only an account that
+    // holds nothing at all.
+    let holds_something = match grants(&lines) {
+        Ok(held) => held.iter().any(|g| !matches!(g, Grant::DefaultRoles { .. })),
+        Err(_) => true,
+    };
+    if holds_something {
+        Ok(())
+    } else {
+        Err(cx.permanent(format!(
+            "{user} logs in but holds no privilege and no role (only USAGE)"
+        )))
+    }
 }
 
 pub(crate) async fn apply(cfg: &SqlConfig, target: &Target<'_>) -> BackendResult<()> {
@@ -215,13 +267,25 @@ pub(crate) async fn apply(cfg: &SqlConfig, target: &Target<'_>) -> BackendResult
     result
 }
 
-/// The stored authentication string and plugin of `'user'@'%'`, or `None` if there is no such account.
-async fn lookup(
-    cx: &Cx<'_>,
-    conn: &mut MySqlConnection,
-    user: &str,
-) -> BackendResult<Option<(String, String)>> {
-    sqlx::query_as(
+/// What `apply` needs to know of an existing `'user'@'%'`.
+struct Existing {
+    /// The stored authentication string (the hash) and plugin.
+    stored: String,
+    plugin: String,
+    /// `ACCOUNT LOCK`: set by rotd's own creation until its last step, or by an operator.
+    locked: bool,
+}
+
+impl Existing {
+    /// Whether the account already accepts the password whose hash is `hash`.
+    fn accepts(&self, hash: &str) -> bool {
+        self.stored == hash && (self.plugin == "mysql_native_password" || self.plugin.is_empty())
+    }
+}
+
+/// The account `'user'@'%'`, or `None` if there is no such account.
+async fn lookup(cx: &Cx<'_>, conn: &mut MySqlConnection, user: &str) -> BackendResult<Option<Existing>> {
+    let row: Option<(String, String)> = sqlx::query_as(
         "SELECT CAST(authentication_string AS CHAR), CAST(plugin AS CHAR) \
            FROM mysql.user WHERE User = ? AND Host = ?",
     )
@@ -229,7 +293,47 @@ async fn lookup(
     .bind(MYSQL_ACCOUNT_HOST)
     .fetch_optional(&mut *conn)
     .await
-    .map_err(|e| cx.err(&format!("look up account {user}"), &e))
+    .map_err(|e| cx.err(&format!("look up account {user}"), &e))?;
+    let Some((stored, plugin)) = row else {
+        return Ok(None);
+    };
+    let account = cx.account(user)?;
+    let create = cx
+        .lines(conn, format!("SHOW CREATE USER {account}"), "show create user")
+        .await?;
+    Ok(Some(Existing {
+        stored,
+        plugin,
+        locked: account_info(&create).locked,
+    }))
+}
+
+/// The hosts of the accounts named `user` other than `'%'` (MariaDB roles, whose host is empty, excluded).
+async fn other_hosts(cx: &Cx<'_>, conn: &mut MySqlConnection, user: &str) -> BackendResult<Vec<String>> {
+    sqlx::query_scalar(
+        "SELECT CAST(Host AS CHAR) FROM mysql.user WHERE User = ? AND Host <> ? AND Host <> '' \
+          ORDER BY Host",
+    )
+    .bind(user)
+    .bind(MYSQL_ACCOUNT_HOST)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(|e| cx.err(&format!("look up other hosts of account {user}"), &e))
+}
+
+/// The grants `SHOW GRANTS` lists for `'user'@'%'`, refusing lines the parser does not understand.
+async fn held(cx: &Cx<'_>, conn: &mut MySqlConnection, user: &str) -> BackendResult<BTreeSet<Grant>> {
+    let account = cx.account(user)?;
+    let lines = cx
+        .lines(conn, format!("SHOW GRANTS FOR {account}"), "show grants")
+        .await?;
+    grants(&lines).map_err(|unknown| {
+        cx.permanent(format!(
+            "SHOW GRANTS FOR {account} returned a line rotd cannot read (starting with {}); rotd does not \
+             copy or compare privileges it cannot read completely",
+            unknown.0
+        ))
+    })
 }
 
 fn identified(flavor: Flavor, hash: &str) -> String {
@@ -253,61 +357,137 @@ async fn apply_on(
     let user = target.user;
     let account = cx.account(user)?;
     let existing = lookup(cx, conn, user).await?;
+
+    // The same user name under another host is another account with its own password and grants; clients
+    // whose address matches that host authenticate against it, not against '%'.
+    let elsewhere = other_hosts(cx, conn, user).await?;
+    if !elsewhere.is_empty() {
+        let hosts = elsewhere
+            .iter()
+            .map(|h| format!("'{user}'@'{h}'"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        if existing.is_none() {
+            return Err(cx.permanent(format!(
+                "account {user} exists only as {hosts}, not as '{user}'@'{MYSQL_ACCOUNT_HOST}'; rotd manages \
+                 '{user}'@'{MYSQL_ACCOUNT_HOST}' and does not create it beside another host's account (that \
+                 account would keep its own password and privileges); rename the account to \
+                 '{user}'@'{MYSQL_ACCOUNT_HOST}' (RENAME USER) or drop it"
+            )));
+        }
+        tracing::warn!(
+            backend = KIND,
+            account = user,
+            other_hosts = %hosts,
+            "Accounts with the same user name under other hosts are not rotated; clients matching those hosts \
+             keep their own passwords."
+        );
+    }
+
+    // The other account counts only once it holds something: a locked one without grants is a creation
+    // rotd did not finish, with nothing to copy.
     let current = match target.other {
-        Some(other) => lookup(cx, conn, other).await?.map(|_| other),
+        Some(other) => match lookup(cx, conn, other).await? {
+            Some(o) if o.locked && held(cx, conn, other).await?.is_empty() => None,
+            Some(_) => Some(other),
+            None => None,
+        },
         None => None,
     };
+    let create_mode = creates(cx.cfg);
 
-    let Some((stored, plugin)) = existing else {
-        cx.exec(
-            conn,
-            format!("CREATE USER {account} {}", identified(flavor, hash)),
-            &format!("create account {user}"),
-        )
-        .await?;
-        tracing::info!(backend = KIND, account = user, slot = %target.slot, "Created the database account.");
-        // MySQL DDL is not transactional: if granting fails, the half-made account is dropped again so
-        // the next attempt starts from scratch instead of finding an account and only resetting it.
-        let granted = match current {
-            Some(current) => parity(cx, conn, user, current).await,
-            None => grant_configured(cx, conn, &account, user).await,
-        };
-        if let Err(e) = granted {
-            let _ = cx
-                .exec(
-                    conn,
-                    format!("DROP USER {account}"),
-                    "drop the half-created account",
-                )
-                .await;
-            return Err(e);
+    // Creation makes the account `ACCOUNT LOCK`, grants, and unlocks as the very last step, so an
+    // interrupted creation (a crash, a step timeout) never leaves a login without privileges; the next
+    // apply recognises it and finishes it. `finishing` says this apply ends with the unlock.
+    let finishing = match &existing {
+        None => {
+            if !create_mode && current.is_none() {
+                return Err(cx.permanent(format!(
+                    "account '{user}'@'{MYSQL_ACCOUNT_HOST}' does not exist, and there are neither databases to \
+                     grant on nor a twin account to copy privileges from, so creating it would make an account \
+                     without privileges"
+                )));
+            }
+            cx.exec(
+                conn,
+                format!("CREATE USER {account} {} ACCOUNT LOCK", identified(flavor, hash)),
+                &format!("create account {user}"),
+            )
+            .await?;
+            tracing::info!(
+                backend = KIND,
+                account = user,
+                slot = %target.slot,
+                "Created the database account, locked until it holds its privileges."
+            );
+            if cx.cfg.failpoint.as_deref() == Some(FAILPOINT_CREATED) {
+                tracing::warn!(
+                    backend = KIND,
+                    account = user,
+                    failpoint = FAILPOINT_CREATED,
+                    "Failpoint reached; parking this apply."
+                );
+                std::future::pending::<()>().await;
+            }
+            true
         }
-        return Ok(());
+        Some(e) if e.locked => {
+            // rotd's own unfinished creation holds the password being applied (creation sets it) or lacks
+            // privileges it should have; an account that has them and another password was locked by an
+            // operator, and stays locked (verify then fails: the login is refused).
+            let held_now = held(cx, conn, user).await?;
+            let lacking = if create_mode {
+                !configured_grants(cx)?.is_subset(&held_now)
+            } else {
+                held_now.is_empty()
+            };
+            let unfinished = e.stored == hash || lacking;
+            if !unfinished {
+                tracing::warn!(
+                    backend = KIND,
+                    account = user,
+                    "The account is locked (ACCOUNT LOCK) and holds its privileges; rotd resets its password \
+                     but leaves the lock to whoever set it."
+                );
+            }
+            unfinished
+        }
+        Some(_) => false,
     };
 
+    // rotd owns the configured privileges: they are granted again on every apply (GRANT is idempotent), so
+    // an account that lost them, or a creation stopped before them, gets them back.
+    if create_mode {
+        grant_configured(cx, conn, &account, user).await?;
+    }
     if let Some(current) = current {
-        parity(cx, conn, user, current).await?;
+        parity(cx, conn, flavor, user, current).await?;
     }
-    if stored == hash && (plugin == "mysql_native_password" || plugin.is_empty()) {
+
+    let accepts = existing.as_ref().is_none_or(|e| e.accepts(hash));
+    let sql = match (finishing, accepts) {
+        (true, true) => format!("ALTER USER {account} ACCOUNT UNLOCK"),
+        (true, false) => format!("ALTER USER {account} {} ACCOUNT UNLOCK", identified(flavor, hash)),
         // Already accepts this password: a repeated apply after a crash changes nothing.
-        return Ok(());
+        (false, true) => return Ok(()),
+        (false, false) => format!("ALTER USER {account} {}", identified(flavor, hash)),
+    };
+    cx.exec(conn, sql, &format!("set the password of {user}")).await?;
+    if finishing {
+        tracing::info!(
+            backend = KIND,
+            account = user,
+            slot = %target.slot,
+            "Unlocked the database account: its creation is complete."
+        );
     }
-    cx.exec(
-        conn,
-        format!("ALTER USER {account} {}", identified(flavor, hash)),
-        &format!("set the password of {user}"),
-    )
-    .await
+    Ok(())
 }
 
-/// Grants the configured privilege level on each configured database (or server-wide for Privileged).
-async fn grant_configured(
-    cx: &Cx<'_>,
-    conn: &mut MySqlConnection,
-    account: &str,
-    user: &str,
-) -> BackendResult<()> {
-    let privileges = match cx.cfg.privilege {
+/// The privileges a configured level grants on each database, or `None` for `Privileged` (everything,
+/// server-wide, with GRANT OPTION).
+fn configured_privileges(privilege: Privilege) -> Option<&'static str> {
+    Some(match privilege {
         Privilege::ReadOnly => "SELECT, SHOW VIEW, LOCK TABLES, EXECUTE",
         Privilege::DmlOnly => {
             "SELECT, INSERT, UPDATE, DELETE, CREATE TEMPORARY TABLES, LOCK TABLES, EXECUTE, SHOW VIEW, \
@@ -318,15 +498,54 @@ async fn grant_configured(
              CREATE ROUTINE, ALTER ROUTINE"
         }
         Privilege::ReadWrite | Privilege::Standard => "ALL PRIVILEGES",
-        Privilege::Privileged => {
-            return cx
-                .exec(
-                    conn,
-                    format!("GRANT ALL PRIVILEGES ON *.* TO {account} WITH GRANT OPTION"),
-                    &format!("grant the configured privileges to {user}"),
-                )
-                .await;
+        Privilege::Privileged => return None,
+    })
+}
+
+/// The configured grants as `SHOW GRANTS` lists them, to tell whether a locked account already holds them.
+/// (MySQL 8 lists a global `ALL PRIVILEGES` expanded, so there a locked `Privileged` account always counts
+/// as lacking them.)
+fn configured_grants(cx: &Cx<'_>) -> BackendResult<BTreeSet<Grant>> {
+    let Some(list) = configured_privileges(cx.cfg.privilege) else {
+        let object = "*.*".to_owned();
+        return Ok([
+            Grant::Privilege {
+                object: object.clone(),
+                privilege: "ALL PRIVILEGES".to_owned(),
+            },
+            Grant::GrantOption { object },
+        ]
+        .into_iter()
+        .collect());
+    };
+    let mut out = BTreeSet::new();
+    for db in &cx.cfg.databases {
+        let q_db = quote::quote_ident_mysql(db).map_err(|e| cx.permanent(e.to_string()))?;
+        for privilege in list.split(", ") {
+            out.insert(Grant::Privilege {
+                object: format!("{q_db}.*"),
+                privilege: privilege.to_owned(),
+            });
         }
+    }
+    Ok(out)
+}
+
+/// Grants the configured privilege level on each configured database (or server-wide for Privileged).
+async fn grant_configured(
+    cx: &Cx<'_>,
+    conn: &mut MySqlConnection,
+    account: &str,
+    user: &str,
+) -> BackendResult<()> {
+    let Some(privileges) = configured_privileges(cx.cfg.privilege) else {
+        return cx
+            .exec(
+                conn,
+                format!("GRANT ALL PRIVILEGES ON *.* TO {account} WITH GRANT OPTION"),
+                &format!("grant the configured privileges to {user}"),
+            )
+            .await;
     };
     for db in &cx.cfg.databases {
         let q_db = quote::quote_ident_mysql(db).map_err(|e| cx.permanent(e.to_string()))?;
@@ -340,14 +559,22 @@ async fn grant_configured(
     Ok(())
 }
 
-/// Compares `target` with `current`, copies the grants `target` lacks, and reports the rest.
-async fn parity(cx: &Cx<'_>, conn: &mut MySqlConnection, target: &str, current: &str) -> BackendResult<()> {
+/// Compares `target` with `current`, replays what `target` lacks, and reports the rest.
+async fn parity(
+    cx: &Cx<'_>,
+    conn: &mut MySqlConnection,
+    flavor: Flavor,
+    target: &str,
+    current: &str,
+) -> BackendResult<()> {
     let found = drift_on(cx, conn, target, current).await?;
     let account = cx.account(target)?;
+    // `found` lists the repairs in `Grant` order: privileges, then roles, partial revokes (which need the
+    // privilege they restrict), and default roles (which need the role) last.
     for grant in found.iter().filter_map(|(_, fix)| fix.as_ref()) {
         cx.exec(
             conn,
-            grant.statement(&account),
+            grant.statement(&account, flavor),
             &format!("copy {grant} to {target}"),
         )
         .await?;
@@ -369,6 +596,28 @@ pub(crate) async fn drift(cfg: &SqlConfig, target: &str, current: &str) -> Backe
     Ok(result?.into_iter().map(|(item, _)| item).collect())
 }
 
+/// Everything parity compares of one account: its grants, with its default roles (from `SHOW GRANTS` on
+/// MariaDB, from `SHOW CREATE USER` on MySQL), and its account options.
+async fn profile(
+    cx: &Cx<'_>,
+    conn: &mut MySqlConnection,
+    user: &str,
+) -> BackendResult<(BTreeSet<Grant>, Vec<String>)> {
+    let mut held = held(cx, conn, user).await?;
+    let account = cx.account(user)?;
+    let info = account_info(
+        &cx.lines(conn, format!("SHOW CREATE USER {account}"), "show create user")
+            .await?,
+    );
+    let has_default = held.iter().any(|g| matches!(g, Grant::DefaultRoles { .. }));
+    if !info.default_roles.is_empty() && !has_default {
+        held.insert(Grant::DefaultRoles {
+            roles: info.default_roles,
+        });
+    }
+    Ok((held, info.options))
+}
+
 async fn drift_on(
     cx: &Cx<'_>,
     conn: &mut MySqlConnection,
@@ -376,15 +625,8 @@ async fn drift_on(
     current: &str,
 ) -> BackendResult<Vec<(DriftItem, Option<Grant>)>> {
     let mut found = Vec::new();
-    let (t_acct, c_acct) = (cx.account(target)?, cx.account(current)?);
-    let grants_t = grants(
-        &cx.lines(conn, format!("SHOW GRANTS FOR {t_acct}"), "show grants")
-            .await?,
-    );
-    let grants_c = grants(
-        &cx.lines(conn, format!("SHOW GRANTS FOR {c_acct}"), "show grants")
-            .await?,
-    );
+    let (grants_t, opts_t) = profile(cx, conn, target).await?;
+    let (grants_c, opts_c) = profile(cx, conn, current).await?;
     for g in grants_c.difference(&grants_t) {
         found.push((
             DriftItem {
@@ -405,14 +647,6 @@ async fn drift_on(
             None,
         ));
     }
-    let opts_t = account_options(
-        &cx.lines(conn, format!("SHOW CREATE USER {t_acct}"), "show create user")
-            .await?,
-    );
-    let opts_c = account_options(
-        &cx.lines(conn, format!("SHOW CREATE USER {c_acct}"), "show create user")
-            .await?,
-    );
     if opts_t != opts_c {
         found.push((
             DriftItem {
@@ -431,7 +665,8 @@ async fn drift_on(
     Ok(found)
 }
 
-/// One privilege on one object, as `SHOW GRANTS` lists it, independent of the account it is granted to.
+/// One item of what an account holds, as `SHOW GRANTS` lists it, independent of the account it is granted
+/// to. The variant order is the order parity replays missing items in.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Grant {
     /// `GRANT <privilege> ON <object>`; the object text is the server's own rendering (backticks kept).
@@ -441,6 +676,14 @@ pub(crate) enum Grant {
     GrantOption { object: String },
     /// `GRANT <role> TO …` (MariaDB roles, MySQL 8 roles).
     Role { role: String },
+    /// `GRANT <role> TO … WITH ADMIN OPTION`.
+    RoleAdmin { role: String },
+    /// `REVOKE <privilege> ON <object> FROM …`: a partial revoke (MySQL 8 with `partial_revokes`), an
+    /// exception carved out of a global privilege.
+    Revoke { object: String, privilege: String },
+    /// The roles active at login: `SET DEFAULT ROLE … FOR …` (MariaDB, one role) or `DEFAULT ROLE …` in
+    /// `SHOW CREATE USER` (MySQL 8). One item for the whole list, since setting it replaces the list.
+    DefaultRoles { roles: Vec<String> },
 }
 
 impl std::fmt::Display for Grant {
@@ -449,20 +692,32 @@ impl std::fmt::Display for Grant {
             Grant::Privilege { object, privilege } => write!(f, "{privilege} on {object}"),
             Grant::GrantOption { object } => write!(f, "GRANT OPTION on {object}"),
             Grant::Role { role } => write!(f, "role {role}"),
+            Grant::RoleAdmin { role } => write!(f, "ADMIN OPTION on role {role}"),
+            Grant::Revoke { object, privilege } => write!(f, "partial revoke of {privilege} on {object}"),
+            Grant::DefaultRoles { roles } => write!(f, "default role {}", roles.join(", ")),
         }
     }
 }
 
 impl Grant {
-    /// The statement that gives `account` this grant. The object, privilege and role texts come from the
+    /// The statement that gives `account` this item. The object, privilege and role texts come from the
     /// server's own `SHOW GRANTS` output, so they are already valid, quoted SQL.
-    fn statement(&self, account: &str) -> String {
+    fn statement(&self, account: &str, flavor: Flavor) -> String {
         match self {
             Grant::Privilege { object, privilege } => format!("GRANT {privilege} ON {object} TO {account}"),
             Grant::GrantOption { object } => {
                 format!("GRANT USAGE ON {object} TO {account} WITH GRANT OPTION")
             }
             Grant::Role { role } => format!("GRANT {role} TO {account}"),
+            Grant::RoleAdmin { role } => format!("GRANT {role} TO {account} WITH ADMIN OPTION"),
+            Grant::Revoke { object, privilege } => format!("REVOKE {privilege} ON {object} FROM {account}"),
+            Grant::DefaultRoles { roles } => {
+                let preposition = match flavor {
+                    Flavor::MariaDb => "FOR",
+                    Flavor::Mysql => "TO",
+                };
+                format!("SET DEFAULT ROLE {} {preposition} {account}", roles.join(", "))
+            }
         }
     }
 }
@@ -527,57 +782,158 @@ fn is_word(line: &str, t: &Token, word: &str) -> bool {
     !t.quoted && line[t.start..t.end].eq_ignore_ascii_case(word)
 }
 
-/// Parses `SHOW GRANTS` lines into single grants. `USAGE` (no privilege at all) is dropped, and so are
-/// lines that are not `GRANT` statements (`SET DEFAULT ROLE …`).
-pub(crate) fn grants(lines: &[String]) -> BTreeSet<Grant> {
-    let mut out = BTreeSet::new();
-    for line in lines {
-        let tokens = tokenize(line);
-        let Some(first) = tokens.first() else { continue };
-        if !is_word(line, first, "GRANT") {
-            continue;
-        }
-        // Find `ON` and `TO` at parenthesis depth 0.
-        let (mut on, mut to, mut depth) = (None, None, 0i32);
-        for (i, t) in tokens.iter().enumerate().skip(1) {
-            match &line[t.start..t.end] {
-                "(" if !t.quoted => depth += 1,
-                ")" if !t.quoted => depth -= 1,
-                _ if depth == 0 && on.is_none() && to.is_none() && is_word(line, t, "ON") => on = Some(i),
-                _ if depth == 0 && to.is_none() && is_word(line, t, "TO") => {
-                    to = Some(i);
-                    break;
-                }
-                _ => {}
-            }
-        }
-        let Some(to) = to else { continue };
-        let rest = &tokens[to + 1..];
-        let with_grant_option = rest
-            .windows(2)
-            .any(|w| is_word(line, &w[0], "GRANT") && is_word(line, &w[1], "OPTION"));
-        let Some(on) = on else {
-            // A role grant: everything between GRANT and TO is the role list.
-            for role in split_list(line, &tokens[1..to]) {
-                out.insert(Grant::Role { role });
-            }
-            continue;
-        };
-        let object = line[tokens[on + 1].start..tokens[to - 1].end].trim().to_owned();
-        for privilege in split_list(line, &tokens[1..on]) {
-            if privilege.eq_ignore_ascii_case("USAGE") {
-                continue;
-            }
-            out.insert(Grant::Privilege {
-                object: object.clone(),
-                privilege,
-            });
-        }
-        if with_grant_option {
-            out.insert(Grant::GrantOption { object });
+/// A `SHOW GRANTS` line the parser does not understand. Holds only the line's leading keywords: the line
+/// itself may carry a password hash (`GRANT USAGE … IDENTIFIED BY PASSWORD '*…'`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct UnknownLine(pub String);
+
+impl UnknownLine {
+    fn of(line: &str, tokens: &[Token]) -> Self {
+        let words: Vec<&str> = tokens
+            .iter()
+            .take(3)
+            .map(|t| &line[t.start..t.end])
+            .take_while(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_alphabetic() || b == b'_'))
+            .collect();
+        Self(if words.is_empty() {
+            "something other than a keyword".to_owned()
+        } else {
+            format!("{:?}", words.join(" "))
+        })
+    }
+}
+
+/// The index of the first unquoted `word` at parenthesis depth 0 in `tokens[from..]`.
+fn find_word(line: &str, tokens: &[Token], from: usize, word: &str) -> Option<usize> {
+    let mut depth = 0i32;
+    for (i, t) in tokens.iter().enumerate().skip(from) {
+        match &line[t.start..t.end] {
+            "(" if !t.quoted => depth += 1,
+            ")" if !t.quoted => depth -= 1,
+            _ if depth == 0 && is_word(line, t, word) => return Some(i),
+            _ => {}
         }
     }
-    out
+    None
+}
+
+/// Whether `tokens` contain the unquoted pair `first second`.
+fn has_pair(line: &str, tokens: &[Token], first: &str, second: &str) -> bool {
+    tokens
+        .windows(2)
+        .any(|w| is_word(line, &w[0], first) && is_word(line, &w[1], second))
+}
+
+/// Parses `SHOW GRANTS` lines into single items: `GRANT` privileges and roles, `REVOKE` (partial revokes)
+/// and `SET DEFAULT ROLE`. `USAGE` (no privilege at all) is dropped. Any other line is an error: parity
+/// must copy everything or refuse, never silently copy a part.
+pub(crate) fn grants(lines: &[String]) -> Result<BTreeSet<Grant>, UnknownLine> {
+    let mut out = BTreeSet::new();
+    let mut default_roles = Vec::new();
+    for line in lines {
+        let tokens = tokenize(line);
+        let word = |i: usize, w: &str| tokens.get(i).is_some_and(|t| is_word(line, t, w));
+        if tokens.is_empty() {
+            continue;
+        }
+        let understood = if word(0, "GRANT") {
+            parse_grant(line, &tokens, &mut out)
+        } else if word(0, "REVOKE") {
+            parse_revoke(line, &tokens, &mut out)
+        } else if word(0, "SET") && word(1, "DEFAULT") && word(2, "ROLE") {
+            parse_default_role(line, &tokens, &mut default_roles)
+        } else {
+            false
+        };
+        if !understood {
+            return Err(UnknownLine::of(line, &tokens));
+        }
+    }
+    if !default_roles.is_empty() {
+        default_roles.sort();
+        default_roles.dedup();
+        out.insert(Grant::DefaultRoles { roles: default_roles });
+    }
+    Ok(out)
+}
+
+/// `GRANT <privileges> ON <object> TO <account> …` or `GRANT <roles> TO <account> …`.
+fn parse_grant(line: &str, tokens: &[Token], out: &mut BTreeSet<Grant>) -> bool {
+    let Some(to) = find_word(line, tokens, 1, "TO") else {
+        return false;
+    };
+    let rest = &tokens[to + 1..];
+    let Some(on) = find_word(line, &tokens[..to], 1, "ON") else {
+        // A role grant: everything between GRANT and TO is the role list.
+        let roles = split_list(line, &tokens[1..to]);
+        if roles.is_empty() {
+            return false;
+        }
+        let admin = has_pair(line, rest, "ADMIN", "OPTION");
+        for role in roles {
+            if admin {
+                out.insert(Grant::RoleAdmin { role: role.clone() });
+            }
+            out.insert(Grant::Role { role });
+        }
+        return true;
+    };
+    let privileges = split_list(line, &tokens[1..on]);
+    if privileges.is_empty() || on + 1 >= to {
+        return false;
+    }
+    let object = line[tokens[on + 1].start..tokens[to - 1].end].trim().to_owned();
+    for privilege in privileges {
+        if privilege.eq_ignore_ascii_case("USAGE") {
+            continue;
+        }
+        out.insert(Grant::Privilege {
+            object: object.clone(),
+            privilege,
+        });
+    }
+    if has_pair(line, rest, "GRANT", "OPTION") {
+        out.insert(Grant::GrantOption { object });
+    }
+    true
+}
+
+/// `REVOKE <privileges> ON <object> FROM <account>`: how MySQL 8 with `partial_revokes` lists a
+/// restriction of a global privilege.
+fn parse_revoke(line: &str, tokens: &[Token], out: &mut BTreeSet<Grant>) -> bool {
+    let Some(from) = find_word(line, tokens, 1, "FROM") else {
+        return false;
+    };
+    let Some(on) = find_word(line, &tokens[..from], 1, "ON") else {
+        return false;
+    };
+    let privileges = split_list(line, &tokens[1..on]);
+    if privileges.is_empty() || on + 1 >= from {
+        return false;
+    }
+    let object = line[tokens[on + 1].start..tokens[from - 1].end].trim().to_owned();
+    for privilege in privileges {
+        out.insert(Grant::Revoke {
+            object: object.clone(),
+            privilege,
+        });
+    }
+    true
+}
+
+/// `SET DEFAULT ROLE <roles> FOR <account>` (MariaDB; MySQL spells it with `TO`).
+fn parse_default_role(line: &str, tokens: &[Token], roles: &mut Vec<String>) -> bool {
+    let Some(end) = find_word(line, tokens, 3, "FOR").or_else(|| find_word(line, tokens, 3, "TO")) else {
+        return false;
+    };
+    let listed = split_list(line, &tokens[3..end]);
+    if listed.is_empty() {
+        return false;
+    }
+    if !(listed.len() == 1 && listed[0].eq_ignore_ascii_case("NONE")) {
+        roles.extend(listed);
+    }
+    true
 }
 
 /// Splits tokens at commas outside parentheses, returning each part's source text with whitespace
@@ -610,21 +966,48 @@ fn split_list(line: &str, tokens: &[Token]) -> Vec<String> {
         .collect()
 }
 
-/// The account-level options of a `SHOW CREATE USER` line: everything after the account except the
-/// `IDENTIFIED …` clause (which carries the password hash), as a token list. Quoted tokens that look like
-/// hashes are dropped as well, so this never holds credential material whatever the server prints.
-pub(crate) fn account_options(lines: &[String]) -> Vec<String> {
+/// What parity and `apply` read from `SHOW CREATE USER`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct AccountInfo {
+    /// The account-level options: everything after the account except the `IDENTIFIED …` clause (which
+    /// carries the password hash) and `DEFAULT ROLE`, as upper-cased tokens. Quoted tokens that look like
+    /// hashes are dropped as well, so this never holds credential material whatever the server prints.
+    pub options: Vec<String>,
+    /// MySQL 8's `DEFAULT ROLE <role>, …` (MariaDB lists default roles in `SHOW GRANTS` instead).
+    pub default_roles: Vec<String>,
+    /// `ACCOUNT LOCK`.
+    pub locked: bool,
+}
+
+/// Reads a `SHOW CREATE USER` line.
+pub(crate) fn account_info(lines: &[String]) -> AccountInfo {
     let Some(line) = lines.first() else {
-        return Vec::new();
+        return AccountInfo::default();
     };
     let tokens = tokenize(line);
     let text = |t: &Token| &line[t.start..t.end];
+    let word = |i: usize, w: &str| tokens.get(i).is_some_and(|t| is_word(line, t, w));
     // `CREATE USER <account> …`
     let mut i = 3.min(tokens.len());
     let mut out = Vec::new();
+    let mut default_roles = Vec::new();
     while i < tokens.len() {
-        if is_word(line, &tokens[i], "IDENTIFIED") {
+        if word(i, "IDENTIFIED") {
             i = skip_identified(line, &tokens, i + 1);
+            continue;
+        }
+        if word(i, "DEFAULT") && word(i + 1, "ROLE") {
+            // `DEFAULT ROLE r1, r2`: each role is one token (`` `r`@`%` ``), commas between.
+            i += 2;
+            while let Some(t) = tokens.get(i) {
+                default_roles.push(text(t).to_owned());
+                i += 1;
+                if tokens.get(i).is_some_and(|t| !t.quoted && text(t) == ",") {
+                    i += 1;
+                } else {
+                    break;
+                }
+            }
             continue;
         }
         let t = text(&tokens[i]);
@@ -634,13 +1017,19 @@ pub(crate) fn account_options(lines: &[String]) -> Vec<String> {
         }
         i += 1;
     }
+    let locked = out.windows(2).any(|w| w[0] == "ACCOUNT" && w[1] == "LOCK");
     // MySQL prints defaults explicitly (`ACCOUNT UNLOCK`, `REQUIRE NONE`); MariaDB omits them.
     let joined = out.join(" ");
     let normalized = joined
         .replace("REQUIRE NONE", "")
         .replace("ACCOUNT UNLOCK", "")
         .replace("PASSWORD EXPIRE DEFAULT", "");
-    normalized.split_whitespace().map(str::to_owned).collect()
+    default_roles.sort();
+    AccountInfo {
+        options: normalized.split_whitespace().map(str::to_owned).collect(),
+        default_roles,
+        locked,
+    }
 }
 
 /// Skips `BY [PASSWORD] '…'` or `VIA|WITH plugin [USING|AS|BY [PASSWORD] '…'] [OR plugin …]` after
@@ -697,12 +1086,14 @@ mod tests {
             "GRANT SELECT, INSERT, UPDATE (`a`, `b`) ON `shop`.* TO `app`@`%` WITH GRANT OPTION",
             "GRANT `reporting` TO `app`@`%`",
             "SET DEFAULT ROLE `reporting` FOR `app`@`%`",
-        ]));
+        ]))
+        .unwrap();
         let b = grants(&lines(&[
             "GRANT USAGE ON *.* TO `app_clone`@`%` IDENTIFIED BY PASSWORD '*0000'",
             "GRANT INSERT ON `shop`.* TO `app_clone`@`%`",
             "GRANT SELECT ON `shop`.* TO `app_clone`@`%`",
-        ]));
+        ]))
+        .unwrap();
         let expected: BTreeSet<Grant> = [
             Grant::Privilege {
                 object: "`shop`.*".into(),
@@ -722,17 +1113,24 @@ mod tests {
             Grant::Role {
                 role: "`reporting`".into(),
             },
+            Grant::DefaultRoles {
+                roles: vec!["`reporting`".into()],
+            },
         ]
         .into_iter()
         .collect();
         assert_eq!(a, expected);
-        let missing: Vec<String> = a.difference(&b).map(|g| g.statement("'x'@'%'")).collect();
+        let missing: Vec<String> = a
+            .difference(&b)
+            .map(|g| g.statement("'x'@'%'", Flavor::MariaDb))
+            .collect();
         assert_eq!(
             missing,
             [
                 "GRANT UPDATE (`a`, `b`) ON `shop`.* TO 'x'@'%'",
                 "GRANT USAGE ON `shop`.* TO 'x'@'%' WITH GRANT OPTION",
                 "GRANT `reporting` TO 'x'@'%'",
+                "SET DEFAULT ROLE `reporting` FOR 'x'@'%'",
             ]
         );
         for g in &a {
@@ -745,7 +1143,8 @@ mod tests {
         let g = grants(&lines(&[
             "GRANT SELECT ON `we ird, TO ON`.`t``x` TO `app`@`%`",
             "GRANT EXECUTE ON PROCEDURE `db`.`p` TO `app`@`%`",
-        ]));
+        ]))
+        .unwrap();
         assert!(g.contains(&Grant::Privilege {
             object: "`we ird, TO ON`.`t``x`".into(),
             privilege: "SELECT".into()
@@ -758,6 +1157,7 @@ mod tests {
 
     #[test]
     fn account_options_drop_the_password_hash() {
+        let account_options = |l: &[String]| account_info(l).options;
         let maria = account_options(&lines(&[
             "CREATE USER `app`@`%` IDENTIFIED BY PASSWORD '*2470C0C06DEE42FD1618BB99005ADCA2EC9D1E19' \
              REQUIRE SSL WITH MAX_QUERIES_PER_HOUR 5 ACCOUNT LOCK",
@@ -787,5 +1187,100 @@ mod tests {
             "CREATE USER `app`@`%` IDENTIFIED VIA ed25519 USING 'abcdef' OR unix_socket PASSWORD EXPIRE",
         ]));
         assert_eq!(via, ["PASSWORD", "EXPIRE"]);
+    }
+
+    /// MySQL 8 with `partial_revokes = ON`, as `SHOW GRANTS` prints it: a global privilege with a
+    /// database carved out, a role with ADMIN OPTION and dynamic privileges without spaces after commas.
+    #[test]
+    fn mysql_partial_revokes_and_roles_are_replayed_in_order() {
+        let current = grants(&lines(&[
+            "GRANT SELECT, INSERT ON *.* TO `app`@`%`",
+            "GRANT BACKUP_ADMIN,BINLOG_ADMIN ON *.* TO `app`@`%`",
+            "REVOKE INSERT ON `mysql`.* FROM `app`@`%`",
+            "REVOKE SELECT, INSERT ON `sys`.* FROM `app`@`%`",
+            "GRANT `reporting`@`%`,`audit`@`%` TO `app`@`%` WITH ADMIN OPTION",
+        ]))
+        .unwrap();
+        assert!(current.contains(&Grant::Revoke {
+            object: "`mysql`.*".into(),
+            privilege: "INSERT".into()
+        }));
+        assert!(current.contains(&Grant::Revoke {
+            object: "`sys`.*".into(),
+            privilege: "SELECT".into()
+        }));
+        assert!(current.contains(&Grant::RoleAdmin {
+            role: "`audit`@`%`".into()
+        }));
+        let twin = grants(&lines(&["GRANT USAGE ON *.* TO `app_clone`@`%`"])).unwrap();
+        // MySQL lists default roles in SHOW CREATE USER, not in SHOW GRANTS.
+        let info = account_info(&lines(&[
+            "CREATE USER `app`@`%` IDENTIFIED WITH 'mysql_native_password' AS \
+             '*2470C0C06DEE42FD1618BB99005ADCA2EC9D1E19' DEFAULT ROLE `reporting`@`%`,`audit`@`%` REQUIRE NONE \
+             PASSWORD EXPIRE DEFAULT ACCOUNT UNLOCK PASSWORD HISTORY DEFAULT PASSWORD REUSE INTERVAL DEFAULT \
+             PASSWORD REQUIRE CURRENT DEFAULT",
+        ]));
+        assert_eq!(info.default_roles, ["`audit`@`%`", "`reporting`@`%`"]);
+        assert!(!info.locked);
+        assert!(
+            !info.options.iter().any(|o| o.contains("REPORTING")),
+            "{:?}",
+            info.options
+        );
+        let mut current = current;
+        current.insert(Grant::DefaultRoles {
+            roles: info.default_roles,
+        });
+        let replay: Vec<String> = current
+            .difference(&twin)
+            .map(|g| g.statement("'app_clone'@'%'", Flavor::Mysql))
+            .collect();
+        assert_eq!(
+            replay,
+            [
+                "GRANT BACKUP_ADMIN ON *.* TO 'app_clone'@'%'",
+                "GRANT BINLOG_ADMIN ON *.* TO 'app_clone'@'%'",
+                "GRANT INSERT ON *.* TO 'app_clone'@'%'",
+                "GRANT SELECT ON *.* TO 'app_clone'@'%'",
+                "GRANT `audit`@`%` TO 'app_clone'@'%'",
+                "GRANT `reporting`@`%` TO 'app_clone'@'%'",
+                "GRANT `audit`@`%` TO 'app_clone'@'%' WITH ADMIN OPTION",
+                "GRANT `reporting`@`%` TO 'app_clone'@'%' WITH ADMIN OPTION",
+                "REVOKE INSERT ON `mysql`.* FROM 'app_clone'@'%'",
+                "REVOKE INSERT ON `sys`.* FROM 'app_clone'@'%'",
+                "REVOKE SELECT ON `sys`.* FROM 'app_clone'@'%'",
+                "SET DEFAULT ROLE `audit`@`%`, `reporting`@`%` TO 'app_clone'@'%'",
+            ]
+        );
+    }
+
+    #[test]
+    fn unknown_lines_are_refused_without_quoting_them() {
+        for line in [
+            "GRANT SELECT ON `shop`.* `app`@`%`",
+            "REVOKE INSERT `mysql`.* FROM `app`@`%`",
+            "DENY SELECT ON `shop`.* TO `app`@`%` IDENTIFIED BY PASSWORD '*2470C0C06DEE42FD1618BB99005ADCA2EC9D1E19'",
+            "'*2470C0C06DEE42FD1618BB99005ADCA2EC9D1E19'",
+        ] {
+            let e = grants(&lines(&["GRANT USAGE ON *.* TO `app`@`%`", line])).expect_err(line);
+            assert!(!e.0.contains("2470C0") && !e.0.contains("shop"), "{e:?}");
+        }
+        assert_eq!(
+            grants(&lines(&["DENY SELECT ON x TO y"])).unwrap_err().0,
+            "\"DENY SELECT ON\""
+        );
+    }
+
+    #[test]
+    fn account_lock_is_read_from_show_create_user() {
+        let maria = account_info(&lines(&[
+            "CREATE USER `app`@`%` IDENTIFIED BY PASSWORD '*2470C0C06DEE42FD1618BB99005ADCA2EC9D1E19' ACCOUNT LOCK",
+        ]));
+        assert!(maria.locked);
+        let mysql = account_info(&lines(&[
+            "CREATE USER `app`@`%` IDENTIFIED WITH 'mysql_native_password' AS '*2470C0C06DEE42FD1618BB99005ADCA2EC9D1E19' \
+             REQUIRE NONE PASSWORD EXPIRE DEFAULT ACCOUNT UNLOCK",
+        ]));
+        assert!(!mysql.locked);
     }
 }

@@ -104,6 +104,9 @@ async fn sql_backend(store: Option<&Store>, db: &DbSpec) -> Result<Arc<dyn Backe
         privilege,
         databases,
         connect_timeout: std::time::Duration::from_secs(10),
+        // Test-only, as for the engine's failpoints: `sql-created` parks an account creation between
+        // CREATE USER and the grants (MySQL/MariaDB).
+        failpoint: std::env::var("ROTD_FAILPOINT").ok(),
     };
     SqlBackend::new(cfg)
         .map(|b| Arc::new(b) as Arc<dyn Backend>)

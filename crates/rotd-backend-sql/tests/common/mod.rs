@@ -75,6 +75,7 @@ pub fn pg_config(pg: &Postgres, accounts: Accounts, privilege: Privilege) -> Sql
         privilege,
         databases: vec![DB.to_owned()],
         connect_timeout: Duration::from_secs(10),
+        failpoint: None,
     }
 }
 
@@ -92,6 +93,7 @@ pub fn mariadb_config(db: &MariaDb, accounts: Accounts, privilege: Privilege) ->
         privilege,
         databases: vec![DB.to_owned()],
         connect_timeout: Duration::from_secs(10),
+        failpoint: None,
     }
 }
 
