@@ -1,3 +1,6 @@
+//! Why signature verification or replay checking refused a request; never carries a secret or a
+//! string-to-sign.
+
 use thiserror::Error;
 
 use crate::percent::DecodeError;

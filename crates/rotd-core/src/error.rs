@@ -1,3 +1,5 @@
+//! The validation error of rotd-core's vocabulary: what input was rejected and why, never the input.
+
 use thiserror::Error;
 
 /// Why a piece of user input was rejected. Messages are lowercase, have no trailing period and never

@@ -1,5 +1,5 @@
-//! Rotation policy as data. Schedule math lives in rotd-engine; this module only knows what a valid
-//! policy looks like, including the per-type interval bounds of DESIGN.md §2.
+//! Rotation policy as data: what a valid policy looks like, including the per-type interval bounds of
+//! DESIGN.md §2. The schedule math (next due time, jitter, catch-up) is `schedule.rs`, as pure functions.
 
 use std::fmt;
 use std::str::FromStr;

@@ -1,3 +1,6 @@
+//! [`Secret`], the one type a secret value lives in: zeroized on drop, printed as `**REDACTED**`, not
+//! `Serialize`, read only through the explicit `expose_secret`.
+
 use std::fmt;
 use zeroize::Zeroizing;
 

@@ -237,6 +237,11 @@ fn expect_json(e: &Expect) -> Value {
     }
 }
 
+/// Whether a slot exists in a single (`Single`) or dual (`Primary`, `Clone`) configuration.
+fn slot_fits(slot: Slot, dual: bool) -> bool {
+    (slot == Slot::Single) != dual
+}
+
 /// A `pending`/`minting` entry's detail: the slot, and the `ACSCurrent` the rotation started from.
 fn pending_detail(slot: Slot, started_from: &Expect) -> Value {
     json!({"slot": slot.as_str(), "current": expect_json(started_from)})
@@ -522,6 +527,46 @@ async fn rotate_once(
 
     let value = pending_value(store, m, limits, &open).await?;
     failpoint(limits, m, "stored").await;
+    // The configuration may have changed shape since the rotation was planned (single ↔ dual). A
+    // rotation that has not touched the target is planned again; one past `applied` continues on the
+    // account its value names (a single account became the dual pair's primary), since that account
+    // already has the new password.
+    let mut open = open;
+    if !slot_fits(open.slot, caps.dual_accounts) {
+        let untouched = matches!(open.step.as_str(), step::MINTING | step::PENDING);
+        match m
+            .backend
+            .slot_of(&value)
+            .filter(|s| slot_fits(*s, caps.dual_accounts))
+        {
+            Some(slot) if !untouched => {
+                warn!(secret = %m.name, from = %open.slot, to = %slot, "The accounts changed shape during the rotation; finishing it on the account its value names.");
+                open.slot = slot;
+            }
+            _ if untouched => {
+                warn!(secret = %m.name, slot = %open.slot, "The accounts changed shape before the target was changed; planning the rotation again.");
+                abandon(
+                    store,
+                    &m.name,
+                    &open,
+                    "the accounts changed between single and dual",
+                )
+                .await
+                .map_err(store_err(step::ABANDONED))?;
+                return Ok(Planned::Replan);
+            }
+            _ => {
+                return Err(RotationError::Invalid {
+                    step: step::APPLIED,
+                    message: format!(
+                        "the open rotation targets the {} account, which this configuration no longer has; \
+                         end it with `rotd rotation abandon {}`",
+                        open.slot, m.name
+                    ),
+                });
+            }
+        }
+    }
     let rid = open.rotation_id.as_str();
     let vid = &open.version_id;
     let detail = json!({"slot": open.slot.as_str()});

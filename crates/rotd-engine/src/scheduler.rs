@@ -469,10 +469,60 @@ impl Engine {
                     // Already running: leave the request open; the loop retries it when the run ends.
                 }
             }
+            "abandon" => {
+                let result = self.abandon_open(&r.secret_name).await;
+                info!(secret = %r.secret_name, result = %result, "Operator asked to abandon the open rotation.");
+                done(result).await;
+                self.refresh(&r.secret_name).await;
+            }
             _ => {
                 self.refresh(&r.secret_name).await;
                 done("ok".to_owned()).await;
             }
+        }
+    }
+
+    /// `rotd rotation abandon`: ends the secret's open rotation (journaled `abandoned`; its value stays
+    /// as an unlabelled version), unless it is a single-account rotation past `applied`, whose
+    /// abandonment would leave `ACSCurrent` dead: that one is refused, and keeps retrying.
+    async fn abandon_open(&self, name: &str) -> String {
+        let managed = {
+            let entries = self.entries.lock().expect("engine lock");
+            match entries.get(name) {
+                Some(e) => e.spec.managed.clone(),
+                None => {
+                    return format!(
+                        "error: secret {name} is not managed by this daemon (no rotation backend)"
+                    );
+                }
+            }
+        };
+        let journal = match self.store.journal_tail(name).await {
+            Ok(j) => j,
+            Err(e) => return format!("error: reading the journal: {e}"),
+        };
+        let Some(open) = rotation::open_rotation(&journal) else {
+            return format!("error: secret {name} has no open rotation");
+        };
+        let past_applied = matches!(
+            open.step.as_str(),
+            rotation::step::APPLIED | rotation::step::VERIFIED
+        );
+        if past_applied && !managed.backend.capabilities().dual_accounts {
+            return format!(
+                "error: refused: rotation {} of {name} is past applied on a single account, so the server \
+                 already has the new password and ACSCurrent no longer logs in; it keeps retrying until it \
+                 finishes (fix the cause; `rotd status` shows the last error)",
+                open.rotation_id
+            );
+        }
+        match rotation::abandon(&self.store, &managed.name, &open, "abandoned by an operator").await {
+            Ok(()) => format!(
+                "ok: abandoned rotation {} after {}; version {} is kept without a label, and the next \
+                 rotation plans afresh",
+                open.rotation_id, open.step, open.version_id
+            ),
+            Err(e) => format!("error: {e}"),
         }
     }
 
@@ -496,7 +546,8 @@ impl Engine {
                 Ok(reqs) => {
                     for r in reqs {
                         let running = self.is_running(&r.secret_name);
-                        if !(r.kind == "rotate" && running) {
+                        // A rotation or an abandon waits until the secret's task has ended.
+                        if !((r.kind == "rotate" || r.kind == "abandon") && running) {
                             self.handle_request(r).await;
                         }
                     }
@@ -655,9 +706,18 @@ async fn run_hooks(m: &Managed, version: &VersionId, hooks: &[Hook]) {
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
+            // Its own process group, so a timeout kills everything the hook started, not only the shell.
+            .process_group(0)
             .kill_on_drop(true);
         let result = match cmd.spawn() {
-            Ok(child) => tokio::time::timeout(hook.timeout, child.wait_with_output()).await,
+            Ok(child) => {
+                let pgid = child.id();
+                let r = tokio::time::timeout(hook.timeout, child.wait_with_output()).await;
+                if r.is_err() {
+                    kill_process_group(pgid);
+                }
+                r
+            }
             Err(e) => {
                 warn!(secret = %m.name, hook = %program, error = %e, "Could not start a post-rotation hook.");
                 continue;
@@ -687,10 +747,73 @@ async fn run_hooks(m: &Managed, version: &VersionId, hooks: &[Hook]) {
     }
 }
 
+/// Sends SIGKILL to a timed-out hook's whole process group.
+#[allow(unsafe_code)]
+fn kill_process_group(pgid: Option<u32>) {
+    // 0 and 1 are refused: `kill(0)` would signal rotd's own group and `kill(-1)` every process rotd may
+    // signal. A hook spawned with `process_group(0)` leads its own group, whose id is its pid.
+    let Some(pgid) = pgid
+        .and_then(|p| libc::pid_t::try_from(p).ok())
+        .filter(|&p| p > 1)
+    else {
+        return;
+    };
+    // SAFETY: kill(2) takes two integers and touches no memory of this process, so it cannot break any
+    // Rust invariant. The group is the hook's own (spawned with `process_group(0)`).
+    let rc = unsafe { libc::kill(-pgid, libc::SIGKILL) };
+    if rc != 0 {
+        // ESRCH: the whole group is already gone, which is the goal.
+        tracing::debug!(pgid, "killing a hook's process group failed (already gone)");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    fn alive(pid: i32) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+            !s.rsplit(')')
+                .next()
+                .is_some_and(|r| r.trim_start().starts_with('Z'))
+        })
+    }
+
+    #[tokio::test]
+    async fn a_timed_out_hook_is_killed_with_everything_it_started() {
+        let dir = tempfile::tempdir().expect("dir");
+        let pidfile = dir.path().join("grandchild.pid");
+        let hook = Hook {
+            command: vec![
+                "sh".into(),
+                "-c".into(),
+                format!("sleep 60 & echo $! > {}; wait", pidfile.display()),
+            ],
+            timeout: Duration::from_millis(500),
+        };
+        let m = Managed {
+            name: rotd_core::SecretName::parse("hook/test").expect("name"),
+            kind: rotd_core::SecretType::Generic,
+            backend: Arc::new(crate::Generator),
+            password: rotd_core::PasswordPolicy::default(),
+            grace: Duration::ZERO,
+        };
+        run_hooks(&m, &VersionId::parse("v1").expect("id"), &[hook]).await;
+        let pid: i32 = std::fs::read_to_string(&pidfile)
+            .expect("the hook ran")
+            .trim()
+            .parse()
+            .expect("pid");
+        let start = Instant::now();
+        while alive(pid) && start.elapsed() < Duration::from_secs(5) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(
+            !alive(pid),
+            "the hook's background child {pid} outlived the timeout"
+        );
+    }
 
     fn t(h: u32, m: u32) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 11, 28, h, m, 0)

@@ -610,3 +610,30 @@ async fn a_dual_rotation_before_apply_is_still_quarantined() {
         "the live credential is untouched, so the usual bound applies: {r:?}"
     );
 }
+
+#[tokio::test]
+async fn a_rotation_planned_for_a_single_account_is_replanned_when_the_secret_became_dual() {
+    let w = world(FakeBackend::single()).await;
+    w.fake.fail_next(Op::Apply, 1, false);
+    rotate(&w.store, &w.m, &limits(), None)
+        .await
+        .expect_err("apply fails");
+    // The file now says dual: same primary account `app`, plus a clone.
+    let dual = FakeBackend::dual();
+    dual.set_password(Slot::Primary, "imported-pw");
+    let m = Managed {
+        backend: Arc::new(dual.clone()),
+        ..w.m.clone()
+    };
+    let out = rotate(&w.store, &m, &limits(), None).await.expect("rotate");
+    assert_eq!(
+        out.slot,
+        Slot::Clone,
+        "planned afresh: the clone, not the primary holding ACSCurrent"
+    );
+    assert!(!out.resumed);
+    assert!(
+        dual.accepts(&account_value("app", "imported-pw")),
+        "ACSCurrent's account untouched"
+    );
+}

@@ -205,3 +205,119 @@ async fn a_reload_storm_never_starts_two_rotations_of_one_secret() {
     assert!(pendings >= 1, "rotations ran");
     assert!(fake.accepts(&value(&store, StageLabel::current()).await.expect("current")));
 }
+
+/// Runs the engine until request `id` is done; returns its result.
+async fn until_done(store: &Store, engine: &Arc<Engine>, id: i64) -> String {
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(engine.clone().run(stop_rx));
+    let start = Instant::now();
+    let result = loop {
+        if let Some(r) = store.request(id).await.expect("request")
+            && let Some(result) = r.result
+        {
+            break result;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "request {id} never finished"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let _ = stop.send(true);
+    let _ = task.await;
+    result
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_abandons_a_rotation_that_cannot_finish_unless_it_would_kill_current() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = store(&dir).await;
+    let fake = FakeBackend::dual();
+    fake.set_password(Slot::Primary, "p0");
+    fake.set_password(Slot::Clone, "c0");
+    declare(
+        &store,
+        Some(NewVersion {
+            version_id: VersionId::parse("v0").expect("id"),
+            data_type: DataType::Text,
+            value: account_value("app", "p0"),
+        }),
+    )
+    .await;
+    store
+        .put_value(
+            NAME,
+            NewVersion {
+                version_id: VersionId::parse("c0").expect("id"),
+                data_type: DataType::Text,
+                value: account_value("app_clone", "c0"),
+            },
+            Some(vec![StageLabel::previous()]),
+        )
+        .await
+        .expect("clone value");
+    // The clone's apply fails permanently: quarantined, with the rotation open at `pending`.
+    fake.fail_next(rotd_testkit::fake_backend::Op::Apply, 100, true);
+    let engine = Engine::new(store.clone(), config(), Metrics::new("test"));
+    engine.set_secrets(vec![entry(&fake)]).await;
+    let id = store.add_request(NAME, "rotate", None).await.expect("request");
+    let r = until_done(&store, &engine, id).await;
+    assert!(r.starts_with("quarantined"), "{r}");
+    let open = rotd_engine::open_rotation(&store.journal_tail(NAME).await.expect("j")).expect("open");
+
+    let id = store.add_request(NAME, "abandon", None).await.expect("request");
+    let r = until_done(&store, &engine, id).await;
+    assert!(r.starts_with("ok: abandoned"), "{r}");
+    assert!(rotd_engine::open_rotation(&store.journal_tail(NAME).await.expect("j")).is_none());
+    let stages = store.stages(NAME).await.expect("stages");
+    assert!(!stages.contains_key(&StageLabel::pending()), "ACSPending removed");
+    assert!(
+        store
+            .get_value(NAME, &Selector::Version(open.version_id.clone()))
+            .await
+            .is_ok(),
+        "the abandoned value is kept as a version"
+    );
+    let id = store.add_request(NAME, "abandon", None).await.expect("request");
+    let r = until_done(&store, &engine, id).await;
+    assert!(r.starts_with("error: ") && r.contains("no open rotation"), "{r}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abandoning_a_single_account_rotation_past_applied_is_refused() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = store(&dir).await;
+    let fake = FakeBackend::single();
+    fake.set_password(Slot::Single, "imported-pw");
+    declare(
+        &store,
+        Some(NewVersion {
+            version_id: VersionId::parse("v0").expect("id"),
+            data_type: DataType::Text,
+            value: account_value("app", "imported-pw"),
+        }),
+    )
+    .await;
+    fake.fail_next(rotd_testkit::fake_backend::Op::Verify, 1_000, true);
+    let engine = Engine::new(
+        store.clone(),
+        EngineConfig {
+            failure: rotd_engine::FailurePolicy {
+                max_attempts: 1,
+                backoff_base: Duration::from_secs(3600),
+                backoff_max: Duration::from_secs(3600),
+            },
+            ..config()
+        },
+        Metrics::new("test"),
+    );
+    engine.set_secrets(vec![entry(&fake)]).await;
+    let id = store.add_request(NAME, "rotate", None).await.expect("request");
+    let r = until_done(&store, &engine, id).await;
+    assert!(r.starts_with("error"), "retried, not quarantined: {r}");
+    let id = store.add_request(NAME, "abandon", None).await.expect("request");
+    let r = until_done(&store, &engine, id).await;
+    assert!(r.contains("refused") && r.contains("past applied"), "{r}");
+    let open = rotd_engine::open_rotation(&store.journal_tail(NAME).await.expect("j")).expect("still open");
+    assert_eq!(open.step, step::APPLIED);
+}

@@ -1,3 +1,5 @@
+//! [`StoreError`]: everything the store can refuse or fail at, classified retryable or not.
+
 use rotd_core::ValidationError;
 use thiserror::Error;
 

@@ -1,5 +1,6 @@
 //! rotd-testkit holds what every rotd test shares: executable specifications that each implementation of
-//! a trait must pass (the store conformance suite now, the backend suite later), and fixtures that start
+//! a trait must pass (the store conformance suite and the backend conformance suite), the fake backend the
+//! engine's tests drive, and fixtures that start
 //! private, real servers (PostgreSQL, MariaDB, Redis, OpenSSH) on loopback with password authentication
 //! enforced. Nothing here is a mock: a fixture that cannot start its server panics with an install hint.
 

@@ -149,6 +149,10 @@ pub enum RotationCmd {
     Resume { name: String },
     /// Show a secret's rotation journal, oldest first.
     History { name: String },
+    /// End a secret's open rotation that cannot finish (its value is kept as an unlabelled version and
+    /// the next rotation plans afresh). Refused for a single-account rotation past `applied`, whose
+    /// server already has the new password. Needs the running daemon.
+    Abandon { name: String },
 }
 
 /// Where a new secret value comes from. Values are never accepted as arguments: they would be visible

@@ -1,4 +1,4 @@
-//! Operator controls: `rotd rotate`, `rotd plan`, `rotd status`, `rotd rotation pause|resume|history`.
+//! Operator controls: `rotd rotate`, `rotd plan`, `rotd status`, `rotd rotation pause|resume|history|abandon`.
 //!
 //! The daemon is the only process that rotates, so two processes never race on one target: `rotate`
 //! queues a request in the store and follows the journal while the daemon works; `pause` and `resume`
@@ -203,6 +203,38 @@ pub async fn control(store: &Store, cmd: &RotationCmd, out: Output) -> anyhow::R
             store.clear_quarantine(name).await?;
             store.add_request(name, "refresh", None).await?;
             println!("resumed automatic rotation of {name}");
+        }
+        RotationCmd::Abandon { name } => {
+            require_secret(store, name).await?;
+            if !daemon_alive(store).await? {
+                return Err(fail::Fail {
+                    code: 69,
+                    message:
+                        "rotd serve is not running (no heartbeat in the last 20 s); start it and try again"
+                            .into(),
+                }
+                .into());
+            }
+            let id = store.add_request(name, "abandon", None).await?;
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            loop {
+                if let Some(req) = store.request(id).await?
+                    && let Some(result) = req.result
+                {
+                    if let Some(ok) = result.strip_prefix("ok: ") {
+                        println!("{name}: {ok}");
+                        return Ok(());
+                    }
+                    let message = result.strip_prefix("error: ").unwrap_or(&result);
+                    return Err(Fail::data(format!("{name}: {message}")));
+                }
+                if std::time::Instant::now() >= deadline {
+                    return Err(anyhow::anyhow!(
+                        "the daemon did not answer the abandon request for {name} within 60 s"
+                    ));
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
         }
         RotationCmd::History { name } => {
             let j = store.journal(name).await?;
