@@ -416,10 +416,19 @@ pub async fn rotate(
     requested: Option<VersionId>,
 ) -> Result<Outcome, RotationError> {
     let mut requested = requested;
-    for _ in 0..3 {
-        match rotate_once(store, m, limits, requested.take()).await? {
+    for _ in 0..4 {
+        match rotate_once(store, m, limits, requested.clone()).await? {
+            // A request for a new version found another rotation open: that one is finished first, then
+            // the requested one runs, so the version the caller named really exists afterwards.
+            Planned::Done(o) if o.resumed && requested.as_ref().is_some_and(|v| *v != o.version_id) => {
+                info!(secret = %m.name, finished = %o.version_id, "Finished the open rotation; now the requested one.");
+            }
             Planned::Done(outcome) => return Ok(outcome),
-            Planned::Replan => continue,
+            Planned::Replan(abandoned) => {
+                if requested.as_ref() == Some(&abandoned) {
+                    requested = None;
+                }
+            }
         }
     }
     Err(RotationError::Invalid {
@@ -430,8 +439,8 @@ pub async fn rotate(
 
 enum Planned {
     Done(Outcome),
-    /// `ACSCurrent` moved; the rotation was abandoned and must be planned again.
-    Replan,
+    /// `ACSCurrent` moved; the rotation (this version) was abandoned and must be planned again.
+    Replan(VersionId),
 }
 
 async fn rotate_once(
@@ -553,7 +562,7 @@ async fn rotate_once(
                 )
                 .await
                 .map_err(store_err(step::ABANDONED))?;
-                return Ok(Planned::Replan);
+                return Ok(Planned::Replan(open.version_id.clone()));
             }
             _ => {
                 return Err(RotationError::Invalid {
@@ -585,7 +594,7 @@ async fn rotate_once(
                 abandon(store, &m.name, &open, "ACSCurrent moved before apply")
                     .await
                     .map_err(store_err(step::ABANDONED))?;
-                return Ok(Planned::Replan);
+                return Ok(Planned::Replan(open.version_id.clone()));
             }
         }
     }
@@ -608,7 +617,7 @@ async fn rotate_once(
         failpoint(limits, m, "verified").await;
     }
     if !promote(store, m, limits, &open).await? {
-        return Ok(Planned::Replan);
+        return Ok(Planned::Replan(open.version_id));
     }
     failpoint(limits, m, "promoted").await;
     Ok(Planned::Done(Outcome {

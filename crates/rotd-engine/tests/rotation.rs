@@ -637,3 +637,22 @@ async fn a_rotation_planned_for_a_single_account_is_replanned_when_the_secret_be
         "ACSCurrent's account untouched"
     );
 }
+
+#[tokio::test]
+async fn a_requested_version_is_rotated_after_the_open_rotation_finishes() {
+    let w = world(FakeBackend::single()).await;
+    w.fake.fail_next(Op::Apply, 1, false);
+    rotate(&w.store, &w.m, &limits(), None)
+        .await
+        .expect_err("leaves a rotation open");
+    let asked = VersionId::parse("asked-for").expect("id");
+    let out = rotate(&w.store, &w.m, &limits(), Some(asked.clone()))
+        .await
+        .expect("rotate");
+    assert_eq!(
+        out.version_id, asked,
+        "the version RotateSecret named exists and is current"
+    );
+    assert_eq!(w.version_at("ACSCurrent").await.as_deref(), Some("asked-for"));
+    assert!(w.current_works().await);
+}
