@@ -721,7 +721,7 @@ async fn managed_secret_rotation_requests() {
     assert_eq!(api.store.open_requests().await.expect("requests").len(), 1);
     for i in 0..49 {
         api.store
-            .add_request("rds1", "rotate", Some(&format!("x{i}")))
+            .add_request("rds1", rotd_store::RequestKind::Rotate, Some(&format!("x{i}")))
             .await
             .expect("add");
     }

@@ -333,6 +333,10 @@ impl Backend for SqlBackend {
         Ok(Secret::new(bytes))
     }
 
+    fn target(&self) -> Option<String> {
+        Some(format!("{} {}:{}", self.kind(), self.cfg.host, self.cfg.port))
+    }
+
     fn slot_of(&self, value: &Secret) -> Option<Slot> {
         #[derive(Deserialize)]
         struct Name {

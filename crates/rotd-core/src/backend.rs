@@ -138,6 +138,13 @@ pub trait Backend: Send + Sync {
 
     fn capabilities(&self) -> Capabilities;
 
+    /// The resource this backend talks to ("mysql 10.0.0.5:3306"), when it has one: the engine lets
+    /// only a few calls at a time into one target, so a hung host cannot take every concurrency slot
+    /// of its backend kind from the healthy ones. `None`: no per-target limit.
+    fn target(&self) -> Option<String> {
+        None
+    }
+
     /// Checks the admin connection and privileges without changing anything.
     fn check(&self) -> BoxFuture<'_, BackendResult<()>>;
 

@@ -166,6 +166,7 @@ async fn scenario(secrets: usize) {
     let cfg = EngineConfig {
         max_concurrent: 16,
         per_backend: 16,
+        per_target: 16,
         ..Default::default()
     };
     let engine = Engine::new(store.clone(), cfg, Metrics::new("bench"));

@@ -8,10 +8,13 @@ use tokio::sync::Semaphore;
 
 use crate::metrics::Metrics;
 
-/// Lets at most N calls into the inner backend run at once (shared by every secret of one backend kind).
+/// Lets at most N calls into the inner backend run at once (shared by every secret of one backend kind),
+/// and at most M into one target (shared by every secret on that host). The target's permit is taken
+/// first, so a call waiting for a hung host holds no slot of its kind.
 pub struct Limited {
     inner: Arc<dyn Backend>,
     permits: Arc<Semaphore>,
+    target: Option<Arc<Semaphore>>,
 }
 
 impl std::fmt::Debug for Limited {
@@ -23,8 +26,26 @@ impl std::fmt::Debug for Limited {
 }
 
 impl Limited {
-    pub fn new(inner: Arc<dyn Backend>, permits: Arc<Semaphore>) -> Self {
-        Self { inner, permits }
+    pub fn new(inner: Arc<dyn Backend>, permits: Arc<Semaphore>, target: Option<Arc<Semaphore>>) -> Self {
+        Self {
+            inner,
+            permits,
+            target,
+        }
+    }
+
+    async fn permits(
+        &self,
+    ) -> (
+        Option<tokio::sync::SemaphorePermit<'_>>,
+        tokio::sync::SemaphorePermit<'_>,
+    ) {
+        let target = match &self.target {
+            Some(t) => Some(t.acquire().await.expect("semaphore never closed")),
+            None => None,
+        };
+        let kind = self.permits.acquire().await.expect("semaphore never closed");
+        (target, kind)
     }
 }
 
@@ -68,6 +89,9 @@ macro_rules! delegate_sync {
         fn slot_of(&self, value: &Secret) -> Option<Slot> {
             self.inner.slot_of(value)
         }
+        fn target(&self) -> Option<String> {
+            self.inner.target()
+        }
     };
 }
 
@@ -75,37 +99,37 @@ impl Backend for Limited {
     delegate_sync!();
     fn check(&self) -> BoxFuture<'_, BackendResult<()>> {
         Box::pin(async move {
-            let _permit = self.permits.acquire().await.expect("semaphore never closed");
+            let _permits = self.permits().await;
             self.inner.check().await
         })
     }
     fn mint<'a>(&'a self, slot: Slot) -> BoxFuture<'a, BackendResult<Secret>> {
         Box::pin(async move {
-            let _permit = self.permits.acquire().await.expect("semaphore never closed");
+            let _permits = self.permits().await;
             self.inner.mint(slot).await
         })
     }
     fn apply<'a>(&'a self, slot: Slot, new: &'a Secret) -> BoxFuture<'a, BackendResult<()>> {
         Box::pin(async move {
-            let _permit = self.permits.acquire().await.expect("semaphore never closed");
+            let _permits = self.permits().await;
             self.inner.apply(slot, new).await
         })
     }
     fn verify<'a>(&'a self, slot: Slot, secret: &'a Secret) -> BoxFuture<'a, BackendResult<()>> {
         Box::pin(async move {
-            let _permit = self.permits.acquire().await.expect("semaphore never closed");
+            let _permits = self.permits().await;
             self.inner.verify(slot, secret).await
         })
     }
     fn retire<'a>(&'a self, slot: Slot, old: &'a Secret) -> BoxFuture<'a, BackendResult<()>> {
         Box::pin(async move {
-            let _permit = self.permits.acquire().await.expect("semaphore never closed");
+            let _permits = self.permits().await;
             self.inner.retire(slot, old).await
         })
     }
     fn create_accounts<'a>(&'a self) -> BoxFuture<'a, BackendResult<Vec<(Slot, Secret)>>> {
         Box::pin(async move {
-            let _permit = self.permits.acquire().await.expect("semaphore never closed");
+            let _permits = self.permits().await;
             self.inner.create_accounts().await
         })
     }

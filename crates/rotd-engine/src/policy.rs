@@ -11,11 +11,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rotd_core::{ErrorClass, VersionId};
-use rotd_store::{JournalRecord, Store};
-use serde_json::json;
+use rotd_store::{Failure, JournalRecord, Step, StepKind, Store};
 use tracing::{error, info, warn};
 
-use crate::rotation::{self, Managed, Outcome, RotationError, StepLimits, step};
+use crate::rotation::{self, Managed, Outcome, RotationError, StepLimits};
 
 /// How failures are retried.
 #[derive(Debug, Clone)]
@@ -99,7 +98,7 @@ pub async fn attempt(
                 .and_then(|j| rotation::open_rotation(&j));
             let past_applied = open
                 .as_ref()
-                .is_some_and(|o| matches!(o.step.as_str(), step::APPLIED | step::VERIFIED));
+                .is_some_and(|o| matches!(o.step, StepKind::Applied | StepKind::Verified));
             let must_finish = first_value || (past_applied && !m.backend.capabilities().dual_accounts);
             let quarantine = !must_finish && (permanent || failures >= policy.max_attempts);
             let backoff = chrono::Duration::from_std(policy.backoff(failures, rand::random::<f64>()))
@@ -109,22 +108,21 @@ pub async fn attempt(
                 .unwrap_or(DateTime::<Utc>::MAX_UTC);
             let next = if quarantine { next_window } else { Some(retry_at) };
             let message = error.to_string();
+            let failure = Failure {
+                failed_step: error.step().to_owned(),
+                permanent,
+                attempt: failures,
+                error: message.clone(),
+            };
             let rec = JournalRecord {
                 secret_name: m.name.clone(),
                 rotation_id: open.as_ref().map_or_else(String::new, |o| o.rotation_id.clone()),
                 step: if quarantine {
-                    step::QUARANTINED
+                    Step::Quarantined(failure)
                 } else {
-                    step::FAILED
-                }
-                .to_owned(),
+                    Step::Failed(failure)
+                },
                 version_id: open.map(|o| o.version_id),
-                detail: json!({
-                    "failed_step": error.step(),
-                    "class": if permanent { "permanent" } else { "retryable" },
-                    "attempt": failures,
-                    "error": message,
-                }),
             };
             if let Err(e) = store.journal_append(&rec).await {
                 warn!(secret = %name, error = %e, "Could not journal a failed attempt.");

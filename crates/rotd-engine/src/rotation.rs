@@ -27,11 +27,14 @@ use rotd_core::{
     Backend, BackendError, DataType, ErrorClass, PasswordPolicy, SecretName, SecretType, Slot, StageLabel,
     VersionId,
 };
-use rotd_store::{Expect, JournalEntry, JournalRecord, NewVersion, Selector, StageMove, Store, StoreError};
-use serde_json::{Value, json};
+use rotd_store::{
+    Expect, JournalEntry, JournalRecord, NewVersion, Planned as PlannedStep, RetirePlan, Selector, StageMove,
+    Step, StepKind, Store, StoreError,
+};
 use tracing::{info, warn};
 
-/// The journal's step names. Only these advance a rotation; `failed` and others are annotations.
+/// The journal's step names as stored ([`StepKind::as_str`]), for errors and tests. The journal itself is
+/// typed: [`rotd_store::Step`].
 pub mod step {
     pub const MINTING: &str = "minting";
     pub const PENDING: &str = "pending";
@@ -147,7 +150,7 @@ pub struct OpenRotation {
     pub version_id: VersionId,
     pub slot: Slot,
     /// The last step that completed.
-    pub step: String,
+    pub step: StepKind,
     /// What `ACSCurrent` pointed at when the rotation was planned (recorded in `pending`): promotion
     /// expects exactly this. `None` only for rotations journaled by an older rotd, which did not record it.
     pub started_from: Option<Expect>,
@@ -168,72 +171,58 @@ fn store_err(step: &'static str) -> impl Fn(StoreError) -> RotationError {
 
 /// The open rotation in a journal, if the newest rotation has not been promoted.
 pub fn open_rotation(journal: &[JournalEntry]) -> Option<OpenRotation> {
-    let last = journal.iter().rev().find(|e| is_progress(&e.step))?;
+    let last = journal.iter().rev().find(|e| e.kind().is_progress())?;
     if matches!(
-        last.step.as_str(),
-        step::PROMOTED | step::RETIRED | step::ABANDONED | step::CREATED
+        last.kind(),
+        StepKind::Promoted | StepKind::Retired | StepKind::Abandoned | StepKind::Created
     ) {
         return None;
     }
     let rotation_id = last.rotation_id.clone();
-    // The pending entry of this rotation carries its version and slot.
-    let pending = journal
-        .iter()
-        .find(|e| e.rotation_id == rotation_id && (e.step == step::PENDING || e.step == step::MINTING))?;
+    // The pending (or minting) entry of this rotation carries its version, slot and starting point.
+    let (pending, planned) = journal.iter().find_map(|e| match &e.step {
+        Step::Pending(p) | Step::Minting(p) if e.rotation_id == rotation_id => Some((e, p)),
+        _ => None,
+    })?;
     Some(OpenRotation {
         rotation_id,
         version_id: VersionId::parse(pending.version_id.clone()?).ok()?,
-        slot: slot_of(&pending.detail)?,
-        step: last.step.clone(),
-        started_from: started_from(&pending.detail),
+        slot: planned.slot,
+        step: last.kind(),
+        started_from: planned.started_from.as_ref().map(|c| expect_of(c.as_ref())),
     })
 }
 
 /// The newest promoted rotation whose old credential is not yet retired.
 pub fn pending_retire(journal: &[JournalEntry]) -> Option<PendingRetire> {
-    let promoted = journal.iter().rev().find(|e| e.step == step::PROMOTED)?;
+    let (promoted, plan) = journal.iter().rev().find_map(|e| match &e.step {
+        Step::Promoted { retire, .. } => Some((e, retire.as_ref())),
+        _ => None,
+    })?;
+    let plan = plan?;
     if journal
         .iter()
-        .any(|e| e.rotation_id == promoted.rotation_id && e.step == step::RETIRED)
+        .any(|e| e.rotation_id == promoted.rotation_id && e.kind() == StepKind::Retired)
     {
         return None;
     }
-    let d = &promoted.detail;
     Some(PendingRetire {
         rotation_id: promoted.rotation_id.clone(),
-        old_version: VersionId::parse(d.get("retire_version")?.as_str()?).ok()?,
-        old_slot: Slot::parse(d.get("retire_slot")?.as_str()?)?,
-        due: DateTime::from_timestamp(d.get("retire_at")?.as_i64()?, 0)?,
+        old_version: plan.version.clone(),
+        old_slot: plan.slot,
+        due: DateTime::from_timestamp(plan.at, 0).unwrap_or(DateTime::<Utc>::MAX_UTC),
     })
 }
 
-fn is_progress(s: &str) -> bool {
-    matches!(
-        s,
-        step::MINTING
-            | step::PENDING
-            | step::APPLIED
-            | step::VERIFIED
-            | step::PROMOTED
-            | step::RETIRED
-            | step::ABANDONED
-            | step::CREATED
-    )
+fn expect_of(current: Option<&VersionId>) -> Expect {
+    current.cloned().map_or(Expect::Absent, Expect::At)
 }
 
-/// The `ACSCurrent` a pending entry recorded: `"current": "<version>"`, or `null` for none.
-fn started_from(detail: &Value) -> Option<Expect> {
-    match detail.get("current")? {
-        Value::Null => Some(Expect::Absent),
-        Value::String(v) => VersionId::parse(v.clone()).ok().map(Expect::At),
-        _ => None,
-    }
-}
-
-fn expect_json(e: &Expect) -> Value {
+/// The `ACSCurrent` a rotation starts from, as the journal records it.
+fn recorded(e: &Expect) -> Option<VersionId> {
     match e {
-        Expect::At(v) => json!(v.as_str()),
-        Expect::Absent | Expect::Any => Value::Null,
+        Expect::At(v) => Some(v.clone()),
+        Expect::Absent | Expect::Any => None,
     }
 }
 
@@ -242,25 +231,12 @@ fn slot_fits(slot: Slot, dual: bool) -> bool {
     (slot == Slot::Single) != dual
 }
 
-/// A `pending`/`minting` entry's detail: the slot, and the `ACSCurrent` the rotation started from.
-fn pending_detail(slot: Slot, started_from: &Expect) -> Value {
-    json!({"slot": slot.as_str(), "current": expect_json(started_from)})
-}
-
-fn expect_of(current: Option<&VersionId>) -> Expect {
-    current.cloned().map_or(Expect::Absent, Expect::At)
-}
-
 fn matches_expect(e: &Expect, current: Option<&VersionId>) -> bool {
     match e {
         Expect::Any => true,
         Expect::Absent => current.is_none(),
         Expect::At(v) => current == Some(v),
     }
-}
-
-fn slot_of(detail: &Value) -> Option<Slot> {
-    Slot::parse(detail.get("slot")?.as_str()?)
 }
 
 /// The slot the journal says holds `ACSCurrent`: the slot of the last promoted rotation, or `Primary` for
@@ -273,8 +249,8 @@ pub fn current_slot(journal: &[JournalEntry], dual: bool) -> Slot {
     journal
         .iter()
         .rev()
-        .find(|e| e.step == step::PROMOTED)
-        .and_then(|e| slot_of(&e.detail))
+        .find(|e| e.kind() == StepKind::Promoted)
+        .and_then(|e| e.step.slot())
         .unwrap_or(Slot::Primary)
 }
 
@@ -350,9 +326,12 @@ pub async fn abandon(
         .journal_append(&JournalRecord {
             secret_name: name.clone(),
             rotation_id: open.rotation_id.clone(),
-            step: step::ABANDONED.to_owned(),
+            step: Step::Abandoned {
+                slot: open.slot,
+                after: open.step,
+                reason: reason.to_owned(),
+            },
             version_id: Some(open.version_id.clone()),
-            detail: json!({"slot": open.slot.as_str(), "after": open.step, "reason": reason}),
         })
         .await?;
     Ok(())
@@ -362,17 +341,15 @@ async fn journal(
     store: &Store,
     m: &Managed,
     rotation_id: &str,
-    step: &str,
+    step: Step,
     version: Option<&VersionId>,
-    detail: Value,
 ) -> Result<(), StoreError> {
     store
         .journal_append(&JournalRecord {
             secret_name: m.name.clone(),
             rotation_id: rotation_id.to_owned(),
-            step: step.to_owned(),
+            step,
             version_id: version.cloned(),
-            detail,
         })
         .await
         .map(|_| ())
@@ -502,28 +479,25 @@ async fn rotate_once(
             } else {
                 Slot::Single
             };
-            let first = if caps.mints_secret {
-                step::MINTING
-            } else {
-                step::PENDING
-            };
             let started = expect_of(current.as_ref());
-            journal(
-                store,
-                m,
-                &rotation_id,
-                first,
-                Some(&version_id),
-                pending_detail(slot, &started),
-            )
-            .await
-            .map_err(store_err(first))?;
+            let planned = PlannedStep {
+                slot,
+                started_from: Some(current.clone()),
+            };
+            let (first, kind) = if caps.mints_secret {
+                (Step::Minting(planned), StepKind::Minting)
+            } else {
+                (Step::Pending(planned), StepKind::Pending)
+            };
+            journal(store, m, &rotation_id, first, Some(&version_id))
+                .await
+                .map_err(store_err(kind.as_str()))?;
             (
                 OpenRotation {
                     rotation_id,
                     version_id,
                     slot,
-                    step: first.to_owned(),
+                    step: kind,
                     started_from: Some(started),
                 },
                 false,
@@ -542,7 +516,7 @@ async fn rotate_once(
     // already has the new password.
     let mut open = open;
     if !slot_fits(open.slot, caps.dual_accounts) {
-        let untouched = matches!(open.step.as_str(), step::MINTING | step::PENDING);
+        let untouched = matches!(open.step, StepKind::Minting | StepKind::Pending);
         match m
             .backend
             .slot_of(&value)
@@ -578,9 +552,9 @@ async fn rotate_once(
     }
     let rid = open.rotation_id.as_str();
     let vid = &open.version_id;
-    let detail = json!({"slot": open.slot.as_str()});
+    let slot = open.slot;
 
-    let untouched = matches!(open.step.as_str(), step::MINTING | step::PENDING);
+    let untouched = matches!(open.step, StepKind::Minting | StepKind::Pending);
     if untouched {
         // The target is touched only while ACSCurrent is what the plan was made from: for dual accounts
         // the slot to reset was derived from it.
@@ -600,18 +574,18 @@ async fn rotate_once(
     }
     // A resumed rotation past `applied` applies again (idempotent): a verify that failed because the
     // target lost or never took the new credential is repaired rather than retried forever.
-    if untouched || (resumed && open.step == step::APPLIED) {
+    if untouched || (resumed && open.step == StepKind::Applied) {
         with_timeout(limits, m, step::APPLIED, m.backend.apply(open.slot, &value)).await?;
         if untouched {
-            journal(store, m, rid, step::APPLIED, Some(vid), detail.clone())
+            journal(store, m, rid, Step::Applied { slot }, Some(vid))
                 .await
                 .map_err(store_err(step::APPLIED))?;
             failpoint(limits, m, "applied").await;
         }
     }
-    if open.step != step::VERIFIED {
+    if open.step != StepKind::Verified {
         with_timeout(limits, m, step::VERIFIED, m.backend.verify(open.slot, &value)).await?;
-        journal(store, m, rid, step::VERIFIED, Some(vid), detail.clone())
+        journal(store, m, rid, Step::Verified { slot }, Some(vid))
             .await
             .map_err(store_err(step::VERIFIED))?;
         failpoint(limits, m, "verified").await;
@@ -645,7 +619,7 @@ async fn pending_value(
         Err(StoreError::VersionNotFound { .. }) => {}
         Err(e) => return Err(store_err(step::PENDING)(e)),
     }
-    if open.step != step::PENDING && open.step != step::MINTING {
+    if !matches!(open.step, StepKind::Pending | StepKind::Minting) {
         return Err(RotationError::Invalid {
             step: step::PENDING,
             message: format!(
@@ -677,14 +651,17 @@ async fn pending_value(
         .put_value(m.name.as_str(), new, Some(vec![StageLabel::pending()]))
         .await
         .map_err(store_err(step::PENDING))?;
-    if open.step == step::MINTING {
+    if open.step == StepKind::Minting {
+        let planned = PlannedStep {
+            slot: open.slot,
+            started_from: open.started_from.as_ref().map(recorded),
+        };
         journal(
             store,
             m,
             &open.rotation_id,
-            step::PENDING,
+            Step::Pending(planned),
             Some(&open.version_id),
-            json!({"slot": open.slot.as_str()}),
         )
         .await
         .map_err(store_err(step::PENDING))?;
@@ -716,7 +693,7 @@ async fn promote(
         Expect::At(v) => Some(v.clone()),
         Expect::Absent | Expect::Any => None,
     };
-    let mut detail = json!({"slot": open.slot.as_str()});
+    let mut retire_plan = None;
     if !already {
         if !matches_expect(&expected, current.as_ref()) {
             return replan(store, m, open, "ACSCurrent moved during the rotation").await;
@@ -775,17 +752,21 @@ async fn promote(
         } else {
             Slot::Single
         };
-        detail["retire_version"] = json!(cur.as_str());
-        detail["retire_slot"] = json!(old_slot.as_str());
-        detail["retire_at"] = json!(at.timestamp());
+        retire_plan = Some(RetirePlan {
+            version: cur,
+            slot: old_slot,
+            at: at.timestamp(),
+        });
     }
     journal(
         store,
         m,
         &open.rotation_id,
-        step::PROMOTED,
+        Step::Promoted {
+            slot: open.slot,
+            retire: retire_plan,
+        },
         Some(&open.version_id),
-        detail,
     )
     .await
     .map_err(store_err(step::PROMOTED))?;
@@ -830,9 +811,8 @@ pub async fn retire(
         store,
         m,
         &r.rotation_id,
-        step::RETIRED,
+        Step::Retired { slot: r.old_slot },
         Some(&r.old_version),
-        json!({"slot": r.old_slot.as_str()}),
     )
     .await
     .map_err(store_err(step::RETIRED))

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use rotd_core::{Backend, CompiledSchedule, RotationPolicy, VersionId};
-use rotd_store::{RotationRequest, SecretUpdate, Store};
+use rotd_store::{RequestKind, RequestOutcome, RotationRequest, SecretUpdate, StepKind, Store};
 use tokio::sync::{Notify, Semaphore, watch};
 use tracing::{error, info, warn};
 
@@ -42,6 +42,8 @@ pub struct SecretEntry {
 pub struct EngineConfig {
     pub max_concurrent: usize,
     pub per_backend: usize,
+    /// Calls at once into one target (host) of any backend kind.
+    pub per_target: usize,
     pub limits: StepLimits,
     pub failure: FailurePolicy,
     /// Secrets overdue at start-up are spread over this long.
@@ -55,6 +57,7 @@ impl Default for EngineConfig {
         Self {
             max_concurrent: 4,
             per_backend: 2,
+            per_target: 1,
             limits: StepLimits::default(),
             failure: FailurePolicy::default(),
             catch_up_spread: Duration::from_secs(600),
@@ -129,6 +132,7 @@ pub struct Engine {
     metrics: Metrics,
     global: Arc<Semaphore>,
     per_kind: Mutex<HashMap<String, Arc<Semaphore>>>,
+    per_target: Mutex<HashMap<String, Arc<Semaphore>>>,
     entries: Mutex<HashMap<String, Entry>>,
     /// Secrets with a task (rotation or retire) under way, launched or still waiting for a permit. Kept
     /// apart from `entries`, which a reload replaces wholesale, so no reload, backend rebuild or refresh
@@ -170,6 +174,7 @@ impl Engine {
             cfg,
             metrics,
             per_kind: Mutex::default(),
+            per_target: Mutex::default(),
             entries: Mutex::default(),
             inflight: Arc::default(),
             generation: std::sync::atomic::AtomicU64::new(0),
@@ -193,8 +198,16 @@ impl Engine {
             .entry(backend.kind().to_owned())
             .or_insert_with(|| Arc::new(Semaphore::new(self.cfg.per_backend.max(1))))
             .clone();
+        let target = backend.target().map(|t| {
+            self.per_target
+                .lock()
+                .expect("engine lock")
+                .entry(t)
+                .or_insert_with(|| Arc::new(Semaphore::new(self.cfg.per_target.max(1))))
+                .clone()
+        });
         Arc::new(Measured::new(
-            Arc::new(Limited::new(backend, sem)),
+            Arc::new(Limited::new(backend, sem, target)),
             self.metrics.clone(),
         ))
     }
@@ -377,15 +390,15 @@ impl Engine {
                         run_hooks(&managed, &o.version_id, &hooks).await;
                         let _ = this.promoted.send(managed.name.to_string());
                     }
-                    format!("ok: version {}", o.version_id)
+                    RequestOutcome::Ok(format!("version {}", o.version_id))
                 }
                 AttemptResult::Retry { error, .. } => {
                     this.metrics.attempt_finished(kind, "failure", secs);
-                    format!("error: {error}")
+                    RequestOutcome::Error(error.to_string())
                 }
                 AttemptResult::Quarantined { error, .. } => {
                     this.metrics.attempt_finished(kind, "quarantined", secs);
-                    format!("quarantined: {error}")
+                    RequestOutcome::Quarantined(error.to_string())
                 }
             };
             if let Some(id) = request
@@ -445,7 +458,7 @@ impl Engine {
     }
 
     async fn handle_request(self: &Arc<Self>, r: RotationRequest) {
-        let done = |result: String| {
+        let done = |result: RequestOutcome| {
             let store = self.store.clone();
             async move {
                 if let Err(e) = store.finish_request(r.id, &result).await {
@@ -453,13 +466,13 @@ impl Engine {
                 }
             }
         };
-        match r.kind.as_str() {
-            "rotate" => {
+        match r.kind {
+            RequestKind::Rotate => {
                 if !self.manages(&r.secret_name) {
-                    done(format!(
-                        "error: secret {} is not managed by this daemon (no rotation backend)",
+                    done(RequestOutcome::Error(format!(
+                        "secret {} is not managed by this daemon (no rotation backend)",
                         r.secret_name
-                    ))
+                    )))
                     .await;
                     return;
                 }
@@ -469,15 +482,15 @@ impl Engine {
                     // Already running: leave the request open; the loop retries it when the run ends.
                 }
             }
-            "abandon" => {
+            RequestKind::Abandon => {
                 let result = self.abandon_open(&r.secret_name).await;
                 info!(secret = %r.secret_name, result = %result, "Operator asked to abandon the open rotation.");
                 done(result).await;
                 self.refresh(&r.secret_name).await;
             }
-            _ => {
+            RequestKind::Resume | RequestKind::Refresh => {
                 self.refresh(&r.secret_name).await;
-                done("ok".to_owned()).await;
+                done(RequestOutcome::Ok(String::new())).await;
             }
         }
     }
@@ -485,44 +498,41 @@ impl Engine {
     /// `rotd rotation abandon`: ends the secret's open rotation (journaled `abandoned`; its value stays
     /// as an unlabelled version), unless it is a single-account rotation past `applied`, whose
     /// abandonment would leave `ACSCurrent` dead: that one is refused, and keeps retrying.
-    async fn abandon_open(&self, name: &str) -> String {
+    async fn abandon_open(&self, name: &str) -> RequestOutcome {
         let managed = {
             let entries = self.entries.lock().expect("engine lock");
             match entries.get(name) {
                 Some(e) => e.spec.managed.clone(),
                 None => {
-                    return format!(
-                        "error: secret {name} is not managed by this daemon (no rotation backend)"
-                    );
+                    return RequestOutcome::Error(format!(
+                        "secret {name} is not managed by this daemon (no rotation backend)"
+                    ));
                 }
             }
         };
         let journal = match self.store.journal_tail(name).await {
             Ok(j) => j,
-            Err(e) => return format!("error: reading the journal: {e}"),
+            Err(e) => return RequestOutcome::Error(format!("reading the journal: {e}")),
         };
         let Some(open) = rotation::open_rotation(&journal) else {
-            return format!("error: secret {name} has no open rotation");
+            return RequestOutcome::Error(format!("secret {name} has no open rotation"));
         };
-        let past_applied = matches!(
-            open.step.as_str(),
-            rotation::step::APPLIED | rotation::step::VERIFIED
-        );
+        let past_applied = matches!(open.step, StepKind::Applied | StepKind::Verified);
         if past_applied && !managed.backend.capabilities().dual_accounts {
-            return format!(
-                "error: refused: rotation {} of {name} is past applied on a single account, so the server \
+            return RequestOutcome::Error(format!(
+                "refused: rotation {} of {name} is past applied on a single account, so the server \
                  already has the new password and ACSCurrent no longer logs in; it keeps retrying until it \
                  finishes (fix the cause; `rotd status` shows the last error)",
                 open.rotation_id
-            );
+            ));
         }
         match rotation::abandon(&self.store, &managed.name, &open, "abandoned by an operator").await {
-            Ok(()) => format!(
-                "ok: abandoned rotation {} after {}; version {} is kept without a label, and the next \
+            Ok(()) => RequestOutcome::Ok(format!(
+                "abandoned rotation {} after {}; version {} is kept without a label, and the next \
                  rotation plans afresh",
                 open.rotation_id, open.step, open.version_id
-            ),
-            Err(e) => format!("error: {e}"),
+            )),
+            Err(e) => RequestOutcome::Error(e.to_string()),
         }
     }
 
@@ -547,7 +557,7 @@ impl Engine {
                     for r in reqs {
                         let running = self.is_running(&r.secret_name);
                         // A rotation or an abandon waits until the secret's task has ended.
-                        if !((r.kind == "rotate" || r.kind == "abandon") && running) {
+                        if !(matches!(r.kind, RequestKind::Rotate | RequestKind::Abandon) && running) {
                             self.handle_request(r).await;
                         }
                     }

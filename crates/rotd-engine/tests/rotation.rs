@@ -100,7 +100,7 @@ impl World {
             .await
             .expect("journal")
             .into_iter()
-            .map(|e| e.step)
+            .map(|e| e.kind().as_str().to_owned())
             .filter(|s| s != step::CREATED)
             .collect()
     }
@@ -226,9 +226,11 @@ async fn crash_between_journal_and_store_write_makes_a_fresh_pending_value() {
         .journal_append(&JournalRecord {
             secret_name: SecretName::parse(NAME).expect("name"),
             rotation_id: "r-crashed".into(),
-            step: step::PENDING.into(),
+            step: rotd_store::Step::Pending(rotd_store::Planned {
+                slot: Slot::Single,
+                started_from: None,
+            }),
             version_id: Some(VersionId::parse("r-crashed").expect("id")),
-            detail: serde_json::json!({"slot": "single"}),
         })
         .await
         .expect("journal");
@@ -517,7 +519,7 @@ async fn a_put_during_a_rotation_is_not_overwritten_by_its_promotion() {
             .await
             .expect("j")
             .iter()
-            .any(|e| e.step == step::ABANDONED && e.version_id.as_deref() == Some(stale.as_str())),
+            .any(|e| e.kind().as_str() == step::ABANDONED && e.version_id.as_deref() == Some(stale.as_str())),
         "the abandoned rotation is journaled: {j:?}"
     );
 }
@@ -655,4 +657,38 @@ async fn a_requested_version_is_rotated_after_the_open_rotation_finishes() {
     );
     assert_eq!(w.version_at("ACSCurrent").await.as_deref(), Some("asked-for"));
     assert!(w.current_works().await);
+}
+
+#[tokio::test]
+async fn an_unreadable_journal_entry_quarantines_the_secret_with_a_clear_message() {
+    use sqlx::Connection;
+    let w = world(FakeBackend::single()).await;
+    let path = w._dir.path().join("rotd.db");
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .expect("raw connection");
+    // An `applied` entry whose detail lost its slot: today's reader would have treated the rotation as
+    // not open and started another one over a target that already has a new password.
+    sqlx::query(
+        "INSERT INTO rotation_journal (secret_name, rotation_id, step, version_id, at, detail)
+         VALUES (?, 'r1', 'applied', 'r1', 0, '{\"slot\": 7}')",
+    )
+    .bind(NAME)
+    .execute(&mut conn)
+    .await
+    .expect("insert");
+    let r = attempt(&w.store, &w.m, &limits(), &FailurePolicy::default(), None, None).await;
+    let AttemptResult::Quarantined { error, .. } = r else {
+        panic!("not quarantined: {r:?}");
+    };
+    let msg = error.to_string();
+    assert!(msg.contains("journal entry") && msg.contains(NAME), "{msg}");
+    assert_eq!(
+        w.fake.calls(Op::Apply),
+        0,
+        "nothing was applied on a journal rotd cannot read"
+    );
+    let state = w.store.rotation_state(NAME).await.expect("state");
+    assert!(state.quarantined);
+    assert!(state.last_error.unwrap_or_default().contains("journal entry"));
 }

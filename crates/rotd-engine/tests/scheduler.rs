@@ -156,7 +156,12 @@ async fn a_reload_storm_never_starts_two_rotations_of_one_secret() {
     };
     let mut ids = Vec::new();
     for _ in 0..50 {
-        ids.push(store.add_request(NAME, "rotate", None).await.expect("request"));
+        ids.push(
+            store
+                .add_request(NAME, rotd_store::RequestKind::Rotate, None)
+                .await
+                .expect("request"),
+        );
     }
     let start = Instant::now();
     loop {
@@ -183,7 +188,7 @@ async fn a_reload_storm_never_starts_two_rotations_of_one_secret() {
     let mut open: Option<String> = None;
     let mut pendings = 0;
     for e in &journal {
-        match e.step.as_str() {
+        match e.kind().as_str() {
             step::PENDING => {
                 assert!(
                     open.is_none(),
@@ -192,7 +197,7 @@ async fn a_reload_storm_never_starts_two_rotations_of_one_secret() {
                     open,
                     journal
                         .iter()
-                        .map(|e| (&e.rotation_id, &e.step))
+                        .map(|e| (&e.rotation_id, e.kind().as_str()))
                         .collect::<Vec<_>>()
                 );
                 open = Some(e.rotation_id.clone());
@@ -215,7 +220,7 @@ async fn until_done(store: &Store, engine: &Arc<Engine>, id: i64) -> String {
         if let Some(r) = store.request(id).await.expect("request")
             && let Some(result) = r.result
         {
-            break result;
+            break result.to_string();
         }
         assert!(
             start.elapsed() < Duration::from_secs(20),
@@ -260,12 +265,18 @@ async fn an_operator_abandons_a_rotation_that_cannot_finish_unless_it_would_kill
     fake.fail_next(rotd_testkit::fake_backend::Op::Apply, 100, true);
     let engine = Engine::new(store.clone(), config(), Metrics::new("test"));
     engine.set_secrets(vec![entry(&fake)]).await;
-    let id = store.add_request(NAME, "rotate", None).await.expect("request");
+    let id = store
+        .add_request(NAME, rotd_store::RequestKind::Rotate, None)
+        .await
+        .expect("request");
     let r = until_done(&store, &engine, id).await;
     assert!(r.starts_with("quarantined"), "{r}");
     let open = rotd_engine::open_rotation(&store.journal_tail(NAME).await.expect("j")).expect("open");
 
-    let id = store.add_request(NAME, "abandon", None).await.expect("request");
+    let id = store
+        .add_request(NAME, rotd_store::RequestKind::Abandon, None)
+        .await
+        .expect("request");
     let r = until_done(&store, &engine, id).await;
     assert!(r.starts_with("ok: abandoned"), "{r}");
     assert!(rotd_engine::open_rotation(&store.journal_tail(NAME).await.expect("j")).is_none());
@@ -278,7 +289,10 @@ async fn an_operator_abandons_a_rotation_that_cannot_finish_unless_it_would_kill
             .is_ok(),
         "the abandoned value is kept as a version"
     );
-    let id = store.add_request(NAME, "abandon", None).await.expect("request");
+    let id = store
+        .add_request(NAME, rotd_store::RequestKind::Abandon, None)
+        .await
+        .expect("request");
     let r = until_done(&store, &engine, id).await;
     assert!(r.starts_with("error: ") && r.contains("no open rotation"), "{r}");
 }
@@ -312,12 +326,88 @@ async fn abandoning_a_single_account_rotation_past_applied_is_refused() {
         Metrics::new("test"),
     );
     engine.set_secrets(vec![entry(&fake)]).await;
-    let id = store.add_request(NAME, "rotate", None).await.expect("request");
+    let id = store
+        .add_request(NAME, rotd_store::RequestKind::Rotate, None)
+        .await
+        .expect("request");
     let r = until_done(&store, &engine, id).await;
     assert!(r.starts_with("error"), "retried, not quarantined: {r}");
-    let id = store.add_request(NAME, "abandon", None).await.expect("request");
+    let id = store
+        .add_request(NAME, rotd_store::RequestKind::Abandon, None)
+        .await
+        .expect("request");
     let r = until_done(&store, &engine, id).await;
     assert!(r.contains("refused") && r.contains("past applied"), "{r}");
     let open = rotd_engine::open_rotation(&store.journal_tail(NAME).await.expect("j")).expect("still open");
-    assert_eq!(open.step, step::APPLIED);
+    assert_eq!(open.step.as_str(), step::APPLIED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_host_does_not_hold_every_slot_of_its_backend_kind() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = store(&dir).await;
+    // Two secrets on host A (one shared fake server, hung), one on host B; per_backend = 2.
+    let host_a = FakeBackend::single();
+    host_a.set_password(Slot::Single, "imported-pw");
+    let host_b = FakeBackend::single();
+    host_b.set_password(Slot::Single, "imported-pw");
+    let mut entries = Vec::new();
+    for (name, fake) in [
+        ("a/one", host_a.on_target("fake host-a")),
+        ("a/two", host_a.on_target("fake host-a")),
+        ("b/one", host_b.on_target("fake host-b")),
+    ] {
+        let new = NewSecret {
+            name: SecretName::parse(name).expect("name"),
+            kind: SecretType::Rds,
+            description: String::new(),
+            tags: Tags::default(),
+            cmk_id: "default".into(),
+            extended_config: None,
+            rotation: None,
+            policy: None,
+            managed_by: None,
+        };
+        let initial = NewVersion {
+            version_id: VersionId::parse("v0").expect("id"),
+            data_type: DataType::Text,
+            value: account_value("app", "imported-pw"),
+        };
+        store.create_secret(new, Some(initial)).await.expect("create");
+        let mut e = entry(&fake);
+        e.managed.name = SecretName::parse(name).expect("name");
+        e.policy = None;
+        entries.push(e);
+    }
+    host_a.hang(rotd_testkit::fake_backend::Op::Apply);
+    let engine = Engine::new(
+        store.clone(),
+        EngineConfig {
+            per_backend: 2,
+            per_target: 1,
+            max_concurrent: 4,
+            ..config()
+        },
+        Metrics::new("test"),
+    );
+    engine.set_secrets(entries).await;
+    store
+        .add_request("a/one", rotd_store::RequestKind::Rotate, None)
+        .await
+        .expect("request");
+    store
+        .add_request("a/two", rotd_store::RequestKind::Rotate, None)
+        .await
+        .expect("request");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let id = store
+        .add_request("b/one", rotd_store::RequestKind::Rotate, None)
+        .await
+        .expect("request");
+    let r = until_done(&store, &engine, id).await;
+    assert!(
+        r.starts_with("ok"),
+        "host B rotated while host A hung with two secrets: {r}"
+    );
+    host_a.unhang(rotd_testkit::fake_backend::Op::Apply);
 }

@@ -6,7 +6,7 @@ use serde::Serialize;
 use sqlx::Row;
 
 use crate::sqlite::ts;
-use crate::{Store, StoreError};
+use crate::{RequestKind, RequestOutcome, Store, StoreError};
 
 type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -27,11 +27,19 @@ pub struct RotationState {
 pub struct RotationRequest {
     pub id: i64,
     pub secret_name: String,
-    pub kind: String,
+    pub kind: RequestKind,
     pub version_id: Option<String>,
     pub requested_at: DateTime<Utc>,
     pub done_at: Option<DateTime<Utc>>,
-    pub result: Option<String>,
+    #[serde(serialize_with = "outcome_text")]
+    pub result: Option<RequestOutcome>,
+}
+
+fn outcome_text<S: serde::Serializer>(o: &Option<RequestOutcome>, s: S) -> Result<S::Ok, S::Error> {
+    match o {
+        Some(o) => s.serialize_some(&o.to_string()),
+        None => s.serialize_none(),
+    }
 }
 
 /// The running daemon's heartbeat.
@@ -55,14 +63,24 @@ fn state_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<RotationState> {
 }
 
 fn request_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<RotationRequest> {
+    let id: i64 = r.try_get("id")?;
+    let kind: String = r.try_get("kind")?;
+    let result: Option<String> = r.try_get("result")?;
     Ok(RotationRequest {
-        id: r.try_get("id")?,
+        id,
         secret_name: r.try_get("secret_name")?,
-        kind: r.try_get("kind")?,
+        kind: RequestKind::parse(&kind)
+            .ok_or_else(|| StoreError::Corrupt(format!("request {id} has an unknown kind {kind:?}")))?,
         version_id: r.try_get("version_id")?,
         requested_at: ts(r.try_get("requested_at")?),
         done_at: r.try_get::<Option<i64>, _>("done_at")?.map(ts),
-        result: r.try_get("result")?,
+        result: match result {
+            Some(text) => Some(
+                RequestOutcome::parse(&text)
+                    .ok_or_else(|| StoreError::Corrupt(format!("request {id} has an unreadable result")))?,
+            ),
+            None => None,
+        },
     })
 }
 
@@ -170,12 +188,12 @@ impl Store {
     }
 
     /// Queues a request for the daemon and returns its id.
-    pub async fn add_request(&self, name: &str, kind: &str, version_id: Option<&str>) -> Result<i64> {
+    pub async fn add_request(&self, name: &str, kind: RequestKind, version_id: Option<&str>) -> Result<i64> {
         let id = sqlx::query(
             "INSERT INTO rotation_requests (secret_name, kind, version_id, requested_at) VALUES (?, ?, ?, ?) RETURNING id",
         )
         .bind(name)
-        .bind(kind)
+        .bind(kind.as_str())
         .bind(version_id)
         .bind(Utc::now().timestamp())
         .fetch_one(&self.pool)
@@ -185,12 +203,17 @@ impl Store {
     }
 
     /// How many requests of `kind` for `name` were made since `since` (for the 50-per-hour limit).
-    pub async fn count_requests_since(&self, name: &str, kind: &str, since: DateTime<Utc>) -> Result<u64> {
+    pub async fn count_requests_since(
+        &self,
+        name: &str,
+        kind: RequestKind,
+        since: DateTime<Utc>,
+    ) -> Result<u64> {
         let n: i64 = sqlx::query(
             "SELECT COUNT(*) FROM rotation_requests WHERE secret_name = ? AND kind = ? AND requested_at >= ?",
         )
         .bind(name)
-        .bind(kind)
+        .bind(kind.as_str())
         .bind(since.timestamp())
         .fetch_one(&self.pool)
         .await?
@@ -213,10 +236,10 @@ impl Store {
         row.as_ref().map(request_from_row).transpose()
     }
 
-    pub async fn finish_request(&self, id: i64, result: &str) -> Result<()> {
+    pub async fn finish_request(&self, id: i64, result: &RequestOutcome) -> Result<()> {
         sqlx::query("UPDATE rotation_requests SET done_at = ?, result = ? WHERE id = ?")
             .bind(Utc::now().timestamp())
-            .bind(result)
+            .bind(result.to_string())
             .bind(id)
             .execute(&self.pool)
             .await?;

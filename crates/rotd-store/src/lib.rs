@@ -10,6 +10,7 @@
 mod control;
 mod envelope;
 mod error;
+mod journal;
 mod keyring;
 mod model;
 mod sqlite;
@@ -17,6 +18,7 @@ mod stages;
 
 pub use control::{Heartbeat, RotationRequest, RotationState};
 pub use error::StoreError;
+pub use journal::{Failure, Planned, RequestKind, RequestOutcome, RetirePlan, Step, StepKind};
 pub use keyring::{CmkInfo, DEFAULT_CMK, Keyring};
 pub use model::{
     AccessKeyInfo, DeleteMode, Expect, JournalEntry, JournalRecord, NewSecret, NewVersion, PutOutcome,

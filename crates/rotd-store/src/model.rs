@@ -138,22 +138,41 @@ pub enum DeleteMode {
 pub struct JournalRecord {
     pub secret_name: SecretName,
     pub rotation_id: String,
-    pub step: String,
+    pub step: crate::Step,
     pub version_id: Option<VersionId>,
-    /// Non-secret details (target account, attempt number, error class…) as JSON.
-    pub detail: serde_json::Value,
 }
 
-/// A stored journal entry.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// A stored journal entry, decoded (see [`crate::Step`]).
+#[derive(Debug, Clone, PartialEq)]
 pub struct JournalEntry {
     pub id: i64,
     pub secret_name: String,
     pub rotation_id: String,
-    pub step: String,
+    pub step: crate::Step,
     pub version_id: Option<String>,
     pub at: DateTime<Utc>,
-    pub detail: serde_json::Value,
+}
+
+impl JournalEntry {
+    pub fn kind(&self) -> crate::StepKind {
+        self.step.kind()
+    }
+}
+
+/// JSON output (`rotd -o json rotation history`): the stored form, with the step's name and detail.
+impl Serialize for JournalEntry {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut s = serializer.serialize_struct("JournalEntry", 7)?;
+        s.serialize_field("id", &self.id)?;
+        s.serialize_field("secret_name", &self.secret_name)?;
+        s.serialize_field("rotation_id", &self.rotation_id)?;
+        s.serialize_field("step", self.step.kind().as_str())?;
+        s.serialize_field("version_id", &self.version_id)?;
+        s.serialize_field("at", &self.at)?;
+        s.serialize_field("detail", &self.step.detail())?;
+        s.end()
+    }
 }
 
 /// An API access key, without its secret.

@@ -601,10 +601,10 @@ impl Store {
         )
         .bind(rec.secret_name.as_str())
         .bind(&rec.rotation_id)
-        .bind(&rec.step)
+        .bind(rec.step.kind().as_str())
         .bind(rec.version_id.as_ref().map(VersionId::as_str))
         .bind(Utc::now().timestamp())
-        .bind(rec.detail.to_string())
+        .bind(rec.step.detail().to_string())
         .fetch_one(&mut *tx)
         .await?
         .try_get(0)?;
@@ -1045,14 +1045,22 @@ async fn enforce_retention(tx: &mut Tx, name: &str) -> Result<()> {
 }
 
 fn journal_row(r: &sqlx::sqlite::SqliteRow) -> Result<JournalEntry> {
+    let id: i64 = r.try_get("id")?;
+    let secret_name: String = r.try_get("secret_name")?;
+    let step: String = r.try_get("step")?;
+    let detail: serde_json::Value =
+        serde_json::from_str(&r.try_get::<String, _>("detail")?).map_err(|e| {
+            crate::journal::corrupt_entry(&secret_name, id, &format!("{step}: detail is not JSON: {e}"))
+        })?;
+    let step = crate::Step::decode(&step, &detail)
+        .map_err(|e| crate::journal::corrupt_entry(&secret_name, id, &e))?;
     Ok(JournalEntry {
-        id: r.try_get("id")?,
-        secret_name: r.try_get("secret_name")?,
+        id,
+        secret_name,
         rotation_id: r.try_get("rotation_id")?,
-        step: r.try_get("step")?,
+        step,
         version_id: r.try_get("version_id")?,
         at: ts(r.try_get("at")?),
-        detail: serde_json::from_str(&r.try_get::<String, _>("detail")?).map_err(corrupt)?,
     })
 }
 

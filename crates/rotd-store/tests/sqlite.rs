@@ -228,9 +228,11 @@ async fn wal_mode_and_append_only_journal() {
     let rec = rotd_store::JournalRecord {
         secret_name: SecretName::parse("a").expect("name"),
         rotation_id: "r".into(),
-        step: "pending".into(),
+        step: rotd_store::Step::Pending(rotd_store::Planned {
+            slot: rotd_core::Slot::Single,
+            started_from: Some(None),
+        }),
         version_id: None,
-        detail: serde_json::json!({}),
     };
     h.store.journal_append(&rec).await.expect("append");
     let mut conn = raw(&path).await;
@@ -279,4 +281,30 @@ async fn reopening_keeps_everything_and_a_wrong_keyring_cannot_read() {
         .expect("reopen with another keyring");
     let e = other.get_value("a", &Selector::current()).await.unwrap_err();
     assert!(matches!(e, StoreError::Decrypt { .. }), "{e}");
+}
+
+#[tokio::test]
+async fn an_unreadable_journal_entry_is_an_error_naming_it_not_a_silent_none() {
+    let h = sqlite(keyring()).await;
+    let path = db_path(&h.guard);
+    h.store
+        .create_secret(new_secret("a"), None)
+        .await
+        .expect("create");
+    let mut conn = raw(&path).await;
+    // A pending entry without its slot, as a bug or a hand edit could leave it.
+    sqlx::query(
+        "INSERT INTO rotation_journal (secret_name, rotation_id, step, version_id, at, detail)
+         VALUES ('a', 'r', 'pending', 'v9', 0, '{}')",
+    )
+    .execute(&mut conn)
+    .await
+    .expect("insert");
+    let e = h.store.journal_tail("a").await.expect_err("unreadable");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("journal entry") && msg.contains("secret a") && msg.contains("slot"),
+        "{msg}"
+    );
+    assert!(!e.is_retryable(), "retrying cannot help: {msg}");
 }

@@ -32,6 +32,8 @@ struct State {
 #[derive(Clone, Debug)]
 pub struct FakeBackend {
     caps: Capabilities,
+    /// The "host" it stands for, for the engine's per-target limit; `None` by default.
+    target: Option<String>,
     accounts: HashMap<Slot, String>,
     state: Arc<Mutex<State>>,
 }
@@ -81,8 +83,17 @@ impl FakeBackend {
     pub fn new(caps: Capabilities, accounts: &[(Slot, &str)]) -> Self {
         Self {
             caps,
+            target: None,
             accounts: accounts.iter().map(|(s, a)| (*s, (*a).to_owned())).collect(),
             state: Arc::default(),
+        }
+    }
+
+    /// The same fake, reporting `target` as its host (the state stays shared with `self`).
+    pub fn on_target(&self, target: &str) -> Self {
+        Self {
+            target: Some(target.to_owned()),
+            ..self.clone()
         }
     }
 
@@ -196,6 +207,10 @@ impl Backend for FakeBackend {
 
     fn capabilities(&self) -> Capabilities {
         self.caps
+    }
+
+    fn target(&self) -> Option<String> {
+        self.target.clone()
     }
 
     fn check(&self) -> BoxFuture<'_, BackendResult<()>> {

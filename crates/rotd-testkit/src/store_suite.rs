@@ -820,18 +820,31 @@ pub async fn missing_cmk_is_a_clear_error(h: &Handle) {
 }
 
 pub async fn journal_is_ordered_and_survives_force_delete(h: &Handle) {
+    use rotd_core::Slot;
+    use rotd_store::{Planned, Step};
     let s = &h.store;
     s.create_secret(generic("a"), Some(text("v1", "1")))
         .await
         .expect("create");
+    let planned = Planned {
+        slot: Slot::Clone,
+        started_from: Some(Some(vid("v1"))),
+    };
     let mut ids = Vec::new();
-    for step in ["pending", "applied", "verified", "promoted"] {
+    for step in [
+        Step::Pending(planned.clone()),
+        Step::Applied { slot: Slot::Clone },
+        Step::Verified { slot: Slot::Clone },
+        Step::Promoted {
+            slot: Slot::Clone,
+            retire: None,
+        },
+    ] {
         let rec = JournalRecord {
             secret_name: name("a"),
             rotation_id: "r1".into(),
-            step: step.into(),
+            step,
             version_id: Some(vid("v2")),
-            detail: serde_json::json!({"target": "user_clone"}),
         };
         ids.push(s.journal_append(&rec).await.expect("append"));
     }
@@ -839,16 +852,18 @@ pub async fn journal_is_ordered_and_survives_force_delete(h: &Handle) {
     let next = JournalRecord {
         secret_name: name("a"),
         rotation_id: "r2".into(),
-        step: "pending".into(),
+        step: Step::Pending(Planned {
+            slot: Slot::Primary,
+            started_from: Some(None),
+        }),
         version_id: Some(vid("v3")),
-        detail: serde_json::json!({}),
     };
     s.journal_append(&next).await.expect("append");
     // The tail from the last promotion: that entry and everything after it, nothing before.
     let tail = s.journal_since_last("a", Some("promoted")).await.expect("tail");
     assert_eq!(
         tail.iter()
-            .map(|e| (e.rotation_id.as_str(), e.step.as_str()))
+            .map(|e| (e.rotation_id.as_str(), e.kind().as_str()))
             .collect::<Vec<_>>(),
         [("r1", "promoted"), ("r2", "pending")]
     );
@@ -864,10 +879,14 @@ pub async fn journal_is_ordered_and_survives_force_delete(h: &Handle) {
     s.delete_secret("a", DeleteMode::Force).await.expect("force");
     let j = s.journal("a").await.expect("journal");
     assert_eq!(
-        j.iter().map(|e| e.step.as_str()).collect::<Vec<_>>(),
+        j.iter().map(|e| e.kind().as_str()).collect::<Vec<_>>(),
         ["created", "pending", "applied", "verified", "promoted", "pending"]
     );
-    assert_eq!(j[1].detail["target"], "user_clone");
+    assert_eq!(
+        j[1].step,
+        Step::Pending(planned),
+        "typed details read back as written"
+    );
     assert_eq!(j[1].version_id.as_deref(), Some("v2"));
 }
 

@@ -747,13 +747,17 @@ async fn rotate_secret(state: &ApiState, call: Call) -> Out {
     // A VersionId that already exists (or is already queued) is an idempotent repeat: success, no rotation.
     if !exists && !queued {
         let since = call.now - TimeDelta::hours(1);
-        if store.count_requests_since(&name, "rotate", since).await? >= ROTATIONS_PER_HOUR {
+        if store
+            .count_requests_since(&name, rotd_store::RequestKind::Rotate, since)
+            .await?
+            >= ROTATIONS_PER_HOUR
+        {
             return Err(ApiError::LimitExceeded(
                 "at most 50 rotations per secret per hour".to_owned(),
             ));
         }
         store
-            .add_request(&name, "rotate", Some(version_id.as_str()))
+            .add_request(&name, rotd_store::RequestKind::Rotate, Some(version_id.as_str()))
             .await?;
     }
     let mut out = Map::new();

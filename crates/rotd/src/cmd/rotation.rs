@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::Context;
 use chrono::Utc;
 use rotd_core::VersionId;
-use rotd_store::{Store, StoreError};
+use rotd_store::{RequestKind, Step, Store, StoreError};
 use serde_json::json;
 
 use crate::cli::{Output, RotationCmd};
@@ -47,7 +47,11 @@ pub async fn rotate(
         VersionId::parse(v).map_err(|e| Fail::data(e.to_string()))?;
     }
     let hour_ago = Utc::now() - chrono::Duration::hours(1);
-    if store.count_requests_since(name, "rotate", hour_ago).await? >= ROTATIONS_PER_HOUR {
+    if store
+        .count_requests_since(name, RequestKind::Rotate, hour_ago)
+        .await?
+        >= ROTATIONS_PER_HOUR
+    {
         return Err(Fail::data(format!(
             "secret {name} was rotated {ROTATIONS_PER_HOUR} times in the last hour; that is the limit, try again later"
         )));
@@ -64,7 +68,9 @@ pub async fn rotate(
     // Every request names its version, so a request the daemon completed but could not mark done
     // (a crash right after promotion) is recognised as done when replayed, instead of rotating twice.
     let version_id = version_id.map_or_else(|| super::new_version_id().to_string(), str::to_owned);
-    let id = store.add_request(name, "rotate", Some(&version_id)).await?;
+    let id = store
+        .add_request(name, RequestKind::Rotate, Some(&version_id))
+        .await?;
     if no_wait {
         println!("queued rotation request {id} for {name}");
         return Ok(());
@@ -81,22 +87,17 @@ pub async fn rotate(
         {
             seen = e.id;
             {
-                let detail = match e.step.as_str() {
-                    "failed" | "quarantined" => {
-                        format!(" ({})", e.detail["error"].as_str().unwrap_or_default())
-                    }
-                    _ => e.detail["slot"]
-                        .as_str()
-                        .map(|s| format!(" ({s} account)"))
-                        .unwrap_or_default(),
+                let detail = match &e.step {
+                    Step::Failed(f) | Step::Quarantined(f) => format!(" ({})", f.error),
+                    step => step.slot().map(|s| format!(" ({s} account)")).unwrap_or_default(),
                 };
-                eprintln!("{}  {:<11}{}", ts(&e.at), e.step, detail);
+                eprintln!("{}  {:<11}{}", ts(&e.at), e.kind().as_str(), detail);
             }
         }
         if let Some(req) = store.request(id).await?
             && let Some(result) = req.result
         {
-            if result.starts_with("ok") {
+            if result.is_ok() {
                 println!("{name}: {result}");
                 return Ok(());
             }
@@ -166,7 +167,7 @@ pub async fn status(store: &Store, out: Output) -> anyhow::Result<()> {
             "SecretName": name, "SecretType": m.kind.as_str(), "State": state,
             "LastRotationDate": m.last_rotation_at.as_ref().map(ts), "NextRotationDate": m.next_rotation_at.as_ref().map(ts),
             "ConsecutiveFailures": st.consecutive_failures, "Quarantined": st.quarantined, "Paused": st.paused,
-            "LastError": st.last_error, "OpenRotation": open.map(|o| json!({"VersionId": o.version_id.as_str(), "Step": o.step})),
+            "LastError": st.last_error, "OpenRotation": open.map(|o| json!({"VersionId": o.version_id.as_str(), "Step": o.step.as_str()})),
         }));
     }
     print_rows(
@@ -194,14 +195,14 @@ pub async fn control(store: &Store, cmd: &RotationCmd, out: Output) -> anyhow::R
         RotationCmd::Pause { name } => {
             require_secret(store, name).await?;
             store.set_paused(name, true).await?;
-            store.add_request(name, "refresh", None).await?;
+            store.add_request(name, RequestKind::Refresh, None).await?;
             println!("paused automatic rotation of {name}");
         }
         RotationCmd::Resume { name } => {
             require_secret(store, name).await?;
             store.set_paused(name, false).await?;
             store.clear_quarantine(name).await?;
-            store.add_request(name, "refresh", None).await?;
+            store.add_request(name, RequestKind::Refresh, None).await?;
             println!("resumed automatic rotation of {name}");
         }
         RotationCmd::Abandon { name } => {
@@ -215,18 +216,17 @@ pub async fn control(store: &Store, cmd: &RotationCmd, out: Output) -> anyhow::R
                 }
                 .into());
             }
-            let id = store.add_request(name, "abandon", None).await?;
+            let id = store.add_request(name, RequestKind::Abandon, None).await?;
             let deadline = std::time::Instant::now() + Duration::from_secs(60);
             loop {
                 if let Some(req) = store.request(id).await?
                     && let Some(result) = req.result
                 {
-                    if let Some(ok) = result.strip_prefix("ok: ") {
-                        println!("{name}: {ok}");
+                    if result.is_ok() {
+                        println!("{name}: {}", result.message());
                         return Ok(());
                     }
-                    let message = result.strip_prefix("error: ").unwrap_or(&result);
-                    return Err(Fail::data(format!("{name}: {message}")));
+                    return Err(Fail::data(format!("{name}: {}", result.message())));
                 }
                 if std::time::Instant::now() >= deadline {
                     return Err(anyhow::anyhow!(
@@ -249,9 +249,9 @@ pub async fn control(store: &Store, cmd: &RotationCmd, out: Output) -> anyhow::R
                     vec![
                         ts(&e.at),
                         e.rotation_id.chars().take(12).collect(),
-                        e.step.clone(),
+                        e.kind().as_str().to_owned(),
                         e.version_id.clone().unwrap_or_default(),
-                        e.detail.to_string(),
+                        e.step.detail().to_string(),
                     ]
                 })
                 .collect();
