@@ -405,7 +405,8 @@ impl Backend for ExecBackend {
         Box::pin(self.call(Action::Verify, Some(slot), Some(secret)))
     }
 
-    fn retire<'a>(&'a self, slot: Slot, old: &'a Secret) -> BoxFuture<'a, BackendResult<()>> {
+    fn retire<'a>(&'a self, slot: Slot, old: &'a Secret, _step: u8) -> BoxFuture<'a, BackendResult<()>> {
+        // Exec plug-ins have no retire steps (retire_steps = 0); a call is one revocation.
         Box::pin(self.call(Action::Retire, Some(slot), Some(old)))
     }
 }

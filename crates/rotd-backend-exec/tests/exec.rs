@@ -169,15 +169,15 @@ async fn retire_revokes_the_old_value_idempotently() {
     let b = fake_target(state.path(), false);
     let old = Secret::from("old-value");
     b.apply(Slot::Single, &old).await.expect("apply");
-    b.retire(Slot::Single, &old).await.expect("retire");
+    b.retire(Slot::Single, &old, 1).await.expect("retire");
     assert!(!state.path().join("current").exists());
-    b.retire(Slot::Single, &old).await.expect("retire again");
+    b.retire(Slot::Single, &old, 1).await.expect("retire again");
     expect_err(b.verify(Slot::Single, &old).await);
 
     // Retiring a value the target no longer holds leaves the current one alone.
     let new = Secret::from("new-value");
     b.apply(Slot::Single, &new).await.expect("apply");
-    b.retire(Slot::Single, &old).await.expect("retire stale");
+    b.retire(Slot::Single, &old, 1).await.expect("retire stale");
     b.verify(Slot::Single, &new).await.expect("verify");
 }
 
@@ -383,7 +383,7 @@ sys.exit(1)\n\
         (
             "retire",
             backend(&plugin, dir.path())
-                .retire(Slot::Single, &Secret::from(value))
+                .retire(Slot::Single, &Secret::from(value), 1)
                 .await,
         ),
     ] {

@@ -304,8 +304,8 @@ impl Backend for SqlBackend {
         Capabilities {
             dual_accounts: self.cfg.is_dual(),
             overlap: false,
-            mints_secret: false,
-            needs_retire: false,
+            source: rotd_core::CredentialSource::Generated,
+            retire_steps: 0,
             creates_accounts: false,
         }
     }

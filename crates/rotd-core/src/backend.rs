@@ -5,6 +5,25 @@
 //! the journaled protocol of DESIGN.md §3 and decides when each method runs. Every method must be
 //! idempotent, because after a crash the engine repeats the step it had not yet journaled as done.
 //! Capabilities are data ([`Capabilities`]), never an "unsupported" error found at run time.
+//!
+//! # The contract, beyond idempotence
+//!
+//! - **Where a credential comes from** ([`CredentialSource`]): the engine generates a password and the
+//!   backend composes the value (`Generated`), or the backend mints it at the target (`Minted`: a cloud
+//!   AccessKey). For minted credentials the engine journals the intent before `mint`, passes the rotation
+//!   id, and — when a crash may have left a credential minted but not stored — calls `reconcile` with every
+//!   credential the store knows first, so the backend removes (or adopts) what the store does not know: an
+//!   orphan is never leaked (a RAM user holds at most two AccessKeys).
+//! - **Several nodes** (a Redis primary and its replicas, several SSH hosts behind one secret): `apply` and
+//!   `verify` cover *every* node of the target and succeed only when all of them accept the credential.
+//!   Partial progress is the backend's to resume: a repeated `apply` after a failure on node 3 of 5 must
+//!   skip (or harmlessly redo) nodes 1–2.
+//! - **Retirement**: a backend with `retire_steps > 0` revokes an old credential in that many steps (RAM:
+//!   deactivate, then delete; SSH: remove the old key), each after its grace period, each journaled by the
+//!   engine and repeated after a crash, so each step must be idempotent.
+//! - **Overlap**: with `overlap`, old and new credential both work after `apply`, so even a single account
+//!   never has a moment without a working `ACSCurrent`; the engine then quarantines a failing rotation
+//!   as usual instead of retrying it until it finishes.
 
 use std::fmt;
 use std::future::Future;
@@ -24,12 +43,41 @@ pub struct Capabilities {
     /// Old and new credential are valid at the same time after `apply` (Redis multi-password, a second
     /// AccessKey, a second authorized key); the old one goes away only in `retire`.
     pub overlap: bool,
-    /// The backend, not the engine, produces the new credential (a cloud AccessKey): see `mint`.
-    pub mints_secret: bool,
-    /// The old credential must be revoked after a grace period (`retire`).
-    pub needs_retire: bool,
+    /// Where a new credential comes from.
+    pub source: CredentialSource,
+    /// How many `retire` steps revoke an old credential after promotion (0: nothing to revoke).
+    pub retire_steps: u8,
     /// The backend can create its accounts from scratch (`create_accounts`).
     pub creates_accounts: bool,
+}
+
+impl Capabilities {
+    /// The backend, not the engine, produces new credentials.
+    pub fn mints(&self) -> bool {
+        self.source == CredentialSource::Minted
+    }
+
+    /// Old credentials must be revoked after promotion.
+    pub fn retires(&self) -> bool {
+        self.retire_steps > 0
+    }
+}
+
+/// Where a new credential comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CredentialSource {
+    /// The engine generates a password; the backend composes the value (`compose`).
+    #[default]
+    Generated,
+    /// The backend creates the credential at the target and returns it (`mint`).
+    Minted,
+}
+
+/// What `reconcile` found at the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Reconciled {
+    /// Credentials that existed at the target, unknown to the store, and were removed.
+    pub removed: u32,
 }
 
 /// Which of a resource's accounts a step concerns.
@@ -153,8 +201,9 @@ pub trait Backend: Send + Sync {
     fn compose(&self, slot: Slot, password: &Secret) -> BackendResult<Secret>;
 
     /// For backends that mint credentials: creates the new credential at the target and returns its
-    /// value. The engine journals the intent first and stores the result as `ACSPending` at once.
-    fn mint<'a>(&'a self, _slot: Slot) -> BoxFuture<'a, BackendResult<Secret>> {
+    /// value. The engine journals the intent (with `rotation_id`) first and stores the result as
+    /// `ACSPending` at once; a backend may tag the credential with the rotation id where the target allows.
+    fn mint<'a>(&'a self, _rotation_id: &'a str, _slot: Slot) -> BoxFuture<'a, BackendResult<Secret>> {
         Box::pin(async move {
             Err(BackendError::permanent(
                 self.kind(),
@@ -178,8 +227,20 @@ pub trait Backend: Send + Sync {
     /// Logs in with `secret` exactly as a client would. `Err` means the credential does not work.
     fn verify<'a>(&'a self, slot: Slot, secret: &'a Secret) -> BoxFuture<'a, BackendResult<()>>;
 
-    /// Revokes an old credential after the grace period. Idempotent: revoking what is gone succeeds.
-    fn retire<'a>(&'a self, _slot: Slot, _old: &'a Secret) -> BoxFuture<'a, BackendResult<()>> {
+    /// For backends that mint credentials, before minting after a crash: lists the credentials that
+    /// exist at the target for `slot` and removes those not in `known` (every value the store holds), so
+    /// a credential minted but never stored is not leaked. Must never remove a known credential.
+    fn reconcile<'a>(
+        &'a self,
+        _slot: Slot,
+        _known: &'a [Secret],
+    ) -> BoxFuture<'a, BackendResult<Reconciled>> {
+        Box::pin(async { Ok(Reconciled::default()) })
+    }
+
+    /// Step `step` (1-based, up to `retire_steps`) of revoking an old credential, after its grace
+    /// period. Idempotent: a step already done, or a credential already gone, succeeds.
+    fn retire<'a>(&'a self, _slot: Slot, _old: &'a Secret, _step: u8) -> BoxFuture<'a, BackendResult<()>> {
         Box::pin(async { Ok(()) })
     }
 

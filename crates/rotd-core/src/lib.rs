@@ -11,7 +11,10 @@ mod schedule;
 mod secret;
 mod vocab;
 
-pub use backend::{Backend, BackendError, BackendResult, BoxFuture, Capabilities, ErrorClass, Slot};
+pub use backend::{
+    Backend, BackendError, BackendResult, BoxFuture, Capabilities, CredentialSource, ErrorClass, Reconciled,
+    Slot,
+};
 pub use error::ValidationError;
 pub use password::{PasswordPolicy, generate_password};
 pub use rotation::{RotationInterval, RotationPolicy, RotationSchedule};

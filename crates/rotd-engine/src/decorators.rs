@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use rotd_core::{Backend, BackendResult, BoxFuture, Capabilities, Secret, Slot};
+use rotd_core::{Backend, BackendResult, BoxFuture, Capabilities, Reconciled, Secret, Slot};
 use tokio::sync::Semaphore;
 
 use crate::metrics::Metrics;
@@ -103,10 +103,16 @@ impl Backend for Limited {
             self.inner.check().await
         })
     }
-    fn mint<'a>(&'a self, slot: Slot) -> BoxFuture<'a, BackendResult<Secret>> {
+    fn mint<'a>(&'a self, rotation_id: &'a str, slot: Slot) -> BoxFuture<'a, BackendResult<Secret>> {
         Box::pin(async move {
             let _permits = self.permits().await;
-            self.inner.mint(slot).await
+            self.inner.mint(rotation_id, slot).await
+        })
+    }
+    fn reconcile<'a>(&'a self, slot: Slot, known: &'a [Secret]) -> BoxFuture<'a, BackendResult<Reconciled>> {
+        Box::pin(async move {
+            let _permits = self.permits().await;
+            self.inner.reconcile(slot, known).await
         })
     }
     fn apply<'a>(&'a self, slot: Slot, new: &'a Secret) -> BoxFuture<'a, BackendResult<()>> {
@@ -121,10 +127,10 @@ impl Backend for Limited {
             self.inner.verify(slot, secret).await
         })
     }
-    fn retire<'a>(&'a self, slot: Slot, old: &'a Secret) -> BoxFuture<'a, BackendResult<()>> {
+    fn retire<'a>(&'a self, slot: Slot, old: &'a Secret, step: u8) -> BoxFuture<'a, BackendResult<()>> {
         Box::pin(async move {
             let _permits = self.permits().await;
-            self.inner.retire(slot, old).await
+            self.inner.retire(slot, old, step).await
         })
     }
     fn create_accounts<'a>(&'a self) -> BoxFuture<'a, BackendResult<Vec<(Slot, Secret)>>> {
@@ -140,8 +146,11 @@ impl Backend for Measured {
     fn check(&self) -> BoxFuture<'_, BackendResult<()>> {
         Box::pin(self.record("check", self.inner.check()))
     }
-    fn mint<'a>(&'a self, slot: Slot) -> BoxFuture<'a, BackendResult<Secret>> {
-        Box::pin(self.record("mint", self.inner.mint(slot)))
+    fn mint<'a>(&'a self, rotation_id: &'a str, slot: Slot) -> BoxFuture<'a, BackendResult<Secret>> {
+        Box::pin(self.record("mint", self.inner.mint(rotation_id, slot)))
+    }
+    fn reconcile<'a>(&'a self, slot: Slot, known: &'a [Secret]) -> BoxFuture<'a, BackendResult<Reconciled>> {
+        Box::pin(self.record("reconcile", self.inner.reconcile(slot, known)))
     }
     fn apply<'a>(&'a self, slot: Slot, new: &'a Secret) -> BoxFuture<'a, BackendResult<()>> {
         Box::pin(self.record("apply", self.inner.apply(slot, new)))
@@ -149,8 +158,8 @@ impl Backend for Measured {
     fn verify<'a>(&'a self, slot: Slot, secret: &'a Secret) -> BoxFuture<'a, BackendResult<()>> {
         Box::pin(self.record("verify", self.inner.verify(slot, secret)))
     }
-    fn retire<'a>(&'a self, slot: Slot, old: &'a Secret) -> BoxFuture<'a, BackendResult<()>> {
-        Box::pin(self.record("retire", self.inner.retire(slot, old)))
+    fn retire<'a>(&'a self, slot: Slot, old: &'a Secret, step: u8) -> BoxFuture<'a, BackendResult<()>> {
+        Box::pin(self.record("retire", self.inner.retire(slot, old, step)))
     }
     fn create_accounts<'a>(&'a self) -> BoxFuture<'a, BackendResult<Vec<(Slot, Secret)>>> {
         Box::pin(self.record("create_accounts", self.inner.create_accounts()))

@@ -99,7 +99,9 @@ pub async fn attempt(
             let past_applied = open
                 .as_ref()
                 .is_some_and(|o| matches!(o.step, StepKind::Applied | StepKind::Verified));
-            let must_finish = first_value || (past_applied && !m.backend.capabilities().dual_accounts);
+            let caps = m.backend.capabilities();
+            // With overlap the old credential still works past `applied`, so ACSCurrent is not dead.
+            let must_finish = first_value || (past_applied && !caps.dual_accounts && !caps.overlap);
             let quarantine = !must_finish && (permanent || failures >= policy.max_attempts);
             let backoff = chrono::Duration::from_std(policy.backoff(failures, rand::random::<f64>()))
                 .unwrap_or(chrono::Duration::hours(1));

@@ -162,6 +162,8 @@ pub struct PendingRetire {
     pub rotation_id: String,
     pub old_version: VersionId,
     pub old_slot: Slot,
+    /// The retire step to run next (1-based).
+    pub step: u8,
     pub due: DateTime<Utc>,
 }
 
@@ -193,24 +195,39 @@ pub fn open_rotation(journal: &[JournalEntry]) -> Option<OpenRotation> {
     })
 }
 
-/// The newest promoted rotation whose old credential is not yet retired.
-pub fn pending_retire(journal: &[JournalEntry]) -> Option<PendingRetire> {
+/// The next retire step owed by the newest promoted rotation, if its old credential is not yet fully
+/// revoked: step 1 is due at the time the promotion recorded, each further one `grace` after the step
+/// before it. `steps` is the backend's `retire_steps`.
+pub fn pending_retire(journal: &[JournalEntry], steps: u8, grace: Duration) -> Option<PendingRetire> {
     let (promoted, plan) = journal.iter().rev().find_map(|e| match &e.step {
         Step::Promoted { retire, .. } => Some((e, retire.as_ref())),
         _ => None,
     })?;
     let plan = plan?;
-    if journal
+    let last_done = journal
         .iter()
-        .any(|e| e.rotation_id == promoted.rotation_id && e.kind() == StepKind::Retired)
-    {
+        .filter(|e| e.rotation_id == promoted.rotation_id)
+        .filter_map(|e| match e.step {
+            Step::Retired { step, .. } => Some((step, e.at)),
+            _ => None,
+        })
+        .max_by_key(|(step, _)| *step);
+    let done = last_done.map_or(0, |(step, _)| step);
+    if done >= steps.max(1) {
         return None;
     }
+    let due = match last_done {
+        None => DateTime::from_timestamp(plan.at, 0).unwrap_or(DateTime::<Utc>::MAX_UTC),
+        Some((_, at)) => at
+            .checked_add_signed(chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC),
+    };
     Some(PendingRetire {
         rotation_id: promoted.rotation_id.clone(),
         old_version: plan.version.clone(),
         old_slot: plan.slot,
-        due: DateTime::from_timestamp(plan.at, 0).unwrap_or(DateTime::<Utc>::MAX_UTC),
+        step: done + 1,
+        due,
     })
 }
 
@@ -433,12 +450,19 @@ async fn rotate_once(
     let caps = m.backend.capabilities();
 
     // A retire that is still owed must happen before a new credential takes a slot (a RAM user holds at
-    // most two AccessKeys). A rotation started now retires early rather than wait.
-    if caps.needs_retire
-        && open_rotation(&j).is_none()
-        && let Some(r) = pending_retire(&j)
-    {
-        retire(store, m, limits, &r).await?;
+    // most two AccessKeys). A rotation started now runs every remaining step early rather than wait.
+    let mut j = j;
+    if caps.retires() && open_rotation(&j).is_none() {
+        for _ in 0..caps.retire_steps {
+            let Some(r) = pending_retire(&j, caps.retire_steps, m.grace) else {
+                break;
+            };
+            retire(store, m, limits, &r).await?;
+            j = store
+                .journal_tail(m.name.as_str())
+                .await
+                .map_err(store_err("read journal"))?;
+        }
     }
 
     let (open, resumed) = match open_rotation(&j) {
@@ -484,7 +508,7 @@ async fn rotate_once(
                 slot,
                 started_from: Some(current.clone()),
             };
-            let (first, kind) = if caps.mints_secret {
+            let (first, kind) = if caps.mints() {
                 (Step::Minting(planned), StepKind::Minting)
             } else {
                 (Step::Pending(planned), StepKind::Pending)
@@ -628,8 +652,21 @@ async fn pending_value(
             ),
         });
     }
-    let value = if m.backend.capabilities().mints_secret {
-        with_timeout(limits, m, step::MINTING, m.backend.mint(open.slot)).await?
+    let value = if m.backend.capabilities().mints() {
+        // A crash between a mint and the store write below leaves a credential at the target that no
+        // version holds: the backend removes what the store does not know before minting again.
+        let known = known_values(store, m).await?;
+        let found = with_timeout(limits, m, step::MINTING, m.backend.reconcile(open.slot, &known)).await?;
+        if found.removed > 0 {
+            warn!(secret = %m.name, removed = found.removed, "Removed credentials at the target that the store did not know (left by an interrupted mint).");
+        }
+        with_timeout(
+            limits,
+            m,
+            step::MINTING,
+            m.backend.mint(&open.rotation_id, open.slot),
+        )
+        .await?
     } else {
         let password = rotd_core::generate_password(&m.password).map_err(|e| RotationError::Invalid {
             step: step::PENDING,
@@ -667,6 +704,26 @@ async fn pending_value(
         .map_err(store_err(step::PENDING))?;
     }
     Ok(value)
+}
+
+/// Every value the store holds for this secret (at most the retention limit), for `reconcile`.
+async fn known_values(store: &Store, m: &Managed) -> Result<Vec<rotd_core::Secret>, RotationError> {
+    let versions = store
+        .list_versions(m.name.as_str())
+        .await
+        .map_err(store_err(step::MINTING))?;
+    let mut known = Vec::with_capacity(versions.len());
+    for v in versions {
+        match store
+            .get_value(m.name.as_str(), &Selector::Version(v.version_id.clone()))
+            .await
+        {
+            Ok(value) => known.push(value.value),
+            Err(StoreError::VersionNotFound { .. }) => {}
+            Err(e) => return Err(store_err(step::MINTING)(e)),
+        }
+    }
+    Ok(known)
 }
 
 /// Promotes a verified rotation: one compare-and-set stage move against the `ACSCurrent` the rotation
@@ -740,7 +797,7 @@ async fn promote(
     }
     // What `retire` needs, also when a crash left the stage move done but this entry unwritten: the
     // old version is the one the rotation started from, not whatever ACSPrevious says now.
-    if caps.needs_retire
+    if caps.retires()
         && let Some(cur) = old.filter(|c| *c != open.version_id)
     {
         let grace = chrono::Duration::from_std(m.grace).unwrap_or(chrono::Duration::MAX);
@@ -802,7 +859,15 @@ pub async fn retire(
         Err(e) => return Err(store_err(step::RETIRED)(e)),
     };
     match old {
-        Some(old) => with_timeout(limits, m, step::RETIRED, m.backend.retire(r.old_slot, &old)).await?,
+        Some(old) => {
+            with_timeout(
+                limits,
+                m,
+                step::RETIRED,
+                m.backend.retire(r.old_slot, &old, r.step),
+            )
+            .await?
+        }
         None => {
             warn!(secret = %m.name, version = %r.old_version, "The version to retire is gone; nothing to revoke.")
         }
@@ -811,7 +876,10 @@ pub async fn retire(
         store,
         m,
         &r.rotation_id,
-        Step::Retired { slot: r.old_slot },
+        Step::Retired {
+            slot: r.old_slot,
+            step: r.step,
+        },
         Some(&r.old_version),
     )
     .await

@@ -295,9 +295,9 @@ impl Engine {
             self.metrics.set_last_success(name, t.timestamp());
         }
         let backend = self.decorate(spec.managed.backend.clone());
-        let retire_due = if backend.capabilities().needs_retire && rotation::open_rotation(&journal).is_none()
-        {
-            rotation::pending_retire(&journal).map(|r| r.due)
+        let caps = backend.capabilities();
+        let retire_due = if caps.retires() && rotation::open_rotation(&journal).is_none() {
+            rotation::pending_retire(&journal, caps.retire_steps, spec.managed.grace).map(|r| r.due)
         } else {
             None
         };
@@ -648,10 +648,13 @@ impl Engine {
         tokio::spawn(async move {
             let name = managed.name.to_string();
             if let Ok(j) = this.store.journal_tail(&name).await
-                && let Some(r) = rotation::pending_retire(&j)
+                && let Some(r) =
+                    rotation::pending_retire(&j, managed.backend.capabilities().retire_steps, managed.grace)
             {
                 match rotation::retire(&this.store, &managed, &this.cfg.limits, &r).await {
-                    Ok(()) => info!(secret = %name, version = %r.old_version, "Retired the old credential."),
+                    Ok(()) => {
+                        info!(secret = %name, version = %r.old_version, step = r.step, "Retired the old credential (step done).")
+                    }
                     Err(e) => {
                         warn!(secret = %name, error = %e, "Retiring the old credential failed; will retry.")
                     }

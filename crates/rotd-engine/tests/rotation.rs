@@ -391,14 +391,14 @@ async fn overlapping_backends_retire_the_old_credential() {
         "overlap: the old credential works until retired"
     );
     let j = w.store.journal(NAME).await.expect("journal");
-    let due = rotation::pending_retire(&j).expect("a retire is owed");
+    let due = rotation::pending_retire(&j, 1, Duration::ZERO).expect("a retire is owed");
     assert_eq!(due.old_version.as_str(), "v0");
     rotation::retire(&w.store, &w.m, &limits(), &due)
         .await
         .expect("retire");
     assert!(!w.fake.accepts(&old), "retired");
     assert!(w.current_works().await);
-    assert!(rotation::pending_retire(&w.store.journal(NAME).await.expect("j")).is_none());
+    assert!(rotation::pending_retire(&w.store.journal(NAME).await.expect("j"), 1, Duration::ZERO).is_none());
     // The next rotation retires what it owes before taking the slot.
     rotate(&w.store, &w.m, &limits(), None)
         .await
@@ -691,4 +691,118 @@ async fn an_unreadable_journal_entry_quarantines_the_secret_with_a_clear_message
     let state = w.store.rotation_state(NAME).await.expect("state");
     assert!(state.quarantined);
     assert!(state.last_error.unwrap_or_default().contains("journal entry"));
+}
+
+/// A world whose backend mints its credentials (a RAM user's AccessKeys, at most two at once).
+async fn minting_world(grace: Duration) -> World {
+    let mut w = world(FakeBackend::minting()).await;
+    w.m.grace = grace;
+    w
+}
+
+#[tokio::test]
+async fn a_crash_between_mint_and_store_write_leaks_no_credential() {
+    let w = minting_world(Duration::ZERO).await;
+    rotate(&w.store, &w.m, &limits(), None)
+        .await
+        .expect("first rotation");
+    // The first rotation retires v0 in full before the next one takes a slot.
+    rotate(&w.store, &w.m, &limits(), None)
+        .await
+        .expect("second rotation");
+    assert_eq!(
+        w.fake.credentials_at_target(Slot::Single),
+        2,
+        "ACSCurrent and ACSPrevious"
+    );
+    // The third rotation first retires what the second owes (as `rotate` does before planning)…
+    while let Some(r) =
+        rotation::pending_retire(&w.store.journal_tail(NAME).await.expect("j"), 2, Duration::ZERO)
+    {
+        rotation::retire(&w.store, &w.m, &limits(), &r)
+            .await
+            .expect("retire");
+    }
+    assert_eq!(w.fake.credentials_at_target(Slot::Single), 1);
+    // …then is journaled as minting, and the process dies right after the mint, before the value
+    // reached the store: the target holds a credential no version knows.
+    let rid = "r-crashed";
+    w.store
+        .journal_append(&JournalRecord {
+            secret_name: SecretName::parse(NAME).expect("name"),
+            rotation_id: rid.into(),
+            step: rotd_store::Step::Minting(rotd_store::Planned {
+                slot: Slot::Single,
+                started_from: Some(
+                    w.store
+                        .stages(NAME)
+                        .await
+                        .expect("stages")
+                        .get(&StageLabel::current())
+                        .cloned(),
+                ),
+            }),
+            version_id: Some(VersionId::parse(rid).expect("id")),
+        })
+        .await
+        .expect("journal");
+    let orphan = rotd_core::Backend::mint(&w.fake, rid, Slot::Single)
+        .await
+        .expect("the mint that was never stored");
+    let out = rotate(&w.store, &w.m, &limits(), None).await.expect("resume");
+    assert!(out.resumed);
+    assert!(!w.fake.accepts(&orphan), "the orphan was removed, not leaked");
+    assert!(w.current_works().await);
+    assert!(
+        w.fake.credentials_at_target(Slot::Single) <= rotd_testkit::fake_backend::MINT_LIMIT,
+        "never more than the target allows"
+    );
+}
+
+#[tokio::test]
+async fn retiring_takes_each_step_after_its_grace_and_journals_each() {
+    let w = minting_world(Duration::from_secs(3600)).await;
+    let old = w.value("ACSCurrent").await.expect("current");
+    rotate(&w.store, &w.m, &limits(), None).await.expect("rotate");
+    let j = w.store.journal_tail(NAME).await.expect("j");
+    let first = rotation::pending_retire(&j, 2, w.m.grace).expect("step 1 owed");
+    assert_eq!(first.step, 1);
+    assert!(
+        first.due > chrono::Utc::now() + chrono::Duration::minutes(59),
+        "after the grace"
+    );
+    assert!(
+        w.fake.accepts(&old),
+        "the old credential works during the grace period"
+    );
+    rotation::retire(&w.store, &w.m, &limits(), &first)
+        .await
+        .expect("step 1");
+    assert!(!w.fake.accepts(&old), "deactivated");
+    assert_eq!(
+        w.fake.credentials_at_target(Slot::Single),
+        2,
+        "deactivated, not yet deleted"
+    );
+    let j = w.store.journal_tail(NAME).await.expect("j");
+    let second = rotation::pending_retire(&j, 2, w.m.grace).expect("step 2 owed");
+    assert_eq!(second.step, 2);
+    assert!(
+        second.due > chrono::Utc::now() + chrono::Duration::minutes(59),
+        "a second grace"
+    );
+    // A crash after step 2 ran but before it was journaled: it runs again, idempotently.
+    rotd_core::Backend::retire(&w.fake, Slot::Single, &old, 2)
+        .await
+        .expect("step 2 before the crash");
+    rotation::retire(&w.store, &w.m, &limits(), &second)
+        .await
+        .expect("step 2 again");
+    assert_eq!(w.fake.credentials_at_target(Slot::Single), 1, "deleted");
+    let j = w.store.journal_tail(NAME).await.expect("j");
+    assert!(
+        rotation::pending_retire(&j, 2, w.m.grace).is_none(),
+        "nothing more owed"
+    );
+    assert!(w.current_works().await);
 }

@@ -34,8 +34,10 @@ pub enum Step {
         slot: Slot,
         retire: Option<RetirePlan>,
     },
+    /// Step `step` (1-based) of revoking the old credential of a promoted rotation is done.
     Retired {
         slot: Slot,
+        step: u8,
     },
     /// The rotation was ended without promotion (`ACSCurrent` moved meanwhile, or an operator ended it).
     Abandoned {
@@ -159,7 +161,7 @@ impl Step {
             Step::Applied { slot }
             | Step::Verified { slot }
             | Step::Promoted { slot, .. }
-            | Step::Retired { slot }
+            | Step::Retired { slot, .. }
             | Step::Abandoned { slot, .. } => Some(*slot),
             Step::Created | Step::Failed(_) | Step::Quarantined(_) => None,
         }
@@ -176,9 +178,8 @@ impl Step {
                 }
                 d
             }
-            Step::Applied { slot } | Step::Verified { slot } | Step::Retired { slot } => {
-                json!({"slot": slot.as_str()})
-            }
+            Step::Applied { slot } | Step::Verified { slot } => json!({"slot": slot.as_str()}),
+            Step::Retired { slot, step } => json!({"slot": slot.as_str(), "step": step}),
             Step::Promoted { slot, retire } => {
                 let mut d = json!({"slot": slot.as_str()});
                 if let Some(r) = retire {
@@ -230,7 +231,18 @@ impl Step {
             }
             StepKind::Applied => Step::Applied { slot: slot()? },
             StepKind::Verified => Step::Verified { slot: slot()? },
-            StepKind::Retired => Step::Retired { slot: slot()? },
+            // Entries from before multi-step retirement have no step: they were the only one.
+            StepKind::Retired => Step::Retired {
+                slot: slot()?,
+                step: match d.get("step") {
+                    None => 1,
+                    Some(v) => v
+                        .as_u64()
+                        .and_then(|n| u8::try_from(n).ok())
+                        .filter(|n| *n >= 1)
+                        .ok_or_else(|| format!("{step}: step is not a number from 1"))?,
+                },
+            },
             StepKind::Promoted => {
                 let retire = match d.get("retire_version") {
                     None => None,
@@ -434,7 +446,10 @@ mod tests {
                 slot: Slot::Single,
                 retire: None,
             },
-            Step::Retired { slot: Slot::Primary },
+            Step::Retired {
+                slot: Slot::Primary,
+                step: 2,
+            },
             Step::Abandoned {
                 slot: Slot::Clone,
                 after: StepKind::Applied,

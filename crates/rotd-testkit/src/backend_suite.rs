@@ -136,8 +136,11 @@ pub async fn retire_is_idempotent(t: &BackendUnderTest) {
     let new = t.backend.compose(slot, &password()).expect("compose");
     t.backend.apply(slot, &new).await.expect("apply");
     if let Some(old) = initial(t, old_slot) {
-        t.backend.retire(old_slot, old).await.expect("retire");
-        t.backend.retire(old_slot, old).await.expect("retire again");
+        // Every step, each twice: a step repeated after a crash must succeed and change nothing.
+        for step in 1..=caps.retire_steps.max(1) {
+            t.backend.retire(old_slot, old, step).await.expect("retire");
+            t.backend.retire(old_slot, old, step).await.expect("retire again");
+        }
         if caps.overlap && !caps.dual_accounts {
             assert!(
                 t.backend.verify(old_slot, old).await.is_err(),

@@ -6,7 +6,12 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rotd_core::{Backend, BackendError, BackendResult, BoxFuture, Capabilities, Secret, Slot};
+use rotd_core::{
+    Backend, BackendError, BackendResult, BoxFuture, Capabilities, CredentialSource, Reconciled, Secret, Slot,
+};
+
+/// How many credentials a minting fake's account may hold at once (a RAM user holds at most two).
+pub const MINT_LIMIT: usize = 2;
 
 /// Which operation a fault applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -15,12 +20,18 @@ pub enum Op {
     Apply,
     Verify,
     Retire,
+    Mint,
+    Reconcile,
 }
 
 #[derive(Debug, Default)]
 struct State {
     /// The passwords each account accepts now. More than one only with overlap.
     accepted: HashMap<Slot, HashSet<String>>,
+    /// Credentials that exist but no longer log in (a deactivated AccessKey), for minting fakes.
+    inactive: HashMap<Slot, HashSet<String>>,
+    /// Credentials minted so far (for unique names).
+    minted: u32,
     /// Remaining injected failures per operation, and whether they are permanent.
     failures: HashMap<Op, (u32, bool)>,
     /// Operations that hang (never return) while set.
@@ -73,11 +84,32 @@ impl FakeBackend {
         Self::new(
             Capabilities {
                 overlap: true,
-                needs_retire: true,
+                retire_steps: 1,
                 ..Default::default()
             },
             &[(Slot::Single, "app")],
         )
+    }
+
+    /// A single account whose credentials the backend mints, like a RAM user's AccessKeys: at most
+    /// [`MINT_LIMIT`] exist at once, old and new overlap, and retiring takes two steps (deactivate, then
+    /// delete).
+    pub fn minting() -> Self {
+        Self::new(
+            Capabilities {
+                overlap: true,
+                source: CredentialSource::Minted,
+                retire_steps: 2,
+                ..Default::default()
+            },
+            &[(Slot::Single, "app")],
+        )
+    }
+
+    /// How many credentials exist at the target for `slot`, active or not.
+    pub fn credentials_at_target(&self, slot: Slot) -> usize {
+        let st = self.state.lock().expect("fake state");
+        st.accepted.get(&slot).map_or(0, HashSet::len) + st.inactive.get(&slot).map_or(0, HashSet::len)
     }
 
     pub fn new(caps: Capabilities, accounts: &[(Slot, &str)]) -> Self {
@@ -272,16 +304,66 @@ impl Backend for FakeBackend {
         })
     }
 
-    fn retire<'a>(&'a self, slot: Slot, old: &'a Secret) -> BoxFuture<'a, BackendResult<()>> {
+    fn mint<'a>(&'a self, rotation_id: &'a str, slot: Slot) -> BoxFuture<'a, BackendResult<Secret>> {
+        Box::pin(async move {
+            self.gate(Op::Mint).await?;
+            let account = self.accounts.get(&slot).ok_or_else(|| {
+                BackendError::permanent("fake", "mint", format!("no account for slot {slot}"))
+            })?;
+            let mut st = self.state.lock().expect("fake state");
+            let held = st.accepted.get(&slot).map_or(0, HashSet::len)
+                + st.inactive.get(&slot).map_or(0, HashSet::len);
+            if held >= MINT_LIMIT {
+                return Err(BackendError::permanent(
+                    "fake",
+                    "mint",
+                    format!("account {account} already holds {held} credentials"),
+                ));
+            }
+            st.minted += 1;
+            let key = format!("key-{rotation_id}-{}", st.minted);
+            st.accepted.entry(slot).or_default().insert(key.clone());
+            Ok(account_value(account, &key))
+        })
+    }
+
+    fn reconcile<'a>(&'a self, slot: Slot, known: &'a [Secret]) -> BoxFuture<'a, BackendResult<Reconciled>> {
+        Box::pin(async move {
+            self.gate(Op::Reconcile).await?;
+            let known: HashSet<String> = known.iter().filter_map(parse_value).map(|(_, pw)| pw).collect();
+            let mut st = self.state.lock().expect("fake state");
+            let mut removed = 0;
+            {
+                let set = st.accepted.entry(slot).or_default();
+                let before = set.len();
+                set.retain(|k| known.contains(k));
+                removed += before - set.len();
+            }
+            let set = st.inactive.entry(slot).or_default();
+            let before = set.len();
+            set.retain(|k| known.contains(k));
+            removed += before - set.len();
+            Ok(Reconciled {
+                removed: u32::try_from(removed).unwrap_or(u32::MAX),
+            })
+        })
+    }
+
+    fn retire<'a>(&'a self, slot: Slot, old: &'a Secret, step: u8) -> BoxFuture<'a, BackendResult<()>> {
         Box::pin(async move {
             self.gate(Op::Retire).await?;
             let pw = self.slot_password(slot, old, "retire")?;
+            let two_steps = self.caps.retire_steps >= 2;
             let mut st = self.state.lock().expect("fake state");
-            if let Some(set) = st.accepted.get_mut(&slot) {
-                // Never remove the last password: retiring must not lock the account out.
-                if set.len() > 1 {
-                    set.remove(&pw);
+            let active = st.accepted.entry(slot).or_default();
+            // Never remove the last password: retiring must not lock the account out.
+            let was_active = active.len() > 1 && active.remove(&pw);
+            if two_steps && step == 1 {
+                if was_active {
+                    st.inactive.entry(slot).or_default().insert(pw);
                 }
+            } else {
+                st.inactive.entry(slot).or_default().remove(&pw);
             }
             Ok(())
         })

@@ -47,3 +47,11 @@ mod overlapping {
     }
     rotd_testkit::backend_conformance!(factory);
 }
+
+mod minting {
+    use super::*;
+    async fn factory() -> BackendUnderTest {
+        under_test(FakeBackend::minting(), &[(Slot::Single, "initial-key")])
+    }
+    rotd_testkit::backend_conformance!(factory);
+}
