@@ -168,6 +168,11 @@ impl Api {
     }
 
     async fn v1(&self, key: &AccessKey, r: Req<'_>) -> (u16, Value) {
+        self.v1_with_headers(key, r, &[]).await
+    }
+
+    /// A V1-signed request with extra (unsigned) headers, as the legacy SDK or a proxy in between adds.
+    async fn v1_with_headers(&self, key: &AccessKey, r: Req<'_>, extra: &[(&str, &str)]) -> (u16, Value) {
         let mut query: Vec<(String, String)> = r
             .query
             .iter()
@@ -184,8 +189,9 @@ impl Api {
         let mut all = query.clone();
         all.extend(percent::parse_form(body.as_bytes()).expect("form"));
         query.extend(rotd_aliyun::v1::sign_v1(key, "POST", &all, r.date, &r.nonce));
+        let extra: String = extra.iter().map(|(n, v)| format!("{n}: {v}\r\n")).collect();
         let head = format!(
-            "POST /?{} HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+            "POST /?{} HTTP/1.1\r\nhost: localhost\r\n{extra}content-type: application/x-www-form-urlencoded\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
             Self::query_string(&query),
             body.len()
         );
@@ -870,4 +876,48 @@ async fn an_unwritable_audit_log_refuses_requests_and_changes_nothing() {
         (500, "InternalFailure"),
         "reads are refused too: {b}"
     );
+}
+
+#[tokio::test]
+async fn a_v1_request_runs_only_its_signed_action_whatever_its_headers_say() {
+    let api = Api::start().await;
+    api.create("app/keep", "v1", "value").await;
+    // A GetSecretValue signed with V1, with `x-acs-action: DeleteSecret` added in flight (V1 signs no
+    // header): refused, and the secret is not scheduled for deletion.
+    let (s, b) = api
+        .v1_with_headers(
+            &api.admin,
+            req("GetSecretValue", &[("SecretName", "app/keep")]),
+            &[("x-acs-action", "DeleteSecret")],
+        )
+        .await;
+    assert_eq!(s, 400, "{b}");
+    assert_eq!(code(&b), "InvalidParameter", "{b}");
+    let meta = api.store.describe("app/keep").await.expect("still there");
+    assert!(
+        meta.planned_delete_at.is_none(),
+        "the unsigned header deleted the secret"
+    );
+    // A mismatched version header is refused the same way.
+    let (s, b) = api
+        .v1_with_headers(
+            &api.admin,
+            req("GetSecretValue", &[("SecretName", "app/keep")]),
+            &[("x-acs-version", "2099-01-01")],
+        )
+        .await;
+    assert_eq!(s, 400, "{b}");
+    // What the legacy SDK sends (headers that agree with the signed parameters) works.
+    let (s, b) = api
+        .v1_with_headers(
+            &api.admin,
+            req("GetSecretValue", &[("SecretName", "app/keep")]),
+            &[
+                ("x-acs-action", "GetSecretValue"),
+                ("x-acs-version", "2016-01-20"),
+            ],
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["SecretData"], "value");
 }

@@ -359,12 +359,11 @@ async fn process(
         headers.push((name.as_str().to_owned(), value.to_owned()));
     }
     let params = Params(all.into_iter().collect());
-    let action = headers
-        .iter()
-        .find(|(n, _)| n == "x-acs-action")
-        .map(|(_, v)| v.clone())
-        .or_else(|| params.get("Action").map(str::to_owned));
-    trace.action = action.as_deref().map(|a| a.chars().take(64).collect());
+    let header = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+    // Until the signature is checked this is only what the request claims (for the audit of a refusal);
+    // the action that runs is chosen below from what the signature covers.
+    let claimed_action = header("x-acs-action").or_else(|| params.get("Action").map(str::to_owned));
+    trace.action = claimed_action.as_deref().map(|a| a.chars().take(64).collect());
     trace.secret_name = params.get("SecretName").map(|s| s.chars().take(256).collect());
     trace.version_id = params.get("VersionId").map(|s| s.chars().take(80).collect());
 
@@ -389,6 +388,14 @@ async fn process(
     let verified =
         rotd_aliyun::verify_request(&request_parts, &body_params, now, &state.inner.nonces, |_| secret)?;
     trace.access_key_id = Some(verified.access_key_id.clone());
+    let action = signed_action(
+        verified.scheme,
+        header("x-acs-action").as_deref(),
+        params.get("Action"),
+        header("x-acs-version").as_deref(),
+        params.get("Version"),
+    )?;
+    trace.action = action.as_deref().map(|a| a.chars().take(64).collect());
     let Some((info, _)) = key else {
         return Err(ApiError::Internal);
     };
@@ -425,6 +432,47 @@ async fn process(
         }
     }
     actions::dispatch(state, &action, call).await
+}
+
+/// The action (and API version) a request may run, taken only from what its signature covers.
+///
+/// V3 signs every `x-acs-*` header and the query, so `x-acs-action` (or an `Action` parameter) is signed.
+/// V1 signs the parameters and no header at all: the action is the signed `Action` parameter, the version
+/// the signed `Version`. The legacy SDK also sends `x-acs-action`/`x-acs-version` headers, unsigned;
+/// they are accepted only when they agree with the signed parameters, since anyone who can touch a
+/// request in flight could otherwise turn a read into a delete. Where both forms are present they must
+/// agree, for either scheme.
+fn signed_action(
+    scheme: rotd_aliyun::Scheme,
+    header_action: Option<&str>,
+    param_action: Option<&str>,
+    header_version: Option<&str>,
+    param_version: Option<&str>,
+) -> Result<Option<String>, ApiError> {
+    for (what, header, param) in [
+        ("x-acs-action", header_action, param_action),
+        ("x-acs-version", header_version, param_version),
+    ] {
+        if let (Some(h), Some(p)) = (header, param)
+            && h != p
+        {
+            return Err(ApiError::InvalidParameter(format!(
+                "the {what} header does not match the signed parameter"
+            )));
+        }
+    }
+    Ok(match scheme {
+        rotd_aliyun::Scheme::V3 => header_action.or(param_action).map(str::to_owned),
+        rotd_aliyun::Scheme::V1 => {
+            if header_action.is_some() && param_action.is_none() {
+                return Err(ApiError::InvalidParameter(
+                    "a V1-signed request names its action in the signed Action parameter, not in an unsigned header"
+                        .to_owned(),
+                ));
+            }
+            param_action.map(str::to_owned)
+        }
+    })
 }
 
 /// Actions that only read: audited after they run.
