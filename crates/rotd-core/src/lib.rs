@@ -18,7 +18,9 @@ pub use backend::{
 pub use error::ValidationError;
 pub use password::{PasswordPolicy, generate_password};
 pub use rotation::{RotationInterval, RotationPolicy, RotationSchedule};
-pub use schedule::{CompiledSchedule, compile, jitter, next_start, spread_overdue, start_at};
+pub use schedule::{
+    CompiledSchedule, compile, jitter, next_start, recorded_rotation_time, spread_overdue, start_at,
+};
 pub use secret::Secret;
 pub use vocab::{
     DataType, MAX_STAGES_PER_SECRET, MAX_TAGS, MAX_VALUE_BYTES, MAX_VERSIONS_PER_SECRET, SecretName,

@@ -362,6 +362,26 @@ pub fn spread_overdue(
     out
 }
 
+/// The `LastRotationDate` to record when a rotation completes at `now`.
+///
+/// A scheduled rotation records the *nominal* due time it ran for (`nominal`), not its completion time:
+/// it started at `nominal` plus the secret's jitter and took some time, and counting from its completion
+/// would add both to every period, so the schedule would drift by the jitter (up to the whole window)
+/// each cycle. Counting from the nominal time keeps `NextRotationDate = LastRotationDate + interval` (the
+/// vendor's rule, as reported) while the jitter stays a fixed offset from it. A rotation that ran for a
+/// due time so old that the next one would already be due (catch-up after downtime), an operator's
+/// rotation and a first value record `now`.
+pub fn recorded_rotation_time(
+    compiled: Option<&CompiledSchedule>,
+    nominal: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> DateTime<Utc> {
+    match (compiled, nominal) {
+        (Some(c), Some(due)) if due <= now && c.next_due(due).is_some_and(|next| next > now) => due,
+        _ => now,
+    }
+}
+
 /// When the secret `name` next starts rotating under `policy`, given its last rotation (or due) time:
 /// `None` if the policy is disabled or the schedule has no further occurrence, else
 /// [`start_at`]`(next_due(last), name, policy.window_secs)`.
@@ -382,6 +402,60 @@ pub fn next_start(
 mod tests {
     use super::*;
     use crate::RotationInterval;
+
+    #[test]
+    fn the_window_jitter_does_not_compound_over_100_cycles() {
+        let interval = 6 * 3600;
+        let window = 3600;
+        let schedule = RotationSchedule::Interval {
+            interval: RotationInterval::from_secs(interval),
+        };
+        let compiled = compile(&schedule).expect("valid");
+        let name = "orders/mysql-app";
+        let offset = jitter(name, window);
+        assert!(offset > 0, "this name gets a real offset in a one-hour window");
+        let created = t("2026-01-01T00:00:00Z");
+        let mut last = created;
+        let mut start = created;
+        for cycle in 0..100 {
+            let due = compiled.next_due(last).expect("due");
+            start = start_at(due, name, Some(window));
+            // The rotation takes a while (10 s to 2 min), then records its time.
+            let done = start + TimeDelta::seconds(10 + (cycle * 37) % 110);
+            last = recorded_rotation_time(Some(&compiled), Some(due), done);
+        }
+        let expected = created + TimeDelta::seconds(100 * i64::try_from(interval).expect("fits"));
+        let drift = (start - expected).num_seconds();
+        assert_eq!(
+            drift,
+            i64::try_from(offset).expect("fits"),
+            "the 100th start is the nominal time plus the same offset, not 100 offsets later"
+        );
+        // Counting from completion (the old rule) drifts by offset + run time every cycle.
+        let mut last = created;
+        for cycle in 0..100 {
+            let due = compiled.next_due(last).expect("due");
+            start = start_at(due, name, Some(window));
+            last = start + TimeDelta::seconds(10 + (cycle * 37) % 110);
+        }
+        assert!((start - expected).num_seconds() > 99 * i64::try_from(offset).expect("fits"));
+    }
+
+    #[test]
+    fn catch_up_and_unscheduled_rotations_record_now() {
+        let compiled = compile(&RotationSchedule::Interval {
+            interval: RotationInterval::from_secs(86_400),
+        })
+        .expect("valid");
+        let now = t("2026-03-10T12:00:00Z");
+        assert_eq!(recorded_rotation_time(Some(&compiled), None, now), now);
+        assert_eq!(recorded_rotation_time(None, Some(now), now), now);
+        // Due three days ago (the daemon was down): the next one would already be due, so `now`.
+        let old = t("2026-03-07T12:00:00Z");
+        assert_eq!(recorded_rotation_time(Some(&compiled), Some(old), now), now);
+        let recent = t("2026-03-10T11:30:00Z");
+        assert_eq!(recorded_rotation_time(Some(&compiled), Some(recent), now), recent);
+    }
 
     /// Parses an RFC 3339 literal; tests write expected instants with their local offset so the DST
     /// behaviour is visible in the assertion itself.

@@ -326,7 +326,7 @@ impl Engine {
 
     /// Starts a task for a secret unless one is running. Returns false if it was already running or unknown.
     fn launch(self: &Arc<Self>, name: &str, requested: Option<VersionId>, request: Option<i64>) -> bool {
-        let (managed, hooks, policy_next, guard) = {
+        let (managed, hooks, policy_next, nominal, guard) = {
             let entries = self.entries.lock().expect("engine lock");
             let Some(e) = entries.get(name) else {
                 return false;
@@ -336,7 +336,9 @@ impl Engine {
             };
             let mut m = e.spec.managed.clone();
             m.backend = e.backend.clone();
-            (m, e.spec.hooks.clone(), e.compiled.clone(), guard)
+            // A scheduled run rotates for its nominal due time; an operator's request does not.
+            let nominal = if request.is_none() { e.next_due } else { None };
+            (m, e.spec.hooks.clone(), e.compiled.clone(), nominal, guard)
         };
         let this = Arc::clone(self);
         tokio::spawn(async move {
@@ -378,9 +380,10 @@ impl Engine {
                     this.metrics.attempt_finished(kind, "success", secs);
                     if !o.already_done {
                         let now = Utc::now();
-                        let next_due = policy_next.as_ref().and_then(|c| c.next_due(now));
+                        let last = rotd_core::recorded_rotation_time(policy_next.as_ref(), nominal, now);
+                        let next_due = policy_next.as_ref().and_then(|c| c.next_due(last));
                         let update = SecretUpdate {
-                            last_rotation_at: Some(Some(now)),
+                            last_rotation_at: Some(Some(last)),
                             next_rotation_at: Some(next_due),
                             ..Default::default()
                         };
