@@ -810,6 +810,27 @@ fn validate_rotation(
                 "rotation.window",
                 format!("must be shorter than the rotation interval ({interval})"),
             ),
+            // A cron window as long as the shortest gap between firings would let one rotation start
+            // after the next firing, which is then skipped.
+            (Some(window), Some(cron @ RotationSchedule::Cron { .. }))
+                if rotd_core::compile(cron)
+                    .ok()
+                    .and_then(|c| c.min_interval_secs())
+                    .is_some_and(|gap| window.as_secs() >= gap) =>
+            {
+                let gap = rotd_core::compile(cron)
+                    .ok()
+                    .and_then(|c| c.min_interval_secs())
+                    .unwrap_or_default();
+                d.at(
+                    w,
+                    "rotation.window",
+                    format!(
+                        "must be shorter than the shortest gap between the schedule's firings ({}), or firings are skipped",
+                        rotd_core::RotationInterval::from_secs(gap)
+                    ),
+                )
+            }
             (window, _) => window.map(|w| Some(w.as_secs())),
         },
         None => Some(None),

@@ -378,3 +378,36 @@ fn defaults_fill_an_empty_daemon_file() {
     assert_eq!(d.log.level, "info");
     assert!(cfg.secrets.is_empty());
 }
+
+#[test]
+fn a_cron_window_that_could_skip_a_firing_is_refused_at_its_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(dir.path(), "rotd.toml", "");
+    let s = dir.path().join("secrets.d");
+    fs::create_dir(&s).expect("secrets.d");
+    write(
+        &s,
+        "g.toml",
+        concat!(
+            "name = \"t/g\"\n",           // 1
+            "type = \"Generic\"\n",       // 2
+            "[rotation]\n",               // 3
+            "schedule = \"0 3 * * *\"\n", // 4: every day at 03:00
+            "window = \"2d\"\n",          // 5: longer than the 1-day gap
+        ),
+    );
+    let errors = load(&dir.path().join("rotd.toml")).expect_err("refused");
+    let e = find(&errors, "g.toml", "rotation.window");
+    assert_eq!(e.line, 5);
+    assert_eq!(
+        e.message,
+        "must be shorter than the shortest gap between the schedule's firings (1d), or firings are skipped"
+    );
+    // A window inside the gap is fine.
+    write(
+        &s,
+        "g.toml",
+        "name = \"t/g\"\ntype = \"Generic\"\n[rotation]\nschedule = \"0 3 * * *\"\nwindow = \"2h\"\n",
+    );
+    load(&dir.path().join("rotd.toml")).expect("a 2h window in a daily schedule");
+}
