@@ -414,3 +414,44 @@ fn access_keys_tls_and_audit_commands() {
         "no audit log before the API served a request"
     );
 }
+
+#[test]
+fn check_reads_every_secret_file_the_way_serve_will() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    env.write(
+        "admin.json",
+        "{\"AccountName\":\"root\",\"AccountPassword\":\"pw\"}",
+    );
+    std::fs::set_permissions(env.path("admin.json"), std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    env.write(
+        "secrets.d/db.toml",
+        &format!(
+            "name = \"t/db\"\ntype = \"Rds\"\n[rds]\nengine = \"mysql\"\nmode = \"single\"\nhost = \"db\"\n\
+             admin = {{ file = \"{}\" }}\n[rds.account]\ncreate = {{ prefix = \"app\", databases = [\"app\"], privilege = \"ReadWrite\" }}\n",
+            env.path("admin.json").display()
+        ),
+    );
+    env.write(
+        "secrets.d/cred.toml",
+        "name = \"t/cred\"\ntype = \"Generic\"\n[generic]\ninitial_value = { credential = \"token\" }\n",
+    );
+    let r = env.run(&["check"]);
+    assert_eq!(r.code, 64, "{}{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("db.toml: rds.admin:"), "{}", r.stderr);
+    assert!(r.stderr.contains("1 error found"), "{}", r.stderr);
+    assert!(!r.stderr.contains("\"pw\""), "no secret in the report");
+    assert!(
+        r.stdout.contains("not checked"),
+        "a credential without $CREDENTIALS_DIRECTORY: {}",
+        r.stdout
+    );
+    std::fs::set_permissions(env.path("admin.json"), std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let r = env.run(&["check"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains("1 credential reference not checked"),
+        "{}",
+        r.stdout
+    );
+}

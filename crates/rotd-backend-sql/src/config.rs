@@ -107,54 +107,24 @@ pub(crate) const OWNER_SUFFIX: &str = "_owner";
 impl SqlConfig {
     /// Checks every name and setting, returning the first problem as a sentence naming the field.
     pub(crate) fn validate(&self) -> Result<(), String> {
-        let dialect = self.engine.dialect();
-        let user_max = dialect.max_user_len();
         if self.host.is_empty() {
             return Err("host: must not be empty".into());
         }
         if self.port == 0 {
             return Err("port: must not be 0".into());
         }
-        match &self.accounts {
-            Accounts::Single { user } => {
-                validate_ident("user", user, user_max).map_err(|e| e.to_string())?;
-            }
-            Accounts::Dual { user, clone_user } => {
-                // The PostgreSQL owner role `<user>_owner` must fit the same limit as the logins.
-                let limit = match self.engine {
-                    Engine::Postgres => user_max - OWNER_SUFFIX.len(),
-                    Engine::Mysql => user_max,
-                };
-                validate_ident("user", user, limit).map_err(|e| match self.engine {
-                    Engine::Postgres => format!(
-                        "{e} (PostgreSQL dual accounts also need the owner role {user}{OWNER_SUFFIX} \
-                         within 63 characters)"
-                    ),
-                    Engine::Mysql => e.to_string(),
-                })?;
-                validate_ident("clone_user", clone_user, user_max).map_err(|e| e.to_string())?;
-                if user == clone_user {
-                    return Err(format!("clone_user: must differ from user ({user:?})"));
-                }
-                if self.engine == Engine::Postgres && *clone_user == format!("{user}{OWNER_SUFFIX}") {
-                    return Err(format!(
-                        "clone_user: {clone_user:?} is the name of the shared owner role; choose another"
-                    ));
-                }
-            }
-        }
+        check_accounts(self.engine, &self.accounts).map_err(|p| format!("{}: {}", p.field, p.message))?;
         if self.admin_user.is_empty() {
             return Err("admin_user: must not be empty".into());
         }
         if self.admin_password.expose_str().is_none() {
             return Err("admin_password: must be UTF-8 text".into());
         }
-        let db_max = dialect.max_database_len();
         if let Some(db) = &self.database {
-            validate_ident("database", db, db_max).map_err(|e| e.to_string())?;
+            check_database(self.engine, db).map_err(|m| format!("database: {m}"))?;
         }
         for db in &self.databases {
-            validate_ident("databases", db, db_max).map_err(|e| e.to_string())?;
+            check_database(self.engine, db).map_err(|m| format!("databases: {m}"))?;
         }
         if self.tls == Tls::VerifyFull && self.ca_file.is_none() {
             return Err("ca_file: tls = verify-full needs the CA certificate that signs the server's".into());
@@ -193,4 +163,62 @@ impl SqlConfig {
     pub(crate) fn pg_database(&self) -> &str {
         self.database.as_deref().unwrap_or("postgres")
     }
+}
+
+/// A configured name the backend would refuse: which field, and why (never a secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameProblem {
+    /// `user` or `clone_user`.
+    pub field: &'static str,
+    pub message: String,
+}
+
+/// The naming rules for a secret's accounts on `engine`, exactly as [`crate::SqlBackend::new`] applies
+/// them. The backend owns these rules; `rotd check` calls this function, so `check` and `serve` cannot
+/// disagree (names: `^[A-Za-z_][A-Za-z0-9_]*$`; MySQL 32, PostgreSQL 63 characters; on PostgreSQL the
+/// dual pair's owner role `<user>_owner` must fit too).
+pub fn check_accounts(engine: Engine, accounts: &Accounts) -> Result<(), NameProblem> {
+    let user_max = engine.dialect().max_user_len();
+    let problem = |field: &'static str, message: String| NameProblem { field, message };
+    match accounts {
+        Accounts::Single { user } => {
+            validate_ident("user", user, user_max).map_err(|e| problem("user", e.reason))?;
+        }
+        Accounts::Dual { user, clone_user } => {
+            let limit = match engine {
+                Engine::Postgres => user_max - OWNER_SUFFIX.len(),
+                Engine::Mysql => user_max,
+            };
+            validate_ident("user", user, limit).map_err(|e| {
+                problem(
+                    "user",
+                    match engine {
+                        Engine::Postgres => format!(
+                            "{} (PostgreSQL dual accounts also need the owner role {user}{OWNER_SUFFIX} within {user_max} characters)",
+                            e.reason
+                        ),
+                        Engine::Mysql => e.reason,
+                    },
+                )
+            })?;
+            validate_ident("clone_user", clone_user, user_max)
+                .map_err(|e| problem("clone_user", e.reason))?;
+            if user == clone_user {
+                return Err(problem("clone_user", format!("must differ from user ({user:?})")));
+            }
+            if engine == Engine::Postgres && *clone_user == format!("{user}{OWNER_SUFFIX}") {
+                return Err(problem(
+                    "clone_user",
+                    format!("{clone_user:?} is the name of the shared owner role; choose another"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The naming rule for a database rotd connects to or grants on (`^[A-Za-z_][A-Za-z0-9_]*$`, MySQL 64 and
+/// PostgreSQL 63 characters), as the backend applies it; `rotd check` calls it too.
+pub fn check_database(engine: Engine, name: &str) -> Result<(), String> {
+    validate_ident("database", name, engine.dialect().max_database_len()).map_err(|e| e.reason)
 }

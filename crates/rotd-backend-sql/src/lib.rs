@@ -153,7 +153,9 @@ use rotd_core::{Backend, BackendError, BackendResult, BoxFuture, Capabilities, S
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-pub use crate::config::{Accounts, Engine, Privilege, SqlConfig, Tls};
+pub use crate::config::{
+    Accounts, Engine, NameProblem, Privilege, SqlConfig, Tls, check_accounts, check_database,
+};
 
 /// The host part of every MySQL/MariaDB account rotd creates or manages.
 pub const MYSQL_ACCOUNT_HOST: &str = "%";

@@ -313,6 +313,41 @@ pub struct RamSpec {
 }
 
 impl SecretSpec {
+    /// Every piece of secret material the file refers to, with the key that names it, so `rotd check`
+    /// can read each one the way `serve` will.
+    pub fn material_refs(&self) -> Vec<(String, &SecretRef)> {
+        let mut out = Vec::new();
+        match &self.target {
+            Target::Generic(g) => {
+                if let Some(r) = &g.initial_value {
+                    out.push(("generic.initial_value".to_owned(), r));
+                }
+            }
+            Target::Rds(db) | Target::PolarDb(db) => {
+                let section = if matches!(self.target, Target::Rds(_)) {
+                    "rds"
+                } else {
+                    "polardb"
+                };
+                out.push((format!("{section}.admin"), &db.admin));
+                if let Provisioning::Import {
+                    password,
+                    clone_password,
+                } = &db.provisioning
+                {
+                    out.push((format!("{section}.account.import.password"), password));
+                    if let Some(c) = clone_password {
+                        out.push((format!("{section}.account.import.clone_password"), c));
+                    }
+                }
+            }
+            Target::Redis(r) => out.push(("redis.admin".to_owned(), &r.admin)),
+            Target::Ecs(e) => out.push(("ecs.admin".to_owned(), &e.admin)),
+            Target::Ram(r) => out.push(("ram.admin".to_owned(), &r.admin)),
+        }
+        out
+    }
+
     /// Whether the secret has two alternating accounts (dual RDS, PolarDB, Redis).
     pub fn is_dual(&self) -> bool {
         match &self.target {
@@ -1145,13 +1180,22 @@ fn database_name(d: &mut Diag<'_>, v: &S<String>, key: &str, engine: Option<DbEn
     if s.is_empty() || s.len() > max {
         return d.at(v, key, format!("must be 1 to {max} characters"));
     }
-    if !s
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '$')
+    // The backend owns the rule (it builds statements from the name): ask it, so `check` refuses
+    // exactly what `serve` would.
+    if let Some(engine) = engine
+        && let Err(message) = rotd_backend_sql::check_database(sql_engine(engine), s)
     {
-        return d.at(v, key, "may only contain letters, digits, '_', '-' and '$'");
+        return d.at(v, key, message);
     }
     Some(s.clone())
+}
+
+/// The SQL backend's engine for a configured one.
+fn sql_engine(e: DbEngine) -> rotd_backend_sql::Engine {
+    match e {
+        DbEngine::Mysql => rotd_backend_sql::Engine::Mysql,
+        DbEngine::Postgres => rotd_backend_sql::Engine::Postgres,
+    }
 }
 
 fn validate_account(
@@ -1282,7 +1326,9 @@ fn db_account(
         );
     }
     if mode == AccountMode::Single {
-        return Some(Accounts::Single { user: name });
+        let accounts = Accounts::Single { user: name };
+        backend_accepts(d, &accounts, engine, user, key, None)?;
+        return Some(accounts);
     }
     let clone = match clone_user {
         Some(c) => {
@@ -1319,10 +1365,40 @@ fn db_account(
             clone
         }
     };
-    Some(Accounts::Dual {
+    let accounts = Accounts::Dual {
         user: name,
         clone_user: clone,
-    })
+    };
+    backend_accepts(d, &accounts, engine, user, key, clone_user)?;
+    Some(accounts)
+}
+
+/// Asks the SQL backend, which owns the naming rules, whether it would accept these accounts (for
+/// example the PostgreSQL owner role `<user>_owner` must fit 63 characters too), and reports its answer
+/// at the name's position.
+fn backend_accepts(
+    d: &mut Diag<'_>,
+    accounts: &Accounts,
+    engine: DbEngine,
+    user: &S<String>,
+    key: &str,
+    clone_user: Option<&S<String>>,
+) -> Option<()> {
+    let backend_accounts = match accounts {
+        Accounts::Single { user } => rotd_backend_sql::Accounts::Single { user: user.clone() },
+        Accounts::Dual { user, clone_user } => rotd_backend_sql::Accounts::Dual {
+            user: user.clone(),
+            clone_user: clone_user.clone(),
+        },
+    };
+    match rotd_backend_sql::check_accounts(sql_engine(engine), &backend_accounts) {
+        Ok(()) => Some(()),
+        Err(p) if p.field == "clone_user" => match clone_user {
+            Some(c) => d.at(c, &key.replace(".user", ".clone_user"), p.message),
+            None => d.at(user, key, format!("the clone account: {}", p.message)),
+        },
+        Err(p) => d.at(user, key, p.message),
+    }
 }
 
 fn validate_redis(d: &mut Diag<'_>, raw: &S<RawRedis>, base: &Path) -> Option<RedisSpec> {

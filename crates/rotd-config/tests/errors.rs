@@ -411,3 +411,44 @@ fn a_cron_window_that_could_skip_a_firing_is_refused_at_its_line() {
     );
     load(&dir.path().join("rotd.toml")).expect("a 2h window in a daily schedule");
 }
+
+#[test]
+fn check_refuses_what_the_sql_backend_would_refuse_at_serve() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(dir.path(), "rotd.toml", "");
+    let s = dir.path().join("secrets.d");
+    fs::create_dir(&s).expect("secrets.d");
+    write(dir.path(), "admin.json", "{}");
+    // 60 characters: the logins fit PostgreSQL's 63 (the clone is given explicitly), but the shared
+    // owner role `<user>_owner` would be 66 characters long.
+    let user = "a".repeat(60);
+    write(
+        &s,
+        "pg.toml",
+        &format!(
+            concat!(
+                "name = \"t/pg\"\n",              // 1
+                "type = \"Rds\"\n",               // 2
+                "[rds]\n",                        // 3
+                "engine = \"postgres\"\n",        // 4
+                "mode = \"dual\"\n",              // 5
+                "host = \"db\"\n",                // 6
+                "database = \"app-db\"\n",        // 7
+                "admin = {{ secret = \"x\" }}\n", // 8
+                "[rds.account]\n",                // 9
+                "import = {{ user = \"{}\", password = {{ secret = \"y\" }}, clone_user = \"app_b\" }}\n", // 10
+            ),
+            user
+        ),
+    );
+    let errors = load(&dir.path().join("rotd.toml")).expect_err("refused");
+    let db = find(&errors, "pg.toml", "rds.database");
+    assert_eq!(db.line, 7);
+    assert!(db.message.contains("only A-Z a-z 0-9 _"), "{}", db.message);
+    let e = errors
+        .iter()
+        .find(|e| e.key.starts_with("rds.account.import"))
+        .unwrap_or_else(|| panic!("no account error: {errors}"));
+    assert_eq!(e.line, 10, "{errors}");
+    assert!(e.message.contains("owner role"), "{}", e.message);
+}
