@@ -255,6 +255,17 @@ impl Engine {
         for old in entries.keys().filter(|k| !fresh.contains_key(*k)) {
             self.metrics.forget(old);
         }
+        // A reload keeps the catch-up slots handed out at start-up: a secret spread to a later start
+        // keeps it while its due time is unchanged, instead of falling due with all the others at once.
+        for (name, e) in fresh.iter_mut() {
+            if let Some(old) = entries.get(name)
+                && let (Some(old_start), Some(new_start)) = (old.view.start_at, e.view.start_at)
+                && old.next_due == e.next_due
+                && old_start > new_start
+            {
+                e.view.start_at = Some(old_start);
+            }
+        }
         *entries = fresh;
         drop(entries);
         self.wake.notify_one();

@@ -411,3 +411,71 @@ async fn a_hung_host_does_not_hold_every_slot_of_its_backend_kind() {
     );
     host_a.unhang(rotd_testkit::fake_backend::Op::Apply);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_keeps_the_catch_up_spread() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = store(&dir).await;
+    let fake = FakeBackend::single();
+    fake.set_password(Slot::Single, "imported-pw");
+    let mut entries = Vec::new();
+    // Three secrets whose rotation fell due a day ago, while the daemon was down.
+    for name in ["c/one", "c/two", "c/three"] {
+        let new = NewSecret {
+            name: SecretName::parse(name).expect("name"),
+            kind: SecretType::Rds,
+            description: String::new(),
+            tags: Tags::default(),
+            cmk_id: "default".into(),
+            extended_config: None,
+            rotation: Some(policy()),
+            policy: None,
+            managed_by: None,
+        };
+        let initial = NewVersion {
+            version_id: VersionId::parse("v0").expect("id"),
+            data_type: DataType::Text,
+            value: account_value("app", "imported-pw"),
+        };
+        store.create_secret(new, Some(initial)).await.expect("create");
+        store
+            .update_secret(
+                name,
+                rotd_store::SecretUpdate {
+                    last_rotation_at: Some(Some(chrono::Utc::now() - chrono::Duration::days(31))),
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("overdue");
+        let mut e = entry(&fake);
+        e.managed.name = SecretName::parse(name).expect("name");
+        entries.push(e);
+    }
+    let engine = Engine::new(
+        store.clone(),
+        EngineConfig {
+            catch_up_spread: Duration::from_secs(3600),
+            ..config()
+        },
+        Metrics::new("test"),
+    );
+    engine.set_secrets(entries.clone()).await;
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(engine.clone().run(stop_rx));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // SIGHUP: the same files again.
+    engine.set_secrets(entries).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let _ = stop.send(true);
+    let _ = task.await;
+    let mut rotated = 0;
+    for name in ["c/one", "c/two", "c/three"] {
+        let j = store.journal(name).await.expect("journal");
+        rotated += usize::from(j.iter().any(|e| e.kind().as_str() == step::PROMOTED));
+    }
+    assert_eq!(
+        rotated, 1,
+        "the most overdue starts now; the others keep their slots over the next hour, reload or not"
+    );
+}

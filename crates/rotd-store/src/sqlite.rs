@@ -74,7 +74,29 @@ impl Store {
             .max_connections(4)
             .connect_with(opts)
             .await?;
-        MIGRATOR.run(&pool).await?;
+        // sqlx takes no lock around SQLite migrations, so two processes opening a new store at once (the
+        // daemon's first start and a CLI command) could both run the same migration and one would fail
+        // with "table already exists". An exclusive lock on a file beside the database serializes them.
+        let lock_path = {
+            let mut p = path.as_os_str().to_owned();
+            p.push(".migrate-lock");
+            std::path::PathBuf::from(p)
+        };
+        let lock = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&lock_path)?;
+            f.lock()?;
+            Ok(f)
+        })
+        .await
+        .map_err(|e| StoreError::Database(sqlx::Error::Io(std::io::Error::other(e))))?
+        .map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
+        let migrated = MIGRATOR.run(&pool).await;
+        drop(lock);
+        migrated?;
         Ok(Self {
             pool,
             keyring: Arc::new(RwLock::new(keyring)),

@@ -308,3 +308,24 @@ async fn an_unreadable_journal_entry_is_an_error_naming_it_not_a_silent_none() {
     );
     assert!(!e.is_retryable(), "retrying cannot help: {msg}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_processes_opening_a_new_store_at_once_all_succeed() {
+    // The daemon's first start and CLI commands may open a store that does not exist yet at the same
+    // moment; every one of them runs the migrations, which must not collide.
+    for _ in 0..5 {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("rotd.db");
+        let bytes = keyring().to_bytes().to_vec();
+        let opens: Vec<_> = (0..6)
+            .map(|_| {
+                let path = path.clone();
+                let kr = Keyring::parse(&bytes).expect("keyring");
+                tokio::spawn(async move { Store::open_sqlite(&path, kr).await.map(|_| ()) })
+            })
+            .collect();
+        for o in opens {
+            o.await.expect("task").expect("every concurrent open succeeds");
+        }
+    }
+}
