@@ -6,7 +6,10 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rotd_core::{Backend, BackendError, BackendResult, BoxFuture, Capabilities, Secret, Slot};
+use rotd_core::{
+    Backend, BackendError, BackendResult, BoxFuture, Capabilities, PasswordPolicy, Secret, Slot,
+    generate_password,
+};
 
 /// Which operation a fault applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -75,6 +78,18 @@ impl FakeBackend {
                 ..Default::default()
             },
             &[(Slot::Single, "app")],
+        )
+    }
+
+    /// A dual-account target whose accounts do not exist until `create_accounts` creates them.
+    pub fn creating() -> Self {
+        Self::new(
+            Capabilities {
+                dual_accounts: true,
+                creates_accounts: true,
+                ..Default::default()
+            },
+            &[(Slot::Primary, "app"), (Slot::Clone, "app_clone")],
         )
     }
 
@@ -269,6 +284,38 @@ impl Backend for FakeBackend {
                 }
             }
             Ok(())
+        })
+    }
+
+    /// Gives every account a fresh generated password, replacing whatever it accepted (as a backend that
+    /// creates accounts resets one it finds). Refused unless the capabilities say so.
+    fn create_accounts<'a>(&'a self) -> BoxFuture<'a, BackendResult<Vec<(Slot, Secret)>>> {
+        Box::pin(async move {
+            if !self.caps.creates_accounts {
+                return Err(BackendError::permanent(
+                    "fake",
+                    "create accounts",
+                    "this backend does not create accounts",
+                ));
+            }
+            let mut created = Vec::new();
+            for (slot, account) in &self.accounts {
+                let password = generate_password(&PasswordPolicy::default())
+                    .map_err(|e| BackendError::permanent("fake", "create accounts", e.to_string()))?;
+                let pw = password
+                    .expose_str()
+                    .ok_or_else(|| {
+                        BackendError::permanent("fake", "create accounts", "password is not text")
+                    })?
+                    .to_owned();
+                self.state
+                    .lock()
+                    .expect("fake state")
+                    .accepted
+                    .insert(*slot, HashSet::from([pw.clone()]));
+                created.push((*slot, account_value(account, &pw)));
+            }
+            Ok(created)
         })
     }
 }
