@@ -39,6 +39,7 @@ pub(crate) fn classify(e: &sqlx::Error) -> ErrorClass {
         // protocol error that is a configuration fact is an account on an unsupported auth plugin.
         sqlx::Error::Protocol(msg) if msg.contains("authentication plugin") => Permanent,
         sqlx::Error::Protocol(_) => Retryable,
+        sqlx::Error::Database(_) if is_concurrent_catalog_update(e) => Retryable,
         sqlx::Error::Database(db) => {
             if let Some(pg) = db.try_downcast_ref::<PgDatabaseError>() {
                 classify_pg(pg.code())
@@ -51,6 +52,19 @@ pub(crate) fn classify(e: &sqlx::Error) -> ErrorClass {
         // Configuration, TLS (a bad certificate does not fix itself), decoding and everything else.
         _ => Permanent,
     }
+}
+
+/// Whether PostgreSQL refused a statement because another session updated the same catalog row at the
+/// same time: GRANT, REVOKE and ALTER DEFAULT PRIVILEGES rewrite an object's ACL row without locking it,
+/// so two sessions granting on one database, schema or table (two secrets on one server creating
+/// accounts, an operator or a migration granting meanwhile) can make one fail with SQLSTATE XX000
+/// "tuple concurrently updated". The losing statement changed nothing, and trying again succeeds.
+pub(crate) fn is_concurrent_catalog_update(e: &sqlx::Error) -> bool {
+    let sqlx::Error::Database(db) = e else {
+        return false;
+    };
+    db.try_downcast_ref::<PgDatabaseError>()
+        .is_some_and(|pg| pg.code() == "XX000" && pg.message().contains("tuple concurrently updated"))
 }
 
 /// PostgreSQL SQLSTATEs that are worth retrying: connection exceptions (08), insufficient resources such

@@ -2,13 +2,14 @@
 //! privilege parity. The scheme is described in the crate docs.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use rotd_core::{BackendError, BackendResult};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgSslMode};
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection};
 
 use crate::config::{Privilege, SqlConfig, Tls};
-use crate::error::{self, Hide};
+use crate::error::{self, Hide, is_concurrent_catalog_update};
 use crate::quote::{self, Dialect};
 use crate::{DriftItem, Target, hash, report_drift};
 
@@ -74,12 +75,25 @@ impl Cx<'_> {
 
     /// Runs one dynamic statement through the simple-query protocol: no prepared statement, so nothing
     /// secret is cached on either side.
+    /// Runs one simple-query message (autocommit, or one implicit transaction when it holds several
+    /// statements). A message that lost a race on a catalog row to another session
+    /// ([`is_concurrent_catalog_update`]) rolled back whole and is sent again, a few times, at once:
+    /// backing off the whole rotation for a lost GRANT race would be out of proportion.
     async fn exec(&self, conn: &mut PgConnection, sql: String, what: &str) -> BackendResult<()> {
-        sqlx::raw_sql(AssertSqlSafe(sql))
-            .execute(&mut *conn)
-            .await
-            .map(|_| ())
-            .map_err(|e| self.err(what, &e))
+        let mut attempt = 0;
+        loop {
+            match sqlx::raw_sql(AssertSqlSafe(sql.as_str()))
+                .execute(&mut *conn)
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(e) if is_concurrent_catalog_update(&e) && attempt < CATALOG_RACE_RETRIES => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(10 * u64::from(attempt))).await;
+                }
+                Err(e) => return Err(self.err(what, &e)),
+            }
+        }
     }
 
     fn ident(&self, name: &str) -> BackendResult<String> {
@@ -90,6 +104,9 @@ impl Cx<'_> {
         quote::quote_literal(Dialect::Postgres, text).map_err(|e| self.permanent(e.to_string()))
     }
 }
+
+/// How often [`Cx::exec`] resends a message that lost a catalog-row race before reporting it (retryable).
+const CATALOG_RACE_RETRIES: u32 = 5;
 
 /// Closes a connection politely so the server logs a normal disconnect; failures do not matter here.
 async fn close(conn: PgConnection) {

@@ -35,6 +35,10 @@ macro_rules! backend_conformance {
             current_survives_a_rotation_of_the_other_slot,
             retire_is_idempotent,
             errors_never_contain_the_secret,
+            create_accounts,
+            slot_of,
+            mint_then_verify,
+            reconcile_removes_only_what_the_store_does_not_know,
         );
     };
     (@cases $factory:path, $($case:ident),+ $(,)?) => {
@@ -58,6 +62,15 @@ fn target(t: &BackendUnderTest) -> Slot {
         Slot::Clone
     } else {
         Slot::Single
+    }
+}
+
+/// Every slot the backend has: primary and clone for dual accounts, the single account otherwise.
+fn slots(t: &BackendUnderTest) -> &'static [Slot] {
+    if t.backend.capabilities().dual_accounts {
+        &[Slot::Primary, Slot::Clone]
+    } else {
+        &[Slot::Single]
     }
 }
 
@@ -167,4 +180,118 @@ pub async fn errors_never_contain_the_secret(t: &BackendUnderTest) {
         );
     }
     assert!(!format!("{wrong:?}").contains(pw_text));
+}
+
+/// Backends that create their accounts return one value per slot, and each verifies at once.
+pub async fn create_accounts(t: &BackendUnderTest) {
+    let caps = t.backend.capabilities();
+    if !caps.creates_accounts {
+        return;
+    }
+    let created = t.backend.create_accounts().await.expect("create accounts");
+    let mut got: Vec<Slot> = created.iter().map(|(slot, _)| *slot).collect();
+    got.sort_by_key(|s| s.as_str());
+    let mut want = slots(t).to_vec();
+    want.sort_by_key(|s| s.as_str());
+    assert_eq!(got, want, "create_accounts returns exactly one value per slot");
+    for (slot, value) in &created {
+        t.backend
+            .verify(*slot, value)
+            .await
+            .unwrap_or_else(|e| panic!("the created {slot} account does not verify: {e}"));
+        if caps.dual_accounts {
+            assert_eq!(
+                t.backend.slot_of(value),
+                Some(*slot),
+                "a created value names its account"
+            );
+        }
+    }
+}
+
+/// For dual accounts the engine reads which account holds `ACSCurrent` from the value (`slot_of`), so
+/// every composed value must name its slot; a value naming no account names none. Single-account
+/// backends may answer `None` for everything, but never a dual slot.
+pub async fn slot_of(t: &BackendUnderTest) {
+    let caps = t.backend.capabilities();
+    for &slot in slots(t) {
+        let value = t.backend.compose(slot, &password()).expect("compose");
+        let named = t.backend.slot_of(&value);
+        if caps.dual_accounts {
+            assert_eq!(named, Some(slot), "a composed {slot} value names its account");
+        } else {
+            assert!(
+                matches!(named, None | Some(Slot::Single)),
+                "a single-account value names {named:?}"
+            );
+        }
+    }
+    for stranger in [
+        Secret::from(
+            serde_json::json!({"AccountName": "rotd_no_such_account", "AccountPassword": "x"}).to_string(),
+        ),
+        Secret::from("not a value of any account"),
+        Secret::new(vec![0xff, 0xfe]),
+    ] {
+        assert_eq!(
+            t.backend.slot_of(&stranger),
+            None,
+            "a value naming no account of this backend names no slot"
+        );
+    }
+}
+
+/// Backends that mint credentials: a minted credential, applied, logs in; a backend that does not mint
+/// refuses `mint` (its capability says so) rather than pretending.
+pub async fn mint_then_verify(t: &BackendUnderTest) {
+    let caps = t.backend.capabilities();
+    let slot = target(t);
+    if !caps.mints() {
+        assert!(
+            t.backend.mint("suite-mint", slot).await.is_err(),
+            "a backend without Minted credentials does not mint"
+        );
+        return;
+    }
+    let new = t.backend.mint("suite-mint", slot).await.expect("mint");
+    t.backend
+        .apply(slot, &new)
+        .await
+        .expect("apply a minted credential");
+    t.backend
+        .verify(slot, &new)
+        .await
+        .expect("a minted credential logs in");
+}
+
+/// Backends that mint credentials: after a crash between a mint and the store write, `reconcile` with
+/// what the store knows removes the orphan and keeps every known credential.
+pub async fn reconcile_removes_only_what_the_store_does_not_know(t: &BackendUnderTest) {
+    let caps = t.backend.capabilities();
+    let slot = target(t);
+    let known: Vec<Secret> = t.initial.iter().map(|(_, v)| v.clone()).collect();
+    if !caps.mints() {
+        let r = t
+            .backend
+            .reconcile(slot, &known)
+            .await
+            .expect("reconcile is a no-op");
+        assert_eq!(r.removed, 0);
+        return;
+    }
+    let orphan = t.backend.mint("suite-orphan", slot).await.expect("mint");
+    let r = t.backend.reconcile(slot, &known).await.expect("reconcile");
+    assert!(r.removed >= 1, "the orphan was found");
+    assert!(
+        t.backend.verify(slot, &orphan).await.is_err(),
+        "the orphan no longer logs in"
+    );
+    for (s, v) in &t.initial {
+        t.backend
+            .verify(*s, v)
+            .await
+            .expect("a credential the store knows survives reconcile");
+    }
+    let again = t.backend.reconcile(slot, &known).await.expect("reconcile again");
+    assert_eq!(again.removed, 0, "idempotent");
 }

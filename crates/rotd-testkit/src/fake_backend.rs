@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rotd_core::{
-    Backend, BackendError, BackendResult, BoxFuture, Capabilities, CredentialSource, Reconciled, Secret, Slot,
+    Backend, BackendError, BackendResult, BoxFuture, Capabilities, CredentialSource, PasswordPolicy,
+    Reconciled, Secret, Slot, generate_password,
 };
 
 /// How many credentials a minting fake's account may hold at once (a RAM user holds at most two).
@@ -110,6 +111,18 @@ impl FakeBackend {
     pub fn credentials_at_target(&self, slot: Slot) -> usize {
         let st = self.state.lock().expect("fake state");
         st.accepted.get(&slot).map_or(0, HashSet::len) + st.inactive.get(&slot).map_or(0, HashSet::len)
+    }
+
+    /// A dual-account target whose accounts do not exist until `create_accounts` creates them.
+    pub fn creating() -> Self {
+        Self::new(
+            Capabilities {
+                dual_accounts: true,
+                creates_accounts: true,
+                ..Default::default()
+            },
+            &[(Slot::Primary, "app"), (Slot::Clone, "app_clone")],
+        )
     }
 
     pub fn new(caps: Capabilities, accounts: &[(Slot, &str)]) -> Self {
@@ -306,6 +319,13 @@ impl Backend for FakeBackend {
 
     fn mint<'a>(&'a self, rotation_id: &'a str, slot: Slot) -> BoxFuture<'a, BackendResult<Secret>> {
         Box::pin(async move {
+            if !self.caps.mints() {
+                return Err(BackendError::permanent(
+                    "fake",
+                    "mint",
+                    "this backend does not mint credentials",
+                ));
+            }
             self.gate(Op::Mint).await?;
             let account = self.accounts.get(&slot).ok_or_else(|| {
                 BackendError::permanent("fake", "mint", format!("no account for slot {slot}"))
@@ -366,6 +386,38 @@ impl Backend for FakeBackend {
                 st.inactive.entry(slot).or_default().remove(&pw);
             }
             Ok(())
+        })
+    }
+
+    /// Gives every account a fresh generated password, replacing whatever it accepted (as a backend that
+    /// creates accounts resets one it finds). Refused unless the capabilities say so.
+    fn create_accounts<'a>(&'a self) -> BoxFuture<'a, BackendResult<Vec<(Slot, Secret)>>> {
+        Box::pin(async move {
+            if !self.caps.creates_accounts {
+                return Err(BackendError::permanent(
+                    "fake",
+                    "create accounts",
+                    "this backend does not create accounts",
+                ));
+            }
+            let mut created = Vec::new();
+            for (slot, account) in &self.accounts {
+                let password = generate_password(&PasswordPolicy::default())
+                    .map_err(|e| BackendError::permanent("fake", "create accounts", e.to_string()))?;
+                let pw = password
+                    .expose_str()
+                    .ok_or_else(|| {
+                        BackendError::permanent("fake", "create accounts", "password is not text")
+                    })?
+                    .to_owned();
+                self.state
+                    .lock()
+                    .expect("fake state")
+                    .accepted
+                    .insert(*slot, HashSet::from([pw.clone()]));
+                created.push((*slot, account_value(account, &pw)));
+            }
+            Ok(created)
         })
     }
 }

@@ -48,6 +48,21 @@ mod overlapping {
     rotd_testkit::backend_conformance!(factory);
 }
 
+mod creating {
+    use super::*;
+    /// The accounts exist once `create_accounts` made them; its values are the initial credentials.
+    async fn factory() -> BackendUnderTest {
+        let fake = FakeBackend::creating();
+        let initial = fake.create_accounts().await.expect("create the accounts");
+        BackendUnderTest {
+            backend: Arc::new(fake) as Arc<dyn Backend>,
+            initial,
+            guard: Box::new(()),
+        }
+    }
+    rotd_testkit::backend_conformance!(factory);
+}
+
 mod minting {
     use super::*;
     async fn factory() -> BackendUnderTest {
