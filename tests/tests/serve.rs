@@ -219,5 +219,27 @@ fn shipped_example_configurations_check_clean() {
             "{cfg}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        // The production examples use names of their own for RAM and ECS secrets: valid, and noted.
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let notes: Vec<&str> = stdout.lines().filter(|l| l.contains(": note: ")).collect();
+        if cfg == "config/examples/rotd.toml" {
+            assert!(
+                notes.iter().any(|l| l.ends_with(
+                    "ram.toml: note: ci/oss-uploader-ak: the vendor names this RAMCredentials secret \
+                     acs/ram/user/ci-oss-uploader; rotd keeps the name ci/oss-uploader-ak"
+                )),
+                "{stdout}"
+            );
+            assert!(
+                notes.iter().any(|l| l.contains(
+                    "ecs-password.toml: note: ops/bastion-deploy-password: \
+                     the vendor's convention: an ECS secret's name must start with acs/ecs/"
+                )),
+                "{stdout}"
+            );
+            assert_eq!(notes.len(), 3, "RAM and both ECS files: {stdout}");
+        } else {
+            assert!(notes.is_empty(), "{stdout}");
+        }
     }
 }

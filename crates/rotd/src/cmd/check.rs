@@ -7,6 +7,12 @@ use crate::fail::Fail;
 pub fn run(config: &Path) -> anyhow::Result<()> {
     match rotd_config::load(config) {
         Ok(cfg) => {
+            // Notes are not errors: the file is valid and used as it is, so the exit status stays 0.
+            for spec in &cfg.secrets {
+                for note in spec.notes() {
+                    println!("{}: note: {}: {note}", spec.file.display(), spec.name);
+                }
+            }
             println!(
                 "{}: ok ({} secret{} declared in {})",
                 config.display(),
