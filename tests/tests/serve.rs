@@ -243,3 +243,72 @@ fn shipped_example_configurations_check_clean() {
         }
     }
 }
+
+/// A dual import whose file gives both passwords is created with two values: the first account's under
+/// `initial_version` (here the default, v1) as ACSCurrent, and the clone's as ACSPrevious under a
+/// generated id of its own. No rotation runs (both values are known), so no database is needed.
+#[test]
+fn a_dual_import_stores_v1_and_the_clone_under_its_own_id() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = rotd_e2e::Env::new();
+    env.write(
+        "rotd.toml",
+        "data_dir = \"data\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[api]\nlisten = \"127.0.0.1:0\"\n",
+    );
+    for (file, text) in [
+        ("admin.json", r#"{"AccountName":"root","AccountPassword":"r"}"#),
+        ("app.pw", "app-pw"),
+        ("clone.pw", "clone-pw"),
+    ] {
+        let path = env.path(file);
+        std::fs::write(&path, text).expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    }
+    let p = |f: &str| env.path(f).to_str().expect("utf-8").to_owned();
+    env.write(
+        "secrets.d/imported.toml",
+        &format!(
+            "name = \"app/imported\"\ntype = \"Rds\"\n[rds]\nengine = \"mysql\"\nmode = \"dual\"\n\
+             host = \"127.0.0.1\"\nport = 9\ntls = \"disable\"\nadmin = {{ file = \"{}\" }}\n[rds.account]\n\
+             import = {{ user = \"app\", password = {{ file = \"{}\" }}, clone_password = {{ file = \"{}\" }} }}\n",
+            p("admin.json"),
+            p("app.pw"),
+            p("clone.pw")
+        ),
+    );
+    env.ok(&["check"]);
+    let daemon = rotd_e2e::Daemon::start(&env, "serve.log", &[]);
+    rotd_e2e::wait_for(
+        "the imported secret's two values",
+        Duration::from_secs(30),
+        || {
+            daemon.assert_alive();
+            env.run(&["secret", "get", "app/imported", "--stage", "ACSPrevious"])
+                .code
+                == 0
+        },
+    );
+    let current = env.json(&["secret", "get", "app/imported", "--reveal"]);
+    assert_eq!(current["VersionId"], "v1", "{current}");
+    assert!(current["SecretData"].as_str().expect("data").contains("app-pw"));
+    let previous = env.json(&[
+        "secret",
+        "get",
+        "app/imported",
+        "--stage",
+        "ACSPrevious",
+        "--reveal",
+    ]);
+    let id = previous["VersionId"].as_str().expect("id");
+    assert!(
+        id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{previous}"
+    );
+    assert!(
+        previous["SecretData"]
+            .as_str()
+            .expect("data")
+            .contains("clone-pw")
+    );
+    daemon.stop();
+}
