@@ -9,6 +9,11 @@ Run by tests/tests/sdk.rs against a fresh `rotd serve`. Configuration comes from
     ROTD_BIN, ROTD_CONFIG_PATH (optional)             run `rotd -c ROTD_CONFIG_PATH rotate app/cache/rotated`
                                                        (a Generic secret declared in secrets.d/) for the cache test
     ROTD_MYSQL_HOST, ROTD_MYSQL_PORT (rds-rotation)   the MariaDB server behind the declared Rds secret app/db
+    ROTD_QS_AK_ID / ROTD_QS_AK_SECRET, ROTD_QS_VALUE (quickstart)
+                         a key made with `rotd access-key create --policy AliyunKMSSecretUserAccess
+                         --policy AliyunKMSCryptoUserAccess --secret 'app/*'`, and the value of the generic
+                         secret app/quickstart/db-password, created with `rotd secret create` (initial
+                         version left at its default, tag env=prod, a description)
 
 Exits 0 when every check passed; otherwise prints the failure and exits non-zero.
 """
@@ -611,7 +616,51 @@ def run_rds_rotation():
         cache.close()
 
 
+def run_quickstart():
+    """The vendor's quickstart, word by word: the application's client knows only the endpoint, the CA
+    file and its access key (no region, no signature options), and reads the secret the operator created
+    with the initial version left at its default."""
+    key = (os.environ["ROTD_QS_AK_ID"], os.environ["ROTD_QS_AK_SECRET"])
+    value = os.environ["ROTD_QS_VALUE"]
+    name = "app/quickstart/db-password"
+    cfg = open_api_models.Config(
+        access_key_id=key[0], access_key_secret=key[1], endpoint=ENDPOINT, protocol="https"
+    )
+    cfg.ca = CA
+    c = Client(cfg)
+    r = c.get_secret_value(kms.GetSecretValueRequest(secret_name=name))
+    assert r.body.secret_data == value, "the value comes back as stored"
+    assert r.body.version_id == "v1", r.body.version_id
+    assert r.body.version_stages.version_stage == ["ACSCurrent"], r.body.to_map()
+    assert r.body.secret_type == "Generic" and r.body.secret_data_type == "text", r.body.to_map()
+    step("[quickstart] GetSecretValue -> the value, VersionId v1, ACSCurrent")
+
+    # AliyunKMSSecretUserAccess is every read: describe, list, versions, batch, random password.
+    d = c.describe_secret(kms.DescribeSecretRequest(secret_name=name, fetch_tags="true"))
+    assert d.body.description == "the quickstart's database password", d.body.to_map()
+    assert [(t.tag_key, t.tag_value) for t in d.body.tags.tag] == [("env", "prod")], d.body.to_map()
+    listed = c.list_secrets(kms.ListSecretsRequest(page_size=100))
+    assert name in [s.secret_name for s in listed.body.secret_list.secret], listed.body.to_map()
+    v = c.list_secret_version_ids(kms.ListSecretVersionIdsRequest(secret_name=name))
+    assert [x.version_id for x in v.body.version_ids.version_id] == ["v1"], v.body.to_map()
+    b = c.batch_get_secret_value(
+        kms.BatchGetSecretValueRequest(secrets_list=[kms.BatchGetSecretValueRequestSecretsList(secret_name=name)])
+    )
+    assert b.status_code == 200, b.status_code
+    assert len(c.get_random_password(kms.GetRandomPasswordRequest()).body.random_password) == 32
+    step("[quickstart] the preset also reads: DescribeSecret (tag, description), ListSecrets, versions, batch, GetRandomPassword")
+
+    # Reads only: no writes, and nothing outside app/*.
+    expect_client_error(
+        lambda: c.put_secret_value(kms.PutSecretValueRequest(secret_name=name, version_id="v2", secret_data="x")),
+        "Forbidden.NoPermission",
+        403,
+    )
+    step("[quickstart] the preset cannot write (PutSecretValue -> Forbidden.NoPermission)")
+
+
 PARTS = {
+    "quickstart": run_quickstart,
     "v3": lambda: run_kms("v3"),
     "v2": lambda: run_kms("v2"),
     "rds-v3": lambda: run_rds("v3"),

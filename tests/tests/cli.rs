@@ -90,8 +90,6 @@ fn secret_lifecycle() {
             "create",
             "app/token",
             "--value-stdin",
-            "--version-id",
-            "v1",
             "--tag",
             "team=pay",
             "--description",
@@ -101,7 +99,10 @@ fn secret_lifecycle() {
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
     let created: serde_json::Value = serde_json::from_str(&r.stdout).expect("json");
-    assert_eq!(created["VersionId"], "v1");
+    assert_eq!(
+        created["VersionId"], "v1",
+        "without --version-id the initial version is v1"
+    );
 
     // Without --reveal, no value anywhere in the output.
     let meta = env.ok(&["secret", "get", "app/token"]);

@@ -203,6 +203,7 @@ fn run_sdk_script_with(parts: &[&str], rds: Option<RdsSetup<'_>>) {
         "--secret-file",
         ro_file.to_str().expect("utf-8 path"),
     ]);
+    let quickstart = parts.contains(&"quickstart").then(|| quickstart_setup(&env));
     let admin = read_key(&env.path("data/admin-access-key.json"));
     let ro = read_key(&ro_file);
     let ca = env.path("data/tls/ca.pem");
@@ -219,6 +220,13 @@ fn run_sdk_script_with(parts: &[&str], rds: Option<RdsSetup<'_>>) {
             [
                 ("ROTD_MYSQL_HOST", r.db.host().to_owned()),
                 ("ROTD_MYSQL_PORT", r.db.port().to_string()),
+            ]
+        }))
+        .envs(quickstart.iter().flat_map(|q| {
+            [
+                ("ROTD_QS_AK_ID", q.key.0.clone()),
+                ("ROTD_QS_AK_SECRET", q.key.1.clone()),
+                ("ROTD_QS_VALUE", q.value.clone()),
             ]
         }))
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -249,6 +257,57 @@ fn run_sdk_script_with(parts: &[&str], rds: Option<RdsSetup<'_>>) {
     );
     let log = daemon.stop();
     assert!(!log.contains("panicked"), "{log}");
+}
+
+/// What the quickstart's operator made for the application: its access key and the secret's value.
+struct Quickstart {
+    key: (String, String),
+    value: String,
+}
+
+/// The operator's half of the vendor's quickstart, with rotd's CLI in place of the console: a generic
+/// secret with the initial version left at its default, a tag and a description, and an access key
+/// holding the policies the quickstart grants the application.
+fn quickstart_setup(env: &Env) -> Quickstart {
+    let value = "quickstart-Passw0rd!";
+    let r = env.run_stdin(
+        &[
+            "-o",
+            "json",
+            "secret",
+            "create",
+            "app/quickstart/db-password",
+            "--value-stdin",
+            "--tag",
+            "env=prod",
+            "--description",
+            "the quickstart's database password",
+        ],
+        value.as_bytes(),
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let created: serde_json::Value = serde_json::from_str(&r.stdout).expect("json");
+    assert_eq!(created["VersionId"], "v1", "the initial version defaults to v1");
+    // A secret declared in a file gets the same default for the version its file's value is stored as.
+    let declared = env.json(&["secret", "get", "app/cache/rotated"]);
+    assert_eq!(declared["VersionId"], "v1", "{declared}");
+    let file = env.path("quickstart-key.json");
+    env.ok(&[
+        "access-key",
+        "create",
+        "--policy",
+        "AliyunKMSSecretUserAccess",
+        "--policy",
+        "AliyunKMSCryptoUserAccess",
+        "--secret",
+        "app/*",
+        "--secret-file",
+        file.to_str().expect("utf-8 path"),
+    ]);
+    Quickstart {
+        key: read_key(&file),
+        value: value.to_owned(),
+    }
 }
 
 /// Writes the 0600 admin credential file and `secrets.d/app-db.toml` (Rds, mysql, dual, create mode).
@@ -298,6 +357,12 @@ fn first_rds_value(env: &Env, daemon: &Daemon) {
 #[test]
 fn vendor_sdk_v3_signature_rds_and_caching_client() {
     run_sdk_script(&["v3", "rds-v3", "cache"]);
+}
+
+/// Issue 18: the vendor's quickstart end to end, read with only endpoint, CA file and a preset access key.
+#[test]
+fn vendor_quickstart_with_default_initial_version_and_preset_key() {
+    run_sdk_script(&["quickstart"]);
 }
 
 #[test]

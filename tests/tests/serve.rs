@@ -209,7 +209,6 @@ fn check_lists_every_error_of_every_file() {
 
 #[test]
 fn shipped_example_configurations_check_clean() {
-    // The quickstart runs as is: every file it refers to exists.
     let run = |cfg: &str| {
         std::process::Command::new(rotd_e2e::rotd_bin())
             .args(["-c", repo_root().join(cfg).to_str().expect("utf8"), "check"])
@@ -217,8 +216,10 @@ fn shipped_example_configurations_check_clean() {
             .output()
             .expect("run")
     };
+    // The quickstart runs as is: every file it refers to exists, and nothing is noted.
     let out = run("config/quickstart/rotd.toml");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(": note: "));
     // The examples are valid configuration; `check` also reads the secret files they name, as `serve`
     // would, and on this machine there is no /etc/rotd: those reads, and nothing else, are reported.
     let out = run("config/examples/rotd.toml");
@@ -232,4 +233,88 @@ fn shipped_example_configurations_check_clean() {
             "only missing secret files may be reported: {line}"
         );
     }
+    // The production examples use names of their own for RAM and ECS secrets: valid, and noted.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let notes: Vec<&str> = stdout.lines().filter(|l| l.contains(": note: ")).collect();
+    assert!(
+        notes.iter().any(|l| l.ends_with(
+            "ram.toml: note: ci/oss-uploader-ak: the vendor names this RAMCredentials secret \
+             acs/ram/user/ci-oss-uploader; rotd keeps the name ci/oss-uploader-ak"
+        )),
+        "{stdout}"
+    );
+    assert!(
+        notes.iter().any(|l| l.contains(
+            "ecs-password.toml: note: ops/bastion-deploy-password: \
+             the vendor's convention: an ECS secret's name must start with acs/ecs/"
+        )),
+        "{stdout}"
+    );
+    assert_eq!(notes.len(), 3, "RAM and both ECS files: {stdout}");
+}
+
+#[test]
+fn a_dual_import_stores_v1_and_the_clone_under_its_own_id() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = rotd_e2e::Env::new();
+    env.write(
+        "rotd.toml",
+        "data_dir = \"data\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[api]\nlisten = \"127.0.0.1:0\"\n",
+    );
+    for (file, text) in [
+        ("admin.json", r#"{"AccountName":"root","AccountPassword":"r"}"#),
+        ("app.pw", "app-pw"),
+        ("clone.pw", "clone-pw"),
+    ] {
+        let path = env.path(file);
+        std::fs::write(&path, text).expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    }
+    let p = |f: &str| env.path(f).to_str().expect("utf-8").to_owned();
+    env.write(
+        "secrets.d/imported.toml",
+        &format!(
+            "name = \"app/imported\"\ntype = \"Rds\"\n[rds]\nengine = \"mysql\"\nmode = \"dual\"\n\
+             host = \"127.0.0.1\"\nport = 9\ntls = \"disable\"\nadmin = {{ file = \"{}\" }}\n[rds.account]\n\
+             import = {{ user = \"app\", password = {{ file = \"{}\" }}, clone_password = {{ file = \"{}\" }} }}\n",
+            p("admin.json"),
+            p("app.pw"),
+            p("clone.pw")
+        ),
+    );
+    env.ok(&["check"]);
+    let daemon = rotd_e2e::Daemon::start(&env, "serve.log", &[]);
+    rotd_e2e::wait_for(
+        "the imported secret's two values",
+        Duration::from_secs(30),
+        || {
+            daemon.assert_alive();
+            env.run(&["secret", "get", "app/imported", "--stage", "ACSPrevious"])
+                .code
+                == 0
+        },
+    );
+    let current = env.json(&["secret", "get", "app/imported", "--reveal"]);
+    assert_eq!(current["VersionId"], "v1", "{current}");
+    assert!(current["SecretData"].as_str().expect("data").contains("app-pw"));
+    let previous = env.json(&[
+        "secret",
+        "get",
+        "app/imported",
+        "--stage",
+        "ACSPrevious",
+        "--reveal",
+    ]);
+    let id = previous["VersionId"].as_str().expect("id");
+    assert!(
+        id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{previous}"
+    );
+    assert!(
+        previous["SecretData"]
+            .as_str()
+            .expect("data")
+            .contains("clone-pw")
+    );
+    daemon.stop();
 }

@@ -921,3 +921,74 @@ async fn a_v1_request_runs_only_its_signed_action_whatever_its_headers_say() {
     assert_eq!(s, 200, "{b}");
     assert_eq!(b["SecretData"], "value");
 }
+
+/// The names the vendor reserves: RAMCredentials secrets are created with `SecretName=$Auto` and named
+/// after the RAM user, ECS names start with `acs/ecs/`, and every other type stays out of `acs/`.
+#[tokio::test]
+async fn create_secret_applies_the_vendors_naming_rules() {
+    let api = Api::start().await;
+    let create = |name: &'static str, kind: &'static str, ext: &'static str, data: &str| {
+        let mut r = req(
+            "CreateSecret",
+            &[
+                ("SecretName", name),
+                ("VersionId", "v1"),
+                ("SecretType", kind),
+                ("ExtendedConfig", ext),
+            ],
+        );
+        r.body = Some(format!("SecretData={}", percent::encode(data)));
+        r
+    };
+    const RAM: &str = r#"{"SecretSubType":"RamUserAccessKey","UserName":"app-reader"}"#;
+    const ECS: &str = r#"{"SecretSubType":"Password","RegionId":"cn-hangzhou","InstanceId":"i-1"}"#;
+    const RDS: &str = r#"{"SecretSubType":"SingleUser","DBInstanceId":"rm-1"}"#;
+    let ak = r#"{"AccessKeys":[{"AccessKeyId":"LTAIx","AccessKeySecret":"s"}]}"#;
+    let account = r#"{"Accounts":[{"AccountName":"u","AccountPassword":"p"}]}"#;
+
+    let (s, b) = api
+        .v3(&api.admin, create("$Auto", "RAMCredentials", RAM, ak))
+        .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["SecretName"], "acs/ram/user/app-reader");
+    assert_eq!(b["Arn"], "acs:kms:cn-hangzhou:1:secret/acs/ram/user/app-reader");
+    api.store
+        .describe("acs/ram/user/app-reader")
+        .await
+        .expect("stored under the generated name");
+    // The same user again: the generated name exists.
+    let (s, b) = api
+        .v3(&api.admin, create("$Auto", "RAMCredentials", RAM, ak))
+        .await;
+    assert_eq!((s, code(&b)), (409, "Rejected.ResourceExist"), "{b}");
+
+    let ecs_value = r#"{"UserName":"ecs-user","Password":"p"}"#;
+    let (s, b) = api
+        .v3(&api.admin, create("acs/ecs/web-1", "ECS", ECS, ecs_value))
+        .await;
+    assert_eq!(s, 200, "{b}");
+
+    for (name, kind, ext, data, says) in [
+        ("acs/ram/user/x", "RAMCredentials", RAM, ak, "must be $Auto"),
+        ("app-reader", "RAMCredentials", RAM, ak, "must be $Auto"),
+        (
+            "$Auto",
+            "RAMCredentials",
+            r#"{"SecretSubType":"RamUserAccessKey"}"#,
+            ak,
+            "UserName",
+        ),
+        ("web-1", "ECS", ECS, ecs_value, "must start with acs/ecs/"),
+        ("acs/app", "Generic", "", "x", "must not start with acs/"),
+        ("acs/db", "Rds", RDS, account, "must not start with acs/"),
+        ("acs/cache", "Redis", RDS, account, "must not start with acs/"),
+        ("acs/polar", "PolarDB", RDS, account, "must not start with acs/"),
+        ("$Auto", "Generic", "", "x", "secret name"),
+    ] {
+        let (s, b) = api.v3(&api.admin, create(name, kind, ext, data)).await;
+        assert_eq!((s, code(&b)), (400, "InvalidParameter"), "{name} {kind}: {b}");
+        let msg = b["Message"].as_str().unwrap_or("");
+        assert!(msg.contains(says), "{name} {kind}: {msg}");
+    }
+    assert!(api.store.describe("acs/app").await.is_err());
+}

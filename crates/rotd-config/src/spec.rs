@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rotd_core::{
-    DataType, PasswordPolicy, RotationPolicy, RotationSchedule, SecretName, SecretType, Tag, Tags,
+    DataType, PasswordPolicy, RotationPolicy, RotationSchedule, SecretName, SecretType, Tag, Tags, VersionId,
 };
 use serde::{Deserialize, Serialize};
 use serde_spanned::Spanned;
@@ -29,6 +29,9 @@ pub struct SecretSpec {
     pub cmk: String,
     /// `None` when the file has no `[rotation]` section: the secret rotates only on request.
     pub rotation: Option<RotationPolicy>,
+    /// The id of the version the secret is created with when the file gives its first value (a generic
+    /// secret's, an imported account's): the file's `initial_version`, or `v1` as the vendor defaults it.
+    pub initial_version: VersionId,
     pub target: Target,
     /// Commands run after every promotion (`[[hooks]]`), e.g. `systemctl reload app`.
     pub hooks: Vec<HookSpec>,
@@ -348,6 +351,35 @@ impl SecretSpec {
         out
     }
 
+    /// Where the file departs from the vendor's conventions without being wrong: a RAMCredentials secret
+    /// the vendor would name `acs/ram/user/<user>`, an ECS secret outside `acs/ecs/`. `rotd check` prints
+    /// these; the file's name is used as it is.
+    pub fn notes(&self) -> Vec<String> {
+        let mut notes = Vec::new();
+        match &self.target {
+            Target::Ram(ram) => {
+                if let Ok(conventional) = rotd_core::ram_secret_name(&ram.user_name)
+                    && conventional != self.name
+                {
+                    notes.push(format!(
+                        "the vendor names this RAMCredentials secret {conventional}; rotd keeps the name {}",
+                        self.name
+                    ));
+                }
+            }
+            Target::Ecs(_) => {
+                if let Err(rule) = self.kind.check_vendor_name(self.name.as_str()) {
+                    notes.push(format!(
+                        "the vendor's convention: {rule}; rotd keeps the name {}",
+                        self.name
+                    ));
+                }
+            }
+            Target::Generic(_) | Target::Rds(_) | Target::PolarDb(_) | Target::Redis(_) => {}
+        }
+        notes
+    }
+
     /// Whether the secret has two alternating accounts (dual RDS, PolarDB, Redis).
     pub fn is_dual(&self) -> bool {
         match &self.target {
@@ -490,6 +522,7 @@ pub(crate) struct RawSecret {
     #[serde(rename = "type")]
     kind: Opt<String>,
     description: Opt<String>,
+    initial_version: Opt<String>,
     cmk: Opt<String>,
     tags: Opt<BTreeMap<S<String>, S<String>>>,
     rotation: Opt<RawRotation>,
@@ -684,6 +717,7 @@ pub(crate) fn validate(
     // Without a valid type there is nothing to check the type-specific parts against.
     let kind = kind?;
     let target = validate_target(d, raw, kind, ctx, rotation.as_ref().and_then(Option::as_ref));
+    let initial_version = validate_initial_version(d, raw.initial_version.as_ref(), target.as_ref());
     let hooks = validate_hooks(d, raw.hooks.as_ref());
     if d.has_errors() {
         return None;
@@ -696,9 +730,43 @@ pub(crate) fn validate(
         tags: tags?,
         cmk: cmk?,
         rotation: rotation?,
+        initial_version: initial_version?,
         target: target?,
         hooks: hooks?,
     })
+}
+
+/// `initial_version` names the version a file's own first value is stored as; a secret whose first value
+/// comes from a rotation (accounts rotd creates, Redis, ECS, RAM) has no such version, so the key is an
+/// error there rather than silently ignored.
+fn validate_initial_version(
+    d: &mut Diag<'_>,
+    raw: Option<&S<String>>,
+    target: Option<&Target>,
+) -> Option<VersionId> {
+    let Some(raw) = raw else {
+        return Some(VersionId::initial());
+    };
+    let id = match VersionId::parse(raw.get_ref().as_str()) {
+        Ok(id) => id,
+        Err(e) => return d.at(raw, "initial_version", e.to_string()),
+    };
+    let has_initial_value = match target {
+        Some(Target::Generic(_)) => true,
+        Some(Target::Rds(db) | Target::PolarDb(db)) => db.imported_account().is_some(),
+        Some(Target::Redis(_) | Target::Ecs(_) | Target::Ram(_)) => false,
+        // The target's own errors are reported already.
+        None => return Some(id),
+    };
+    if !has_initial_value {
+        return d.at(
+            raw,
+            "initial_version",
+            "applies only to a secret created with a value from its file (generic, or an imported account); \
+             this secret's first version comes from its first rotation",
+        );
+    }
+    Some(id)
 }
 
 fn validate_hooks(d: &mut Diag<'_>, raw: Option<&S<Vec<S<RawHook>>>>) -> Option<Vec<HookSpec>> {

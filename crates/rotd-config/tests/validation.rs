@@ -393,3 +393,70 @@ fn cron_schedules_are_parsed_by_croner_and_bounded_per_type() {
         "generic secrets may rotate every 30 minutes"
     );
 }
+
+#[test]
+fn initial_version_defaults_to_v1_and_is_a_version_id() {
+    let (_, s) = ok("name = \"a\"\ntype = \"Generic\"\n");
+    assert_eq!(s.initial_version.as_str(), "v1");
+    let (_, s) = ok("name = \"a\"\ntype = \"Generic\"\ninitial_version = \"2026-01\"\n");
+    assert_eq!(s.initial_version.as_str(), "2026-01");
+    let e = errs(&format!(
+        "name = \"a\"\ntype = \"Generic\"\ninitial_version = \"{}\"\n",
+        "v".repeat(65)
+    ));
+    assert_eq!(e[0].0, 3);
+    assert_eq!(e[0].1, "initial_version");
+    assert!(e[0].2.starts_with("version id:"), "{e:?}");
+    let e = errs("name = \"a\"\ntype = \"Generic\"\ninitial_version = \"has space\"\n");
+    assert_eq!(e[0].1, "initial_version");
+
+    // An imported account's first version takes it; accounts rotd creates get theirs from a rotation.
+    let import = format!(
+        "name = \"a\"\ntype = \"Rds\"\ninitial_version = \"v0\"\n[rds]\nengine = \"mysql\"\nmode = \"single\"\n{DB}\
+         [rds.account]\nimport = {{ user = \"app\", password = {{ file = \"/p\" }} }}\n"
+    );
+    let (_, s) = ok(&import);
+    assert_eq!(s.initial_version.as_str(), "v0");
+    let e = errs(&format!(
+        "name = \"a\"\ntype = \"Rds\"\ninitial_version = \"v0\"\n[rds]\nengine = \"mysql\"\nmode = \"single\"\n{DB}\
+         [rds.account]\ncreate = {{ prefix = \"app\", databases = [\"app\"], privilege = \"ReadWrite\" }}\n"
+    ));
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!((e[0].0, e[0].1.as_str()), (3, "initial_version"));
+    assert!(e[0].2.contains("first rotation"), "{e:?}");
+    let e = errs(
+        "name = \"a\"\ntype = \"RAMCredentials\"\ninitial_version = \"v1\"\n[ram]\nuser_name = \"u\"\nadmin = { credential = \"ak\" }\n",
+    );
+    assert_eq!(e[0].1, "initial_version");
+}
+
+#[test]
+fn names_off_the_vendors_convention_are_noted_not_refused() {
+    let ram = |name: &str| {
+        ok(&format!(
+            "name = \"{name}\"\ntype = \"RAMCredentials\"\n[ram]\nuser_name = \"ci-uploader\"\nadmin = {{ credential = \"ak\" }}\n"
+        ))
+        .1
+    };
+    assert!(ram("acs/ram/user/ci-uploader").notes().is_empty());
+    let notes = ram("ci/uploader-ak").notes();
+    assert_eq!(
+        notes,
+        [
+            "the vendor names this RAMCredentials secret acs/ram/user/ci-uploader; rotd keeps the name ci/uploader-ak"
+        ]
+    );
+    let fp = format!("SHA256:{}", "a".repeat(43));
+    let ecs = |name: &str| {
+        ok(&format!(
+            "name = \"{name}\"\ntype = \"ECS\"\n[ecs]\nhost = \"h\"\nhost_key_sha256 = \"{fp}\"\nuser = \"deploy\"\nadmin_user = \"root\"\nadmin = {{ file = \"/k\" }}\nmode = \"password\"\n"
+        ))
+        .1
+    };
+    assert!(ecs("acs/ecs/web-1").notes().is_empty());
+    let notes = ecs("ops/web-1").notes();
+    assert_eq!(notes.len(), 1);
+    assert!(notes[0].contains("must start with acs/ecs/"), "{notes:?}");
+    // Other types are not noted, even inside acs/ (the API refuses that; a file may use it).
+    assert!(ok("name = \"acs/x\"\ntype = \"Generic\"\n").1.notes().is_empty());
+}

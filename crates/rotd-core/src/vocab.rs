@@ -85,6 +85,14 @@ string_newtype!(
     validate_stage
 );
 
+impl VersionId {
+    /// The id of a secret's first version when none is given: `v1`, the vendor console's default for
+    /// "Initial version". Versions made by rotation get ids of their own.
+    pub fn initial() -> Self {
+        Self("v1".to_owned())
+    }
+}
+
 fn validate_secret_name(s: &str) -> Result<(), ValidationError> {
     const WHAT: &str = "secret name";
     if s.is_empty() {
@@ -217,6 +225,37 @@ impl SecretType {
     pub fn is_managed(self) -> bool {
         self != SecretType::Generic
     }
+
+    /// The vendor's rule for the name of a secret of this type created through its API: ECS names start
+    /// with `acs/ecs/`, RAMCredentials names are `acs/ram/user/<user>` (see [`ram_secret_name`]), and every
+    /// other type stays out of the vendor's `acs/` namespace. The reference states the last rule for Generic,
+    /// Rds and Redis; PolarDB is not mentioned and gets it too, since `acs/` holds only generated names.
+    /// `Err` carries the reason, in the words an API error or a `rotd check` note uses.
+    pub fn check_vendor_name(self, name: &str) -> Result<(), String> {
+        match self {
+            SecretType::Ecs if !name.starts_with(ECS_NAME_PREFIX) => {
+                Err(format!("an ECS secret's name must start with {ECS_NAME_PREFIX}"))
+            }
+            SecretType::RamCredentials if !name.starts_with(RAM_NAME_PREFIX) => Err(format!(
+                "a RAMCredentials secret's name is {RAM_NAME_PREFIX}<RAM user name>"
+            )),
+            SecretType::Generic | SecretType::Rds | SecretType::PolarDb | SecretType::Redis
+                if name.starts_with("acs/") =>
+            {
+                Err(format!("a {self} secret's name must not start with acs/"))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+const ECS_NAME_PREFIX: &str = "acs/ecs/";
+const RAM_NAME_PREFIX: &str = "acs/ram/user/";
+
+/// The name the vendor gives a RAMCredentials secret created with `SecretName=$Auto`:
+/// `acs/ram/user/<RAM user name>`.
+pub fn ram_secret_name(user_name: &str) -> Result<SecretName, ValidationError> {
+    SecretName::parse(format!("{RAM_NAME_PREFIX}{user_name}"))
 }
 
 impl fmt::Display for SecretType {
@@ -431,6 +470,39 @@ mod tests {
             let e = SecretName::parse(bad).unwrap_err();
             assert!(e.reason.contains("is not allowed"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn vendor_name_rules() {
+        use SecretType::*;
+        assert_eq!(VersionId::initial().as_str(), "v1");
+        for (kind, name) in [
+            (Generic, "app/x"),
+            (Rds, "db/app"),
+            (PolarDb, "db/p"),
+            (Redis, "cache"),
+            (Ecs, "acs/ecs/web-1"),
+            (RamCredentials, "acs/ram/user/app"),
+        ] {
+            kind.check_vendor_name(name).expect(name);
+        }
+        for (kind, name, says) in [
+            (Generic, "acs/x", "must not start with acs/"),
+            (Rds, "acs/ram/user/x", "must not start with acs/"),
+            (Redis, "acs/ecs/x", "must not start with acs/"),
+            (PolarDb, "acs/p", "must not start with acs/"),
+            (Ecs, "web-1", "must start with acs/ecs/"),
+            (Ecs, "acs/ecs", "must start with acs/ecs/"),
+            (RamCredentials, "ram/app", "acs/ram/user/<RAM user name>"),
+        ] {
+            let e = kind.check_vendor_name(name).unwrap_err();
+            assert!(e.contains(says), "{kind} {name}: {e}");
+        }
+        assert_eq!(
+            ram_secret_name("app-reader").unwrap().as_str(),
+            "acs/ram/user/app-reader"
+        );
+        assert!(ram_secret_name("has space").is_err());
     }
 
     #[test]

@@ -105,9 +105,15 @@ pub enum AccessKeyCmd {
     Create {
         #[arg(long, default_value = "")]
         description: String,
-        /// Allowed actions, e.g. kms:GetSecretValue or kms:* (repeat for several).
-        #[arg(long = "action", default_value = "kms:GetSecretValue")]
+        /// Allowed actions, e.g. kms:GetSecretValue or kms:* (repeat for several). Default, when neither
+        /// --action nor --policy is given: kms:GetSecretValue.
+        #[arg(long = "action")]
         actions: Vec<String>,
+        /// A policy preset named as the vendor names it: AliyunKMSSecretUserAccess (the read actions on
+        /// secrets) or AliyunKMSCryptoUserAccess (adds nothing: rotd's reads include their decryption).
+        /// Repeat for several; combines with --action.
+        #[arg(long = "policy", value_name = "NAME")]
+        policies: Vec<String>,
         /// Allowed secret name patterns, e.g. app/* or * (repeat for several).
         #[arg(long = "secret", default_value = "*")]
         secrets: Vec<String>,
@@ -186,7 +192,7 @@ pub enum SecretCmd {
         /// A tag as KEY=VALUE; repeat for several.
         #[arg(long = "tag", value_name = "KEY=VALUE")]
         tags: Vec<String>,
-        /// The first version's id (default: a random 32-character hex id).
+        /// The first version's id (default: v1, as the vendor's console defaults "Initial version").
         #[arg(long)]
         version_id: Option<String>,
         /// Store the value as binary instead of UTF-8 text.

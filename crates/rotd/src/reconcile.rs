@@ -175,6 +175,9 @@ async fn imported_clone(store: &Store, spec: &SecretSpec) -> anyhow::Result<Opti
         .expose_str()
         .context("the imported clone password is not UTF-8 text")?;
     let doc = json!({"AccountName": clone_user, "AccountPassword": pw});
+    // The clone's version is not the secret's initial version (that id, `v1` by default, is the first
+    // account's): it gets a generated id, as versions made by rotation do, so it can never collide with
+    // `initial_version` or with an id an operator chooses later.
     Ok(Some(NewVersion {
         version_id: crate::cmd::new_version_id(),
         data_type: DataType::Text,
@@ -184,7 +187,7 @@ async fn imported_clone(store: &Store, spec: &SecretSpec) -> anyhow::Result<Opti
 
 /// The value a declared secret is created with, if its file gives one.
 async fn initial_version(store: &Store, spec: &SecretSpec) -> anyhow::Result<Option<NewVersion>> {
-    let version_id = crate::cmd::new_version_id();
+    let version_id = spec.initial_version.clone();
     let (value, data_type) = match &spec.target {
         Target::Generic(g) => {
             let value = match &g.initial_value {

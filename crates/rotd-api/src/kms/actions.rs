@@ -495,28 +495,52 @@ fn initial_value(kind: SecretType, data: &str) -> Result<Secret, ApiError> {
     }
 }
 
+/// CreateSecret's name under the vendor's rules: a RAMCredentials secret is created with `SecretName=$Auto`
+/// and named after `ExtendedConfig.UserName`; other types give a name that keeps their type's rule
+/// (`SecretType::check_vendor_name`). Declared files are not held to these rules.
+fn create_secret_name(call: &Call, kind: SecretType) -> Result<SecretName, ApiError> {
+    let raw = call.params.required("SecretName")?;
+    if kind != SecretType::RamCredentials {
+        let name = SecretName::parse(raw)?;
+        kind.check_vendor_name(name.as_str())
+            .map_err(|e| ApiError::InvalidParameter(format!("SecretName: {e}")))?;
+        return Ok(name);
+    }
+    if raw != "$Auto" {
+        return Err(ApiError::InvalidParameter(
+            "SecretName of a RAMCredentials secret must be $Auto; it is named acs/ram/user/<UserName>"
+                .to_owned(),
+        ));
+    }
+    let user = call
+        .params
+        .get("ExtendedConfig")
+        .and_then(|raw| serde_json::from_str::<Value>(raw).ok())
+        .and_then(|v| v.get("UserName").and_then(Value::as_str).map(str::to_owned))
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| {
+            ApiError::InvalidParameter("ExtendedConfig.UserName is required for RAMCredentials".to_owned())
+        })?;
+    Ok(rotd_core::ram_secret_name(&user)?)
+}
+
 async fn create_secret(state: &ApiState, call: Call) -> Out {
-    let name = call.params.required("SecretName")?.to_owned();
-    let secret_name = SecretName::parse(name.clone())?;
+    let kind = match call.params.get("SecretType").filter(|s| !s.is_empty()) {
+        None => SecretType::Generic,
+        Some(s) => s.parse::<SecretType>()?,
+    };
+    let secret_name = create_secret_name(&call, kind)?;
+    let name = secret_name.to_string();
     if !policy::key_allows(&call.key_policy, "CreateSecret", Some(&name)) {
         return Err(ApiError::NoPermission);
     }
     let version_id = VersionId::parse(call.params.required("VersionId")?)?;
     let data = call.params.required("SecretData")?;
     let data_type = parse_data_type(&call)?;
-    let kind = match call.params.get("SecretType").filter(|s| !s.is_empty()) {
-        None => SecretType::Generic,
-        Some(s) => s.parse::<SecretType>()?,
-    };
     let extended_config = if kind.is_managed() {
         if data_type != DataType::Text {
             return Err(ApiError::InvalidParameter(
                 "managed secrets accept only SecretDataType text".to_owned(),
-            ));
-        }
-        if name.starts_with("acs/") && kind != SecretType::Ecs {
-            return Err(ApiError::InvalidParameter(
-                "SecretName must not start with acs/".to_owned(),
             ));
         }
         let raw = call.params.required("ExtendedConfig")?;

@@ -30,6 +30,53 @@ fn not_found(id: &str) -> anyhow::Error {
     .into()
 }
 
+/// The read actions on secrets the vendor's `AliyunKMSSecretUserAccess` system policy grants.
+const SECRET_USER_ACTIONS: [&str; 6] = [
+    "kms:GetSecretValue",
+    "kms:BatchGetSecretValue",
+    "kms:DescribeSecret",
+    "kms:ListSecrets",
+    "kms:ListSecretVersionIds",
+    "kms:GetRandomPassword",
+];
+
+/// The actions of a policy preset, by the vendor's policy name. `AliyunKMSCryptoUserAccess` grants the
+/// decryption a read needs; rotd's read actions include it, so the preset adds no action and exists so
+/// that scripts written for the vendor's quickstart run unchanged.
+fn preset_actions(name: &str) -> Option<&'static [&'static str]> {
+    match name {
+        "AliyunKMSSecretUserAccess" => Some(&SECRET_USER_ACTIONS),
+        "AliyunKMSCryptoUserAccess" => Some(&[]),
+        _ => None,
+    }
+}
+
+/// The key's actions: `--action`s and the presets' actions, without repeats; `kms:GetSecretValue` when
+/// neither is given.
+fn key_actions(actions: &[String], policies: &[String]) -> anyhow::Result<Vec<String>> {
+    if actions.is_empty() && policies.is_empty() {
+        return Ok(vec!["kms:GetSecretValue".to_owned()]);
+    }
+    let mut out: Vec<String> = Vec::new();
+    for p in policies {
+        let preset = preset_actions(p).ok_or_else(|| {
+            Fail::data(format!(
+                "policy {p:?} is not a preset; use AliyunKMSSecretUserAccess or AliyunKMSCryptoUserAccess"
+            ))
+        })?;
+        out.extend(preset.iter().map(|a| (*a).to_owned()));
+    }
+    out.extend(actions.iter().cloned());
+    let mut seen = std::collections::BTreeSet::new();
+    out.retain(|a| seen.insert(a.clone()));
+    if out.is_empty() {
+        eprintln!(
+            "note: AliyunKMSCryptoUserAccess alone grants no action in rotd; add --policy AliyunKMSSecretUserAccess to read secrets"
+        );
+    }
+    Ok(out)
+}
+
 pub async fn access_key(
     store: &Store,
     daemon: &DaemonConfig,
@@ -40,6 +87,7 @@ pub async fn access_key(
         AccessKeyCmd::Create {
             description,
             actions,
+            policies,
             secrets,
             secret_file,
         } => {
@@ -48,6 +96,7 @@ pub async fn access_key(
                     return Err(Fail::data(format!("action {a:?} must be kms:* or kms:<Action>")));
                 }
             }
+            let actions = key_actions(actions, policies)?;
             let policy = json!({"Actions": actions, "Secrets": secrets}).to_string();
             let (info, secret) = store
                 .create_access_key(description, &policy, &daemon.default_cmk)
@@ -152,4 +201,36 @@ pub fn audit(daemon: &DaemonConfig, cmd: &AuditCmd) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn policy_presets() {
+        assert_eq!(key_actions(&[], &[]).unwrap(), strings(&["kms:GetSecretValue"]));
+        let user = key_actions(&[], &strings(&["AliyunKMSSecretUserAccess"])).unwrap();
+        assert_eq!(user, strings(&SECRET_USER_ACTIONS));
+        // The crypto preset adds nothing to the read actions, and repeats are dropped.
+        let both = key_actions(
+            &strings(&["kms:GetSecretValue", "kms:PutSecretValue"]),
+            &strings(&["AliyunKMSSecretUserAccess", "AliyunKMSCryptoUserAccess"]),
+        )
+        .unwrap();
+        let mut want = strings(&SECRET_USER_ACTIONS);
+        want.push("kms:PutSecretValue".to_owned());
+        assert_eq!(both, want);
+        assert!(
+            key_actions(&[], &strings(&["AliyunKMSCryptoUserAccess"]))
+                .unwrap()
+                .is_empty()
+        );
+        let e = key_actions(&[], &strings(&["AdministratorAccess"])).unwrap_err();
+        assert!(e.to_string().contains("not a preset"), "{e}");
+    }
 }

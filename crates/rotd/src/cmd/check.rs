@@ -19,6 +19,12 @@ pub fn run(config: &Path) -> anyhow::Result<()> {
             )));
         }
     };
+    // Notes are not errors: the file is valid and used as it is, so they do not change the exit status.
+    for spec in &cfg.secrets {
+        for note in spec.notes() {
+            println!("{}: note: {}: {note}", spec.file.display(), spec.name);
+        }
+    }
     let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").map(std::path::PathBuf::from);
     let mut problems = Vec::new();
     let mut unchecked = 0;

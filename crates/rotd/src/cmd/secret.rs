@@ -37,10 +37,16 @@ fn read_value(src: &ValueSource) -> anyhow::Result<Secret> {
     Ok(rotd_core::generate_password(&PasswordPolicy::default())?)
 }
 
-fn new_version(version_id: &Option<String>, binary: bool, value: Secret) -> anyhow::Result<NewVersion> {
+/// A version to write; without `--version-id` its id is `default`'s.
+fn new_version(
+    version_id: &Option<String>,
+    default: fn() -> VersionId,
+    binary: bool,
+    value: Secret,
+) -> anyhow::Result<NewVersion> {
     let version_id = match version_id {
         Some(v) => parse(VersionId::parse(v.as_str()))?,
-        None => new_version_id(),
+        None => default(),
     };
     let data_type = if binary { DataType::Binary } else { DataType::Text };
     parse(data_type.validate_value(&value))?;
@@ -89,7 +95,7 @@ pub async fn run(cmd: &SecretCmd, out: Output, daemon: &DaemonConfig, store: &St
                 policy: None,
                 managed_by: None,
             };
-            let version = new_version(version_id, *binary, read_value(value)?)?;
+            let version = new_version(version_id, VersionId::initial, *binary, read_value(value)?)?;
             let vid = version.version_id.clone();
             let meta = store
                 .create_secret(new, Some(version))
@@ -117,7 +123,7 @@ pub async fn run(cmd: &SecretCmd, out: Output, daemon: &DaemonConfig, store: &St
                         .collect::<anyhow::Result<Vec<_>>>()?,
                 )
             };
-            let version = new_version(version_id, *binary, read_value(value)?)?;
+            let version = new_version(version_id, new_version_id, *binary, read_value(value)?)?;
             let outcome = store
                 .put_value(name, version, stages)
                 .await
