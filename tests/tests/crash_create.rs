@@ -258,7 +258,9 @@ fn crash_during_creation(boundary: &str, which: Creation) {
     let start = Instant::now();
     let (current, previous) = loop {
         second.assert_alive();
-        if let (Some(c), Some(p)) = (read(&env, "ACSCurrent"), read(&env, "ACSPrevious"))
+        // ACSPrevious appears with the last creation step: read ACSCurrent after it.
+        if let Some(p) = read(&env, "ACSPrevious")
+            && let Some(c) = read(&env, "ACSCurrent")
             && !has_stage(&env, "ACSPending")
         {
             break (c, p);

@@ -139,7 +139,11 @@ fn declared_dual_secret_is_readable_at_once_and_survives_a_rollback(db: &dyn Ser
     let start = Instant::now();
     let (current, previous) = loop {
         daemon.assert_alive();
-        if let (Some(c), Some(p)) = (read(&env, "ACSCurrent"), read(&env, "ACSPrevious")) {
+        // ACSPrevious appears with the second (last) creation step; read ACSCurrent after it, so the
+        // pair is read from the finished state.
+        if let Some(p) = read(&env, "ACSPrevious")
+            && let Some(c) = read(&env, "ACSCurrent")
+        {
             break (c, p);
         }
         assert!(

@@ -70,13 +70,10 @@ impl Store {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(15))
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(opts)
-            .await?;
         // sqlx takes no lock around SQLite migrations, so two processes opening a new store at once (the
         // daemon's first start and a CLI command) could both run the same migration and one would fail
-        // with "table already exists". An exclusive lock on a file beside the database serializes them.
+        // with "table already exists", or collide switching a new file to WAL ("database is locked"). An
+        // exclusive lock on a file beside the database serializes opening, WAL setup and migrations.
         let lock_path = {
             let mut p = path.as_os_str().to_owned();
             p.push(".migrate-lock");
@@ -94,6 +91,10 @@ impl Store {
         .await
         .map_err(|e| StoreError::Database(sqlx::Error::Io(std::io::Error::other(e))))?
         .map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts)
+            .await?;
         let migrated = MIGRATOR.run(&pool).await;
         drop(lock);
         migrated?;
