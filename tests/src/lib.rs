@@ -241,3 +241,67 @@ impl Default for Env {
         Self::new()
     }
 }
+
+/// A database server's address and admin credential, for [`declare_rds_dual_example`].
+#[derive(Debug, Clone)]
+pub struct DbServer<'a> {
+    /// `mysql` or `postgres`: the example's `engine` line is set to it.
+    pub engine: &'a str,
+    pub host: &'a str,
+    pub port: u16,
+    pub admin_user: &'a str,
+    pub admin_password: &'a str,
+}
+
+/// Declares `config/examples/secrets.d/rds-mysql-dual.toml` (secret `orders/mysql-app`, accounts rotd
+/// creates) as a user would, with only what differs on this machine changed: the engine, the server's
+/// address, TLS off (the private servers have no certificates) and the admin credential's path (a 0600
+/// file written here). Runs `rotd check` on the result.
+pub fn declare_rds_dual_example(env: &Env, db: &DbServer<'_>) {
+    use std::os::unix::fs::PermissionsExt;
+    let example = std::fs::read_to_string(repo_root().join("config/examples/secrets.d/rds-mysql-dual.toml"))
+        .expect("read the example");
+    let admin_file = env.path("orders-admin.json");
+    let admin = serde_json::json!({"AccountName": db.admin_user, "AccountPassword": db.admin_password});
+    std::fs::write(&admin_file, admin.to_string()).expect("write the admin file");
+    std::fs::set_permissions(&admin_file, std::fs::Permissions::from_mode(0o600)).expect("chmod 600");
+    let mut text = String::new();
+    for line in example.lines() {
+        let key = line.split('=').next().unwrap_or("").trim();
+        let line = match key {
+            "engine" => format!("engine = \"{}\"", db.engine),
+            "host" => format!("host = \"{}\"", db.host),
+            "port" => format!("port = {}", db.port),
+            "tls" => "tls = \"disable\"".to_owned(),
+            "ca_file" => continue,
+            "admin" => format!(
+                "admin = {{ file = {} }}",
+                serde_json::Value::String(admin_file.to_str().expect("utf-8").to_owned())
+            ),
+            _ => line.to_owned(),
+        };
+        text.push_str(&line);
+        text.push('\n');
+    }
+    assert!(
+        text.contains("create = {") && text.contains("mode = \"dual\""),
+        "the example creates two accounts:\n{text}"
+    );
+    env.write("secrets.d/rds-mysql-dual.toml", &text);
+    env.ok(&["check"]);
+}
+
+/// A database secret's value at `stage`, as an application reads it: (version id, account, password).
+pub fn read_account(env: &Env, name: &str, stage: &str) -> Option<(String, String, String)> {
+    let r = env.run(&["-o", "json", "secret", "get", name, "--stage", stage, "--reveal"]);
+    if r.code != 0 {
+        return None;
+    }
+    let doc: serde_json::Value = serde_json::from_str(&r.stdout).ok()?;
+    let value: serde_json::Value = serde_json::from_str(doc["SecretData"].as_str()?).ok()?;
+    Some((
+        doc["VersionId"].as_str()?.to_owned(),
+        value["AccountName"].as_str()?.to_owned(),
+        value["AccountPassword"].as_str()?.to_owned(),
+    ))
+}

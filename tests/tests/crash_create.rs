@@ -8,67 +8,17 @@
 //! accounts exist exactly once, are unlocked, hold the same configured privileges, log in and use
 //! `orders.t`, and ACSCurrent/ACSPrevious name the primary and the clone.
 //!
-//! The declaration helper is the one `database.rs` uses (the example with only the address, TLS and the
-//! admin file changed); it is copied rather than shared so each test file reads on its own.
+//! The declaration helper is `rotd_e2e::declare_rds_dual_example`, shared with `database.rs` (the example
+//! with only the address, TLS and the admin file changed).
 
 use std::time::{Duration, Instant};
 
-use rotd_e2e::{Daemon, Env, repo_root};
+use rotd_e2e::{Daemon, DbServer, Env, declare_rds_dual_example, read_account};
 use rotd_testkit::fixtures::MariaDb;
 
 const NAME: &str = "orders/mysql-app";
 const PRIMARY: &str = "app_rw";
 const CLONE: &str = "app_rw_clone";
-
-/// The example file with only what differs on this machine changed: the server's address, TLS off (the
-/// private server has no certificate) and the admin credential's path.
-fn declare_example(env: &Env, db: &MariaDb) {
-    use std::os::unix::fs::PermissionsExt;
-    let example = std::fs::read_to_string(repo_root().join("config/examples/secrets.d/rds-mysql-dual.toml"))
-        .expect("read the example");
-    let admin_file = env.path("orders-admin.json");
-    let admin = serde_json::json!({"AccountName": db.admin_user(), "AccountPassword": db.admin_password()});
-    std::fs::write(&admin_file, admin.to_string()).expect("write the admin file");
-    std::fs::set_permissions(&admin_file, std::fs::Permissions::from_mode(0o600)).expect("chmod 600");
-    let mut text = String::new();
-    for line in example.lines() {
-        let key = line.split('=').next().unwrap_or("").trim();
-        let line = match key {
-            "host" => format!("host = \"{}\"", db.host()),
-            "port" => format!("port = {}", db.port()),
-            "tls" => "tls = \"disable\"".to_owned(),
-            "ca_file" => continue,
-            "admin" => format!(
-                "admin = {{ file = {} }}",
-                serde_json::Value::String(admin_file.to_str().expect("utf-8").to_owned())
-            ),
-            _ => line.to_owned(),
-        };
-        text.push_str(&line);
-        text.push('\n');
-    }
-    assert!(
-        text.contains("create = {") && text.contains("mode = \"dual\""),
-        "the example creates two accounts:\n{text}"
-    );
-    env.write("secrets.d/rds-mysql-dual.toml", &text);
-    env.ok(&["check"]);
-}
-
-/// The value at a stage, as an application reads it: (version id, account, password).
-fn read(env: &Env, stage: &str) -> Option<(String, String, String)> {
-    let r = env.run(&["-o", "json", "secret", "get", NAME, "--stage", stage, "--reveal"]);
-    if r.code != 0 {
-        return None;
-    }
-    let doc: serde_json::Value = serde_json::from_str(&r.stdout).ok()?;
-    let value: serde_json::Value = serde_json::from_str(doc["SecretData"].as_str()?).ok()?;
-    Some((
-        doc["VersionId"].as_str()?.to_owned(),
-        value["AccountName"].as_str()?.to_owned(),
-        value["AccountPassword"].as_str()?.to_owned(),
-    ))
-}
 
 /// The journal's steps, oldest first, without `failed` attempts.
 fn steps(env: &Env) -> Vec<String> {
@@ -237,7 +187,16 @@ fn crash_during_creation(boundary: &str, which: Creation) {
         "rotd.toml",
         "data_dir = \"data\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[api]\nlisten = \"127.0.0.1:0\"\n[rotation]\nstep_timeout = \"20s\"\nbackoff = \"1s\"\n",
     );
-    declare_example(&env, &db);
+    declare_rds_dual_example(
+        &env,
+        &DbServer {
+            engine: "mysql",
+            host: db.host(),
+            port: db.port(),
+            admin_user: db.admin_user(),
+            admin_password: db.admin_password(),
+        },
+    );
     let t_ready = t0.elapsed();
 
     let mut first_log = String::new();
@@ -248,7 +207,7 @@ fn crash_during_creation(boundary: &str, which: Creation) {
     first_log += &park_and_kill(&env, &db, "first.log", boundary, which);
     if which == Creation::Clone {
         assert!(
-            read(&env, "ACSPrevious").is_none(),
+            read_account(&env, NAME, "ACSPrevious").is_none(),
             "{case}: the failpoint parked the first creation, not the second"
         );
     }
@@ -259,8 +218,8 @@ fn crash_during_creation(boundary: &str, which: Creation) {
     let (current, previous) = loop {
         second.assert_alive();
         // ACSPrevious appears with the last creation step: read ACSCurrent after it.
-        if let Some(p) = read(&env, "ACSPrevious")
-            && let Some(c) = read(&env, "ACSCurrent")
+        if let Some(p) = read_account(&env, NAME, "ACSPrevious")
+            && let Some(c) = read_account(&env, NAME, "ACSCurrent")
             && !has_stage(&env, "ACSPending")
         {
             break (c, p);

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use rotd_e2e::{Daemon, Env, repo_root};
+use rotd_e2e::{Daemon, DbServer, Env, declare_rds_dual_example, read_account};
 use rotd_testkit::fixtures::{MariaDb, Postgres};
 
 const NAME: &str = "orders/mysql-app";
@@ -61,59 +61,6 @@ impl Server for Postgres {
     }
 }
 
-/// The example file with only what differs on this machine changed: the server's address, TLS off
-/// (the private servers have no certificates), the admin credential's path, and for PostgreSQL the
-/// engine line.
-fn declare_example(env: &Env, db: &dyn Server, engine: &str) {
-    use std::os::unix::fs::PermissionsExt;
-    let example = std::fs::read_to_string(repo_root().join("config/examples/secrets.d/rds-mysql-dual.toml"))
-        .expect("read the example");
-    let (admin_user, admin_password) = db.admin();
-    let admin_file = env.path("orders-admin.json");
-    let admin = serde_json::json!({"AccountName": admin_user, "AccountPassword": admin_password});
-    std::fs::write(&admin_file, admin.to_string()).expect("write the admin file");
-    std::fs::set_permissions(&admin_file, std::fs::Permissions::from_mode(0o600)).expect("chmod 600");
-    let mut text = String::new();
-    for line in example.lines() {
-        let key = line.split('=').next().unwrap_or("").trim();
-        let line = match key {
-            "engine" => format!("engine = \"{engine}\""),
-            "host" => format!("host = \"{}\"", db.host()),
-            "port" => format!("port = {}", db.port()),
-            "tls" => "tls = \"disable\"".to_owned(),
-            "ca_file" => continue,
-            "admin" => format!(
-                "admin = {{ file = {} }}",
-                serde_json::Value::String(admin_file.to_str().expect("utf-8").to_owned())
-            ),
-            _ => line.to_owned(),
-        };
-        text.push_str(&line);
-        text.push('\n');
-    }
-    assert!(
-        text.contains("create = {"),
-        "the example creates its accounts:\n{text}"
-    );
-    env.write("secrets.d/rds-mysql-dual.toml", &text);
-    env.ok(&["check"]);
-}
-
-/// The value at a stage, as an application reads it: (version id, account, password).
-fn read(env: &Env, stage: &str) -> Option<(String, String, String)> {
-    let r = env.run(&["-o", "json", "secret", "get", NAME, "--stage", stage, "--reveal"]);
-    if r.code != 0 {
-        return None;
-    }
-    let doc: serde_json::Value = serde_json::from_str(&r.stdout).ok()?;
-    let value: serde_json::Value = serde_json::from_str(doc["SecretData"].as_str()?).ok()?;
-    Some((
-        doc["VersionId"].as_str()?.to_owned(),
-        value["AccountName"].as_str()?.to_owned(),
-        value["AccountPassword"].as_str()?.to_owned(),
-    ))
-}
-
 fn rotate(env: &Env, daemon: &Daemon) {
     let r = env.run(&["rotate", NAME]);
     assert_eq!(
@@ -132,7 +79,17 @@ fn declared_dual_secret_is_readable_at_once_and_survives_a_rollback(db: &dyn Ser
         "rotd.toml",
         "data_dir = \"data\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[api]\nlisten = \"127.0.0.1:0\"\n",
     );
-    declare_example(&env, db, engine);
+    let (host, (admin_user, admin_password)) = (db.host(), db.admin());
+    declare_rds_dual_example(
+        &env,
+        &DbServer {
+            engine,
+            host: &host,
+            port: db.port(),
+            admin_user: &admin_user,
+            admin_password: &admin_password,
+        },
+    );
     let daemon = Daemon::start(&env, "serve.log", &[]);
 
     // No `rotd rotate`: the daemon creates both accounts when it finds the declared secret.
@@ -141,8 +98,8 @@ fn declared_dual_secret_is_readable_at_once_and_survives_a_rollback(db: &dyn Ser
         daemon.assert_alive();
         // ACSPrevious appears with the second (last) creation step; read ACSCurrent after it, so the
         // pair is read from the finished state.
-        if let Some(p) = read(&env, "ACSPrevious")
-            && let Some(c) = read(&env, "ACSCurrent")
+        if let Some(p) = read_account(&env, NAME, "ACSPrevious")
+            && let Some(c) = read_account(&env, NAME, "ACSCurrent")
         {
             break (c, p);
         }
@@ -171,7 +128,7 @@ fn declared_dual_secret_is_readable_at_once_and_survives_a_rollback(db: &dyn Ser
 
     // An operator rolls back: ACSCurrent moves to the clone's version. Applications read it.
     env.ok(&["secret", "stage", NAME, "ACSCurrent", "--move-to", &previous.0]);
-    let held = read(&env, "ACSCurrent").expect("current after the rollback");
+    let held = read_account(&env, NAME, "ACSCurrent").expect("current after the rollback");
     assert_eq!(held.1, "app_rw_clone");
     rotate(&env, &daemon);
     db.use_table(&held.1, &held.2).unwrap_or_else(|e| {
@@ -180,7 +137,7 @@ fn declared_dual_secret_is_readable_at_once_and_survives_a_rollback(db: &dyn Ser
             daemon.log_text()
         )
     });
-    let after = read(&env, "ACSCurrent").expect("current");
+    let after = read_account(&env, NAME, "ACSCurrent").expect("current");
     assert_eq!(
         after.1, "app_rw",
         "the rotation reset the account not holding ACSCurrent"
@@ -189,7 +146,7 @@ fn declared_dual_secret_is_readable_at_once_and_survives_a_rollback(db: &dyn Ser
         .expect("the new ACSCurrent works");
     // And the alternation goes on from there.
     rotate(&env, &daemon);
-    let next = read(&env, "ACSCurrent").expect("current");
+    let next = read_account(&env, NAME, "ACSCurrent").expect("current");
     assert_eq!(next.1, "app_rw_clone");
     db.use_table(&next.1, &next.2).expect("works");
     db.use_table(&after.1, &after.2).expect("ACSPrevious still works");

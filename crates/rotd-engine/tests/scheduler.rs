@@ -32,18 +32,37 @@ async fn store(dir: &tempfile::TempDir) -> Store {
 }
 
 async fn declare(store: &Store, initial: Option<NewVersion>) {
+    declare_as(store, NAME, Some(policy()), initial).await;
+}
+
+/// A declared secret named `name` (managed by a file) with its rotation policy and first value.
+async fn declare_as(
+    store: &Store,
+    name: &str,
+    rotation: Option<RotationPolicy>,
+    initial: Option<NewVersion>,
+) {
     let new = NewSecret {
-        name: SecretName::parse(NAME).expect("name"),
+        name: SecretName::parse(name).expect("name"),
         kind: SecretType::Rds,
         description: String::new(),
         tags: Tags::default(),
         cmk_id: "default".into(),
         extended_config: None,
-        rotation: Some(policy()),
+        rotation,
         policy: None,
-        managed_by: Some("/etc/rotd/secrets.d/app.toml".into()),
+        managed_by: Some(format!("/etc/rotd/secrets.d/{}.toml", name.replace('/', "-"))),
     };
     store.create_secret(new, initial).await.expect("create");
+}
+
+/// An account value stored as version `id`.
+fn version(id: &str, account: &str, password: &str) -> NewVersion {
+    NewVersion {
+        version_id: VersionId::parse(id).expect("id"),
+        data_type: DataType::Text,
+        value: account_value(account, password),
+    }
 }
 
 fn entry(fake: &FakeBackend) -> SecretEntry {
@@ -126,15 +145,7 @@ async fn a_reload_storm_never_starts_two_rotations_of_one_secret() {
     let store = store(&dir).await;
     let fake = FakeBackend::single();
     fake.set_password(Slot::Single, "imported-pw");
-    declare(
-        &store,
-        Some(NewVersion {
-            version_id: VersionId::parse("v0").expect("id"),
-            data_type: DataType::Text,
-            value: account_value("app", "imported-pw"),
-        }),
-    )
-    .await;
+    declare(&store, Some(version("v0", "app", "imported-pw"))).await;
     let engine = Engine::new(store.clone(), config(), Metrics::new("test"));
     engine.set_secrets(vec![entry(&fake)]).await;
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
@@ -240,23 +251,11 @@ async fn an_operator_abandons_a_rotation_that_cannot_finish_unless_it_would_kill
     let fake = FakeBackend::dual();
     fake.set_password(Slot::Primary, "p0");
     fake.set_password(Slot::Clone, "c0");
-    declare(
-        &store,
-        Some(NewVersion {
-            version_id: VersionId::parse("v0").expect("id"),
-            data_type: DataType::Text,
-            value: account_value("app", "p0"),
-        }),
-    )
-    .await;
+    declare(&store, Some(version("v0", "app", "p0"))).await;
     store
         .put_value(
             NAME,
-            NewVersion {
-                version_id: VersionId::parse("c0").expect("id"),
-                data_type: DataType::Text,
-                value: account_value("app_clone", "c0"),
-            },
+            version("c0", "app_clone", "c0"),
             Some(vec![StageLabel::previous()]),
         )
         .await
@@ -303,15 +302,7 @@ async fn abandoning_a_single_account_rotation_past_applied_is_refused() {
     let store = store(&dir).await;
     let fake = FakeBackend::single();
     fake.set_password(Slot::Single, "imported-pw");
-    declare(
-        &store,
-        Some(NewVersion {
-            version_id: VersionId::parse("v0").expect("id"),
-            data_type: DataType::Text,
-            value: account_value("app", "imported-pw"),
-        }),
-    )
-    .await;
+    declare(&store, Some(version("v0", "app", "imported-pw"))).await;
     fake.fail_next(rotd_testkit::fake_backend::Op::Verify, 1_000, true);
     let engine = Engine::new(
         store.clone(),
@@ -357,23 +348,7 @@ async fn a_hung_host_does_not_hold_every_slot_of_its_backend_kind() {
         ("a/two", host_a.on_target("fake host-a")),
         ("b/one", host_b.on_target("fake host-b")),
     ] {
-        let new = NewSecret {
-            name: SecretName::parse(name).expect("name"),
-            kind: SecretType::Rds,
-            description: String::new(),
-            tags: Tags::default(),
-            cmk_id: "default".into(),
-            extended_config: None,
-            rotation: None,
-            policy: None,
-            managed_by: None,
-        };
-        let initial = NewVersion {
-            version_id: VersionId::parse("v0").expect("id"),
-            data_type: DataType::Text,
-            value: account_value("app", "imported-pw"),
-        };
-        store.create_secret(new, Some(initial)).await.expect("create");
+        declare_as(&store, name, None, Some(version("v0", "app", "imported-pw"))).await;
         let mut e = entry(&fake);
         e.managed.name = SecretName::parse(name).expect("name");
         e.policy = None;
@@ -421,23 +396,13 @@ async fn a_reload_keeps_the_catch_up_spread() {
     let mut entries = Vec::new();
     // Three secrets whose rotation fell due a day ago, while the daemon was down.
     for name in ["c/one", "c/two", "c/three"] {
-        let new = NewSecret {
-            name: SecretName::parse(name).expect("name"),
-            kind: SecretType::Rds,
-            description: String::new(),
-            tags: Tags::default(),
-            cmk_id: "default".into(),
-            extended_config: None,
-            rotation: Some(policy()),
-            policy: None,
-            managed_by: None,
-        };
-        let initial = NewVersion {
-            version_id: VersionId::parse("v0").expect("id"),
-            data_type: DataType::Text,
-            value: account_value("app", "imported-pw"),
-        };
-        store.create_secret(new, Some(initial)).await.expect("create");
+        declare_as(
+            &store,
+            name,
+            Some(policy()),
+            Some(version("v0", "app", "imported-pw")),
+        )
+        .await;
         store
             .update_secret(
                 name,
