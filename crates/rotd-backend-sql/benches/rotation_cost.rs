@@ -10,7 +10,7 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use rotd_backend_sql::{Privilege, SqlBackend};
 use rotd_core::{Backend, DataType, PasswordPolicy, SecretName, SecretType, Slot, Tags, VersionId};
@@ -96,7 +96,7 @@ async fn main() {
         kind: SecretType::Rds,
         backend: backend.clone() as Arc<dyn Backend>,
         password: PasswordPolicy::default(),
-        grace: Duration::ZERO,
+        grace: rotd_engine::Grace::NONE,
     };
     // The first rotation creates the clone; it is not part of the steady state.
     rotate(&store, &managed, &StepLimits::default(), None)

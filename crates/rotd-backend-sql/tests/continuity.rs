@@ -116,7 +116,7 @@ async fn run(cfg: rotd_backend_sql::SqlConfig, rotations: usize) -> Outcome {
         kind: SecretType::Rds,
         backend: backend.clone() as Arc<dyn Backend>,
         password: PasswordPolicy::default(),
-        grace: Duration::ZERO,
+        grace: rotd_engine::Grace::NONE,
     };
 
     let stop = Arc::new(AtomicBool::new(false));

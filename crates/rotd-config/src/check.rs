@@ -140,6 +140,24 @@ pub(crate) fn duration(d: &mut Diag<'_>, v: &Spanned<String>, key: &str) -> Opti
     interval(d, v, key).map(|i| Duration::from_secs(i.as_secs()))
 }
 
+/// A duration no longer than `max`: the engine adds these to timestamps and multiplies them, so a
+/// value beyond what it can use is refused here rather than clamped or overflowed there.
+pub(crate) fn duration_at_most(
+    d: &mut Diag<'_>,
+    v: &Spanned<String>,
+    key: &str,
+    max: Duration,
+) -> Option<Duration> {
+    match duration(d, v, key)? {
+        t if t > max => d.at(
+            v,
+            key,
+            format!("must be at most {}", RotationInterval::from_secs(max.as_secs())),
+        ),
+        t => Some(t),
+    }
+}
+
 /// A free-form identifier such as an instance id or region id: non-empty, no whitespace or control
 /// characters, at most 128 characters.
 pub(crate) fn ident(d: &mut Diag<'_>, v: &Spanned<String>, key: &str) -> Option<String> {

@@ -112,6 +112,13 @@ impl Default for RotationConfig {
     }
 }
 
+/// The longest `step_timeout`: a backend call that needs more than a day is hung, not slow.
+const MAX_STEP_TIMEOUT: Duration = Duration::from_secs(86_400);
+/// The longest retry delay the engine uses (it caps the exponential backoff at a day).
+const MAX_BACKOFF: Duration = Duration::from_secs(86_400);
+/// The longest catch-up spread: a week, beyond which due rotations would wait past most intervals.
+const MAX_CATCH_UP: Duration = Duration::from_secs(7 * 86_400);
+
 fn validate_rotation_tuning(
     d: &mut Diag<'_>,
     raw: Option<&Spanned<RawRotationTuning>>,
@@ -139,14 +146,46 @@ fn validate_rotation_tuning(
         def.max_attempts as usize,
         100,
     );
-    let mut dur = |v: &Option<Spanned<String>>, key: &str, default: Duration| match v {
+    let mut dur = |v: &Option<Spanned<String>>, key: &str, default: Duration, max: Duration| match v {
         None => Some(default),
-        Some(s) => check::duration(d, s, key),
+        Some(s) => check::duration_at_most(d, s, key, max),
     };
-    let step_timeout = dur(&r.step_timeout, "rotation.step_timeout", def.step_timeout);
-    let backoff = dur(&r.backoff, "rotation.backoff", def.backoff);
-    let backoff_max = dur(&r.backoff_max, "rotation.backoff_max", def.backoff_max);
-    let catch_up = dur(&r.catch_up, "rotation.catch_up", def.catch_up);
+    let step_timeout = dur(
+        &r.step_timeout,
+        "rotation.step_timeout",
+        def.step_timeout,
+        MAX_STEP_TIMEOUT,
+    );
+    let backoff = dur(&r.backoff, "rotation.backoff", def.backoff, MAX_BACKOFF);
+    let backoff_max = dur(
+        &r.backoff_max,
+        "rotation.backoff_max",
+        def.backoff_max,
+        MAX_BACKOFF,
+    );
+    let catch_up = dur(&r.catch_up, "rotation.catch_up", def.catch_up, MAX_CATCH_UP);
+    // A cap below the first delay would make every retry wait the cap; say so instead.
+    if let (Some(b), Some(bm)) = (backoff, backoff_max)
+        && bm < b
+    {
+        let shown = |t: Duration| rotd_core::RotationInterval::from_secs(t.as_secs());
+        return match (&r.backoff_max, &r.backoff) {
+            (Some(raw_max), _) => d.at(
+                raw_max,
+                "rotation.backoff_max",
+                format!("must not be shorter than rotation.backoff ({})", shown(b)),
+            ),
+            (None, Some(raw)) => d.at(
+                raw,
+                "rotation.backoff",
+                format!(
+                    "must not be longer than rotation.backoff_max ({}, the default)",
+                    shown(bm)
+                ),
+            ),
+            (None, None) => None,
+        };
+    }
     Some(RotationConfig {
         max_concurrent: max_concurrent?,
         per_backend: per_backend?,

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rotd_core::{
-    DataType, PasswordPolicy, RotationPolicy, RotationSchedule, SecretName, SecretType, Tag, Tags, VersionId,
+    DataType, PasswordPolicy, RotationInterval, RotationPolicy, RotationSchedule, SecretName, SecretType,
+    Tag, Tags, VersionId,
 };
 use serde::{Deserialize, Serialize};
 use serde_spanned::Spanned;
@@ -33,6 +34,10 @@ pub struct SecretSpec {
     /// secret's, an imported account's): the file's `initial_version`, or `v1` as the vendor defaults it.
     pub initial_version: VersionId,
     pub target: Target,
+    /// How long an old credential keeps working after a rotation before rotd revokes it, for backends
+    /// that revoke (`grace`; RAM: deactivation; default 24h for RAM, zero elsewhere). Backends that
+    /// never revoke the old credential (dual accounts keep it until the next rotation) ignore it.
+    pub grace: Duration,
     /// Commands run after every promotion (`[[hooks]]`), e.g. `systemctl reload app`.
     pub hooks: Vec<HookSpec>,
 }
@@ -310,8 +315,9 @@ pub struct RamSpec {
     pub endpoint: String,
     /// An AccessKey pair, JSON `{"AccessKeyId","AccessKeySecret"}`, allowed to manage the user's keys.
     pub admin: SecretRef,
-    /// How long the previous AccessKey stays valid after a rotation before it is deleted.
-    pub grace: Duration,
+    /// How long the previous AccessKey stays inactive (after the secret's `grace`) before it is
+    /// deleted: the second retire step's own grace.
+    pub delete_after: Duration,
     pub region_id: Option<String>,
 }
 
@@ -524,6 +530,7 @@ pub(crate) struct RawSecret {
     description: Opt<String>,
     initial_version: Opt<String>,
     cmk: Opt<String>,
+    grace: Opt<String>,
     tags: Opt<BTreeMap<S<String>, S<String>>>,
     rotation: Opt<RawRotation>,
     generic: Opt<RawGeneric>,
@@ -657,12 +664,19 @@ struct RawRam {
     user_name: Opt<String>,
     endpoint: Opt<String>,
     admin: Opt<RawSecretRef>,
+    /// Moved to the file's top-level `grace`; kept here only to say so.
     grace: Opt<String>,
+    delete_after: Opt<String>,
     region_id: Opt<String>,
 }
 
 // ---------------------------------------------------------------------------------------------
 // Validation.
+
+/// The longest `grace` or `ram.delete_after`: the longest rotation interval any type allows.
+const MAX_GRACE: Duration = Duration::from_secs(365 * 86_400);
+const DEFAULT_RAM_GRACE: Duration = Duration::from_secs(86_400);
+const DEFAULT_RAM_DELETE_AFTER: Duration = Duration::from_secs(86_400);
 
 /// What a secret file needs from the daemon file.
 pub(crate) struct Context<'a> {
@@ -716,7 +730,19 @@ pub(crate) fn validate(
     };
     // Without a valid type there is nothing to check the type-specific parts against.
     let kind = kind?;
-    let target = validate_target(d, raw, kind, ctx, rotation.as_ref().and_then(Option::as_ref));
+    let grace = match &raw.grace {
+        Some(g) => check::duration_at_most(d, g, "grace", MAX_GRACE),
+        None if kind == SecretType::RamCredentials => Some(DEFAULT_RAM_GRACE),
+        None => Some(Duration::ZERO),
+    };
+    let target = validate_target(
+        d,
+        raw,
+        kind,
+        ctx,
+        rotation.as_ref().and_then(Option::as_ref),
+        grace,
+    );
     let initial_version = validate_initial_version(d, raw.initial_version.as_ref(), target.as_ref());
     let hooks = validate_hooks(d, raw.hooks.as_ref());
     if d.has_errors() {
@@ -732,6 +758,7 @@ pub(crate) fn validate(
         rotation: rotation?,
         initial_version: initial_version?,
         target: target?,
+        grace: grace?,
         hooks: hooks?,
     })
 }
@@ -975,6 +1002,7 @@ fn validate_target(
     kind: SecretType,
     ctx: &Context<'_>,
     rotation: Option<&RotationPolicy>,
+    grace: Option<Duration>,
 ) -> Option<Target> {
     let spans = [
         raw.generic.as_ref().map(S::span),
@@ -1027,7 +1055,9 @@ fn validate_target(
             None => missing(d, "ecs"),
         },
         SecretType::RamCredentials => match &raw.ram {
-            Some(r) => validate_ram(d, r, base, rotation).map(Target::Ram),
+            Some(r) => {
+                validate_ram(d, r, base, rotation, grace.map(|g| (g, raw.grace.as_ref()))).map(Target::Ram)
+            }
             None => missing(d, "ram"),
         },
     };
@@ -1656,6 +1686,7 @@ fn validate_ram(
     raw: &S<RawRam>,
     base: &Path,
     rotation: Option<&RotationPolicy>,
+    grace: Option<(Duration, Option<&S<String>>)>,
 ) -> Option<RamSpec> {
     let span = raw.span();
     let r = raw.get_ref();
@@ -1681,24 +1712,40 @@ fn validate_ram(
     };
     let admin = check::required(d, r.admin.as_ref(), span.clone(), "ram.admin")
         .and_then(|a| validate_ref(d, a, "ram.admin", base));
-    let grace = match &r.grace {
-        Some(g) => {
-            let grace = check::interval(d, g, "ram.grace");
-            // A RAM user holds at most two AccessKeys, so the old one must be gone before the next
-            // rotation creates a new one.
-            match (grace, rotation.and_then(RotationPolicy::interval)) {
-                (Some(gr), Some(iv)) if gr >= iv => d.at(
-                    g,
-                    "ram.grace",
-                    format!(
-                        "must be shorter than the rotation interval ({iv}); a ram user holds at most two accesskeys"
-                    ),
-                ),
-                (gr, _) => gr.map(|gr| Duration::from_secs(gr.as_secs())),
-            }
-        }
-        None => Some(Duration::from_secs(86_400)),
+    if let Some(g) = &r.grace {
+        d.error(
+            g.span(),
+            "ram.grace",
+            "moved: write grace at the top of the file (it applies to every type); ram.delete_after sets how long the deactivated key stays before it is deleted",
+        );
+    }
+    let delete_after = match &r.delete_after {
+        Some(v) => check::duration_at_most(d, v, "ram.delete_after", MAX_GRACE),
+        None => Some(DEFAULT_RAM_DELETE_AFTER),
     };
+    // A RAM user holds at most two AccessKeys, inactive ones included, so the old key must be
+    // deleted before the next rotation creates a new one.
+    let shortest_gap = rotation.and_then(|p| match &p.schedule {
+        RotationSchedule::Interval { interval } => Some(interval.as_secs()),
+        cron @ RotationSchedule::Cron { .. } => {
+            rotd_core::compile(cron).ok().and_then(|c| c.min_interval_secs())
+        }
+    });
+    if let (Some((g, raw_grace)), Some(del), Some(gap)) = (grace, delete_after, shortest_gap)
+        && g.as_secs().saturating_add(del.as_secs()) >= gap
+    {
+        let msg = format!(
+            "grace ({}) plus ram.delete_after ({}) must be shorter than the time between rotations ({}); a ram user holds at most two accesskeys",
+            RotationInterval::from_secs(g.as_secs()),
+            RotationInterval::from_secs(del.as_secs()),
+            RotationInterval::from_secs(gap),
+        );
+        match (&r.delete_after, raw_grace) {
+            (Some(v), _) => d.error(v.span(), "ram.delete_after", msg),
+            (None, Some(v)) => d.error(v.span(), "grace", msg),
+            (None, None) => d.error(span.clone(), "ram", msg),
+        }
+    }
     let region_id = match &r.region_id {
         Some(v) => check::ident(d, v, "ram.region_id").map(Some),
         None => Some(None),
@@ -1707,7 +1754,7 @@ fn validate_ram(
         user_name: user_name?,
         endpoint: endpoint?,
         admin: admin?,
-        grace: grace?,
+        delete_after: delete_after?,
         region_id: region_id?,
     })
 }

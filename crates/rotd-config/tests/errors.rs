@@ -104,7 +104,7 @@ fn broken_tree(root: &Path) -> PathBuf {
             "interval = \"7d\"\n",                             // 4
             "[ram]\n",                                         // 5
             "endpoint = \"not a host\"\n",                     // 6
-            "grace = \"7d\"\n",                                // 7
+            "delete_after = \"7d\"\n",                         // 7
             "admin = { file = \"/x\", credential = \"y\" }\n", // 8
         ),
     );
@@ -162,7 +162,7 @@ fn one_load_reports_every_error_with_its_position() {
         // A missing key is reported on its table's header.
         ("m-ram.toml", 5, 1, "ram.user_name"),
         ("m-ram.toml", 6, 12, "ram.endpoint"),
-        ("m-ram.toml", 7, 9, "ram.grace"),
+        ("m-ram.toml", 7, 16, "ram.delete_after"),
         ("m-ram.toml", 8, 9, "ram.admin"),
     ]
     .into_iter()
@@ -222,8 +222,8 @@ fn one_load_reports_every_error_with_its_position() {
     );
     assert!(m("l-many.toml", "type").contains("unknown type"));
     assert_eq!(
-        m("m-ram.toml", "ram.grace"),
-        "must be shorter than the rotation interval (7d); a ram user holds at most two accesskeys"
+        m("m-ram.toml", "ram.delete_after"),
+        "grace (1d) plus ram.delete_after (7d) must be shorter than the time between rotations (7d); a ram user holds at most two accesskeys"
     );
     assert_eq!(m("m-ram.toml", "ram.user_name"), "is required");
 }
@@ -451,4 +451,54 @@ fn check_refuses_what_the_sql_backend_would_refuse_at_serve() {
         .unwrap_or_else(|| panic!("no account error: {errors}"));
     assert_eq!(e.line, 10, "{errors}");
     assert!(e.message.contains("owner role"), "{}", e.message);
+}
+
+#[test]
+fn retry_and_timeout_durations_beyond_what_the_engine_uses_are_refused_at_their_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "rotd.toml",
+        concat!(
+            "[rotation]\n",                  // 1
+            "step_timeout = \"2d\"\n",       // 2
+            "backoff = \"10m\"\n",           // 3
+            "backoff_max = \"5m\"\n",        // 4
+            "catch_up = \"99999999999d\"\n", // 5
+        ),
+    );
+    let errors = load_daemon(&dir.path().join("rotd.toml")).expect_err("out of bounds");
+    let got: Vec<_> = errors
+        .iter()
+        .map(|e| (e.line, e.key.as_str(), e.message.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (2, "rotation.step_timeout", "must be at most 1d"),
+            (
+                4,
+                "rotation.backoff_max",
+                "must not be shorter than rotation.backoff (10m)"
+            ),
+            (5, "rotation.catch_up", "must be at most 7d"),
+        ],
+        "{errors}"
+    );
+    // A first delay longer than the default cap names the cap it collides with.
+    write(dir.path(), "rotd.toml", "[rotation]\nbackoff = \"2h\"\n");
+    let errors = load_daemon(&dir.path().join("rotd.toml")).expect_err("above the default cap");
+    assert_eq!(
+        errors.0[0].message,
+        "must not be longer than rotation.backoff_max (1h, the default)"
+    );
+    write(
+        dir.path(),
+        "rotd.toml",
+        "[rotation]\nbackoff = \"1d\"\nbackoff_max = \"1d\"\n",
+    );
+    assert!(
+        load_daemon(&dir.path().join("rotd.toml")).is_ok(),
+        "the bounds themselves are fine"
+    );
 }

@@ -230,7 +230,8 @@ fn production_examples_load_one_secret_per_type() {
     let Target::Ram(r) = &ram.target else {
         panic!("ram")
     };
-    assert_eq!(r.grace.as_secs(), 86_400);
+    assert_eq!(ram.grace.as_secs(), 86_400);
+    assert_eq!(r.delete_after.as_secs(), 86_400);
     assert_eq!(
         ram.extended_config().as_deref(),
         Some(r#"{"SecretSubType":"RamUserAccessKey","UserName":"ci-oss-uploader","CustomData":{}}"#)

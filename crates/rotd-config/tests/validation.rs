@@ -350,13 +350,50 @@ fn ecs_rules() {
 }
 
 #[test]
-fn ram_grace_defaults_to_a_day() {
+fn ram_grace_and_delete_after_default_to_a_day() {
     let (_, s) = ok(
         "name = \"a\"\ntype = \"RAMCredentials\"\n[ram]\nuser_name = \"u\"\nadmin = { credential = \"ak\" }\n",
     );
     let Target::Ram(r) = &s.target else { panic!("ram") };
-    assert_eq!(r.grace.as_secs(), 86_400);
+    assert_eq!(s.grace.as_secs(), 86_400);
+    assert_eq!(r.delete_after.as_secs(), 86_400);
     assert_eq!(r.endpoint, "ram.aliyuncs.com");
+}
+
+#[test]
+fn every_type_may_set_a_grace_and_it_is_bounded() {
+    let rds = "name = \"a\"\ntype = \"Rds\"\ngrace = \"2h\"\n[rds]\nengine = \"mysql\"\nmode = \"single\"\nhost = \"db\"\nadmin = { file = \"/a\" }\n[rds.account]\nimport = { user = \"app\", password = { file = \"/p\" } }\n";
+    let (_, s) = ok(rds);
+    assert_eq!(s.grace.as_secs(), 7200);
+    let (_, g) = ok("name = \"g\"\ntype = \"Generic\"\n");
+    assert_eq!(g.grace.as_secs(), 0, "nothing to revoke unless the file says so");
+    let e = errs(&rds.replace("\"2h\"", "\"366d\""));
+    assert_eq!(e, [(3, "grace".to_owned(), "must be at most 365d".to_owned())]);
+}
+
+#[test]
+fn ram_grace_plus_delete_after_must_fit_between_rotations() {
+    let base = "name = \"a\"\ntype = \"RAMCredentials\"\ngrace = \"4d\"\n[rotation]\ninterval = \"7d\"\n[ram]\nuser_name = \"u\"\nadmin = { credential = \"ak\" }\n";
+    let (_, s) = ok(base);
+    assert_eq!(s.grace.as_secs(), 4 * 86_400);
+    let e = errs(&format!("{base}delete_after = \"3d\"\n"));
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!((e[0].0, e[0].1.as_str()), (9, "ram.delete_after"));
+    assert!(
+        e[0].2
+            .contains("must be shorter than the time between rotations (7d)"),
+        "{e:?}"
+    );
+    // Without delete_after the default day is counted, and the error points at grace.
+    let e = errs(&base.replace("\"4d\"", "\"6d\""));
+    assert_eq!((e[0].0, e[0].1.as_str()), (3, "grace"), "{e:?}");
+    // The old key name says where it went.
+    let e = errs(&format!("{base}grace = \"1d\"\n"));
+    assert_eq!(e[0].1, "ram.grace");
+    assert!(
+        e[0].2.starts_with("moved: write grace at the top of the file"),
+        "{e:?}"
+    );
 }
 
 #[test]

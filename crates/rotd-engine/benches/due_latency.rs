@@ -102,7 +102,7 @@ async fn scenario(secrets: usize) {
                     name,
                 }),
                 password: PasswordPolicy::default(),
-                grace: Duration::ZERO,
+                grace: rotd_engine::Grace::NONE,
             },
             policy: Some(RotationPolicy {
                 enabled: true,

@@ -14,7 +14,7 @@ pub use decorators::Generator;
 pub use metrics::Metrics;
 pub use policy::{AttemptResult, FailurePolicy, attempt};
 pub use rotation::{
-    Managed, OpenRotation, Outcome, RotationError, StepLimits, abandon, current_account, current_slot,
+    Grace, Managed, OpenRotation, Outcome, RotationError, StepLimits, abandon, current_account, current_slot,
     needs_first_value, open_rotation, rotate,
 };
 pub use scheduler::{Decision, Engine, EngineConfig, Hook, SecretEntry, View, decide};

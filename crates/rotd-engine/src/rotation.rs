@@ -57,8 +57,25 @@ pub struct Managed {
     pub backend: Arc<dyn Backend>,
     /// How new passwords are generated (ignored by backends that mint credentials).
     pub password: PasswordPolicy,
-    /// How long an old credential stays valid before `retire` (backends that need retiring).
-    pub grace: Duration,
+    /// When an old credential is revoked (backends that retire).
+    pub grace: Grace,
+}
+
+/// When the steps of revoking an old credential fall due: step 1 `first` after the promotion, each
+/// further step `between_steps` after the one before it (RAM: deactivate after the secret's `grace`,
+/// delete `ram.delete_after` later).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Grace {
+    pub first: Duration,
+    pub between_steps: Duration,
+}
+
+impl Grace {
+    /// No wait at all: every step as soon as the one before it is done.
+    pub const NONE: Grace = Grace {
+        first: Duration::ZERO,
+        between_steps: Duration::ZERO,
+    };
 }
 
 impl std::fmt::Debug for Managed {
@@ -196,9 +213,9 @@ pub fn open_rotation(journal: &[JournalEntry]) -> Option<OpenRotation> {
 }
 
 /// The next retire step owed by the newest promoted rotation, if its old credential is not yet fully
-/// revoked: step 1 is due at the time the promotion recorded, each further one `grace` after the step
-/// before it. `steps` is the backend's `retire_steps`.
-pub fn pending_retire(journal: &[JournalEntry], steps: u8, grace: Duration) -> Option<PendingRetire> {
+/// revoked: step 1 is due at the time the promotion recorded (promotion + `grace.first`), each further
+/// one `grace.between_steps` after the step before it. `steps` is the backend's `retire_steps`.
+pub fn pending_retire(journal: &[JournalEntry], steps: u8, grace: Grace) -> Option<PendingRetire> {
     let (promoted, plan) = journal.iter().rev().find_map(|e| match &e.step {
         Step::Promoted { retire, .. } => Some((e, retire.as_ref())),
         _ => None,
@@ -219,7 +236,9 @@ pub fn pending_retire(journal: &[JournalEntry], steps: u8, grace: Duration) -> O
     let due = match last_done {
         None => DateTime::from_timestamp(plan.at, 0).unwrap_or(DateTime::<Utc>::MAX_UTC),
         Some((_, at)) => at
-            .checked_add_signed(chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX))
+            .checked_add_signed(
+                chrono::Duration::from_std(grace.between_steps).unwrap_or(chrono::Duration::MAX),
+            )
             .unwrap_or(DateTime::<Utc>::MAX_UTC),
     };
     Some(PendingRetire {
@@ -800,7 +819,7 @@ async fn promote(
     if caps.retires()
         && let Some(cur) = old.filter(|c| *c != open.version_id)
     {
-        let grace = chrono::Duration::from_std(m.grace).unwrap_or(chrono::Duration::MAX);
+        let grace = chrono::Duration::from_std(m.grace.first).unwrap_or(chrono::Duration::MAX);
         let at = Utc::now()
             .checked_add_signed(grace)
             .unwrap_or(DateTime::<Utc>::MAX_UTC);

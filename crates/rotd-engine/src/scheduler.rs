@@ -824,7 +824,7 @@ mod tests {
             kind: rotd_core::SecretType::Generic,
             backend: Arc::new(crate::Generator),
             password: rotd_core::PasswordPolicy::default(),
-            grace: Duration::ZERO,
+            grace: crate::Grace::NONE,
         };
         run_hooks(&m, &VersionId::parse("v1").expect("id"), &[hook]).await;
         let pid: i32 = std::fs::read_to_string(&pidfile)

@@ -52,7 +52,7 @@ async fn world(fake: FakeBackend) -> World {
         kind: SecretType::Rds,
         backend: Arc::new(fake.clone()),
         password: PasswordPolicy::default(),
-        grace: Duration::from_secs(0),
+        grace: rotd_engine::Grace::NONE,
     };
     World {
         store,
@@ -391,14 +391,21 @@ async fn overlapping_backends_retire_the_old_credential() {
         "overlap: the old credential works until retired"
     );
     let j = w.store.journal(NAME).await.expect("journal");
-    let due = rotation::pending_retire(&j, 1, Duration::ZERO).expect("a retire is owed");
+    let due = rotation::pending_retire(&j, 1, rotd_engine::Grace::NONE).expect("a retire is owed");
     assert_eq!(due.old_version.as_str(), "v0");
     rotation::retire(&w.store, &w.m, &limits(), &due)
         .await
         .expect("retire");
     assert!(!w.fake.accepts(&old), "retired");
     assert!(w.current_works().await);
-    assert!(rotation::pending_retire(&w.store.journal(NAME).await.expect("j"), 1, Duration::ZERO).is_none());
+    assert!(
+        rotation::pending_retire(
+            &w.store.journal(NAME).await.expect("j"),
+            1,
+            rotd_engine::Grace::NONE
+        )
+        .is_none()
+    );
     // The next rotation retires what it owes before taking the slot.
     rotate(&w.store, &w.m, &limits(), None)
         .await
@@ -694,7 +701,7 @@ async fn an_unreadable_journal_entry_quarantines_the_secret_with_a_clear_message
 }
 
 /// A world whose backend mints its credentials (a RAM user's AccessKeys, at most two at once).
-async fn minting_world(grace: Duration) -> World {
+async fn minting_world(grace: rotd_engine::Grace) -> World {
     let mut w = world(FakeBackend::minting()).await;
     w.m.grace = grace;
     w
@@ -702,7 +709,7 @@ async fn minting_world(grace: Duration) -> World {
 
 #[tokio::test]
 async fn a_crash_between_mint_and_store_write_leaks_no_credential() {
-    let w = minting_world(Duration::ZERO).await;
+    let w = minting_world(rotd_engine::Grace::NONE).await;
     rotate(&w.store, &w.m, &limits(), None)
         .await
         .expect("first rotation");
@@ -716,9 +723,11 @@ async fn a_crash_between_mint_and_store_write_leaks_no_credential() {
         "ACSCurrent and ACSPrevious"
     );
     // The third rotation first retires what the second owes (as `rotate` does before planning)…
-    while let Some(r) =
-        rotation::pending_retire(&w.store.journal_tail(NAME).await.expect("j"), 2, Duration::ZERO)
-    {
+    while let Some(r) = rotation::pending_retire(
+        &w.store.journal_tail(NAME).await.expect("j"),
+        2,
+        rotd_engine::Grace::NONE,
+    ) {
         rotation::retire(&w.store, &w.m, &limits(), &r)
             .await
             .expect("retire");
@@ -761,15 +770,21 @@ async fn a_crash_between_mint_and_store_write_leaks_no_credential() {
 
 #[tokio::test]
 async fn retiring_takes_each_step_after_its_grace_and_journals_each() {
-    let w = minting_world(Duration::from_secs(3600)).await;
+    // RAM's shape: deactivate an hour after the promotion, delete a day after that.
+    let w = minting_world(rotd_engine::Grace {
+        first: Duration::from_secs(3600),
+        between_steps: Duration::from_secs(86_400),
+    })
+    .await;
     let old = w.value("ACSCurrent").await.expect("current");
     rotate(&w.store, &w.m, &limits(), None).await.expect("rotate");
     let j = w.store.journal_tail(NAME).await.expect("j");
     let first = rotation::pending_retire(&j, 2, w.m.grace).expect("step 1 owed");
     assert_eq!(first.step, 1);
     assert!(
-        first.due > chrono::Utc::now() + chrono::Duration::minutes(59),
-        "after the grace"
+        first.due > chrono::Utc::now() + chrono::Duration::minutes(59)
+            && first.due <= chrono::Utc::now() + chrono::Duration::minutes(60),
+        "an hour after the promotion, not the second grace"
     );
     assert!(
         w.fake.accepts(&old),
@@ -788,8 +803,9 @@ async fn retiring_takes_each_step_after_its_grace_and_journals_each() {
     let second = rotation::pending_retire(&j, 2, w.m.grace).expect("step 2 owed");
     assert_eq!(second.step, 2);
     assert!(
-        second.due > chrono::Utc::now() + chrono::Duration::minutes(59),
-        "a second grace"
+        second.due > chrono::Utc::now() + chrono::Duration::hours(23)
+            && second.due <= chrono::Utc::now() + chrono::Duration::hours(24),
+        "the second grace, a day after step 1, not the first one"
     );
     // A crash after step 2 ran but before it was journaled: it runs again, idempotently.
     rotd_core::Backend::retire(&w.fake, Slot::Single, &old, 2)

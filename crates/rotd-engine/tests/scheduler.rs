@@ -72,7 +72,7 @@ fn entry(fake: &FakeBackend) -> SecretEntry {
             kind: SecretType::Rds,
             backend: Arc::new(fake.clone()) as Arc<dyn Backend>,
             password: PasswordPolicy::default(),
-            grace: Duration::ZERO,
+            grace: rotd_engine::Grace::NONE,
         },
         policy: Some(policy()),
         hooks: Vec::new(),

@@ -163,9 +163,12 @@ pub async fn entries(store: &Store, cfg: &Config) -> (Vec<SecretEntry>, Vec<(Str
                     kind: spec.kind,
                     backend,
                     password: password_policy(spec),
-                    grace: match &spec.target {
-                        Target::Ram(r) => r.grace,
-                        _ => std::time::Duration::ZERO,
+                    grace: rotd_engine::Grace {
+                        first: spec.grace,
+                        between_steps: match &spec.target {
+                            Target::Ram(r) => r.delete_after,
+                            _ => std::time::Duration::ZERO,
+                        },
                     },
                 },
                 policy: spec.rotation.clone(),
