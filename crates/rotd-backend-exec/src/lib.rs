@@ -55,8 +55,6 @@ pub struct ExecConfig {
     pub command: Vec<String>,
     /// The deadline of each call; the plug-in's process group is killed when it passes.
     pub timeout: Duration,
-    /// The secret has two accounts (`primary`/`clone` slots) instead of one (`single`).
-    pub dual: bool,
 }
 
 /// A [`Backend`] that delegates every step to a plug-in command. See the crate docs for the protocol.
@@ -240,24 +238,17 @@ impl ExecBackend {
         result
     }
 
+    /// Exec secrets have one account. A dual-account exec secret would need a value that names its
+    /// account (the engine derives the live slot from `ACSCurrent`'s value, and an application must
+    /// know which account to log in as); the protocol's bare value cannot, so the shape is not offered.
     fn check_slot(&self, op: &'static str, slot: Slot) -> BackendResult<()> {
-        let fits = if self.cfg.dual {
-            slot != Slot::Single
-        } else {
-            slot == Slot::Single
-        };
-        if fits {
+        if slot == Slot::Single {
             return Ok(());
         }
-        let shape = if self.cfg.dual {
-            "dual-account"
-        } else {
-            "single-account"
-        };
         Err(BackendError::permanent(
             KIND,
             op,
-            format!("slot {slot} does not exist for a {shape} exec secret"),
+            format!("slot {slot} does not exist for an exec secret (single account)"),
         ))
     }
 
@@ -382,10 +373,7 @@ impl Backend for ExecBackend {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            dual_accounts: self.cfg.dual,
-            ..Capabilities::default()
-        }
+        Capabilities::default()
     }
 
     fn check(&self) -> BoxFuture<'_, BackendResult<()>> {
@@ -609,7 +597,6 @@ mod tests {
             secret_name: "app/token".to_owned(),
             command: vec!["/bin/true".to_owned()],
             timeout: Duration::from_secs(1),
-            dual: false,
         })
         .expect("valid config");
         let line = backend

@@ -37,7 +37,6 @@ fn under_test(slots: &[(Slot, &str)]) -> BackendUnderTest {
             state.path().to_str().expect("utf-8 path").to_owned(),
         ],
         timeout: Duration::from_secs(20),
-        dual: false,
     })
     .expect("valid config");
     BackendUnderTest {
@@ -55,8 +54,7 @@ mod single {
     rotd_testkit::backend_conformance!(factory);
 }
 
-// Not run here: the dual shape (`ExecConfig::dual`, which no configuration builds; `rotd::wiring` always
-// sets `dual: false`). It passes every case but `slot_of`: its value is the bare credential, which names no
-// account, so the engine cannot tell from `ACSCurrent` which account is live (nor can an application tell
-// which account to log in as). Making it conform needs a value that names its account, a protocol change
-// left open; until then a dual exec secret must not be offered.
+// The exec backend has one shape: a single account. A dual shape would need a value that names its
+// account (the conformance suite's `slot_of` case: the engine derives the live account from `ACSCurrent`'s
+// value, and an application must know which account to log in as), which the protocol's bare value cannot
+// carry, so it is not offered (`ExecConfig` has no such field).

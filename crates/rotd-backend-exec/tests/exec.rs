@@ -23,27 +23,22 @@ fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
     path
 }
 
-fn backend_with(command: Vec<String>, timeout: Duration, dual: bool) -> ExecBackend {
+fn backend_with(command: Vec<String>, timeout: Duration) -> ExecBackend {
     ExecBackend::new(ExecConfig {
         secret_name: NAME.to_owned(),
         command,
         timeout,
-        dual,
     })
     .expect("valid config")
 }
 
 /// A single-account backend running `program` with the temp dir as its one fixed argument.
 fn backend(program: &Path, dir: &Path) -> ExecBackend {
-    backend_with(vec![path_str(program), path_str(dir)], CALL_TIMEOUT, false)
+    backend_with(vec![path_str(program), path_str(dir)], CALL_TIMEOUT)
 }
 
-fn fake_target(state: &Path, dual: bool) -> ExecBackend {
-    backend_with(
-        vec![path_str(&fake_target_script()), path_str(state)],
-        CALL_TIMEOUT,
-        dual,
-    )
+fn fake_target(state: &Path) -> ExecBackend {
+    backend_with(vec![path_str(&fake_target_script()), path_str(state)], CALL_TIMEOUT)
 }
 
 fn path_str(p: &Path) -> String {
@@ -95,22 +90,17 @@ fn read_pid(path: impl AsRef<Path>) -> u32 {
 #[tokio::test]
 async fn a_slot_the_shape_lacks_is_refused_before_the_plugin_runs() {
     let state = TempDir::new().expect("tempdir");
-    let b = fake_target(state.path(), true);
-    assert_eq!(
-        b.capabilities(),
-        Capabilities {
-            dual_accounts: true,
-            ..Capabilities::default()
-        }
-    );
-    // A dual secret has no single slot, and a single secret no primary/clone: the engine asking for one is a
-    // bug, refused before the plug-in runs.
+    let b = fake_target(state.path());
+    assert_eq!(b.capabilities(), Capabilities::default(), "one account");
+    // An exec secret has no primary/clone slot: the engine asking for one is a bug, refused before the
+    // plug-in runs.
     let a = Secret::from("primary-pw");
-    let e = expect_err(b.apply(Slot::Single, &a).await);
-    assert_eq!(e.class, ErrorClass::Permanent, "{e}");
-    let single = fake_target(state.path(), false);
-    let e = expect_err(single.apply(Slot::Clone, &a).await);
-    assert_eq!(e.class, ErrorClass::Permanent, "{e}");
+    for slot in [Slot::Primary, Slot::Clone] {
+        let e = expect_err(b.apply(slot, &a).await);
+        assert_eq!(e.class, ErrorClass::Permanent, "{e}");
+        let e = expect_err(b.verify(slot, &a).await);
+        assert_eq!(e.class, ErrorClass::Permanent, "{e}");
+    }
     assert!(
         !state.path().join("calls.log").exists(),
         "the plug-in ran for a slot its secret does not have"
@@ -120,7 +110,7 @@ async fn a_slot_the_shape_lacks_is_refused_before_the_plugin_runs() {
 #[tokio::test]
 async fn fail_next_switch_injects_retryable_then_permanent_failures() {
     let state = TempDir::new().expect("tempdir");
-    let b = fake_target(state.path(), false);
+    let b = fake_target(state.path());
     let new = Secret::from("after-faults");
     fs::write(state.path().join("fail-next"), "2\n").expect("switch");
     for _ in 0..2 {
@@ -140,7 +130,7 @@ async fn fail_next_switch_injects_retryable_then_permanent_failures() {
 #[tokio::test]
 async fn check_fails_permanently_without_the_state_directory() {
     let state = TempDir::new().expect("tempdir");
-    let b = fake_target(&state.path().join("missing"), false);
+    let b = fake_target(&state.path().join("missing"));
     let e = expect_err(b.check().await);
     assert_eq!(e.class, ErrorClass::Permanent, "{e}");
     assert!(e.message.contains("does not exist"), "{e}");
@@ -153,7 +143,6 @@ async fn hang_switch_times_out_and_kills_the_fake_targets_children() {
     let b = backend_with(
         vec![path_str(&fake_target_script()), path_str(state.path())],
         Duration::from_secs(2),
-        false,
     );
     let e = expect_err(b.apply(Slot::Single, &Secret::from("v")).await);
     assert_eq!(e.class, ErrorClass::Retryable, "{e}");
@@ -183,7 +172,6 @@ async fn timeout_kills_the_plugin_and_its_children() {
     let b = backend_with(
         vec![path_str(&plugin), path_str(dir.path())],
         Duration::from_secs(1),
-        false,
     );
     let started = Instant::now();
     let e = expect_err(b.apply(Slot::Single, &Secret::from("v")).await);
@@ -214,7 +202,7 @@ async fn an_abandoned_call_kills_the_plugin_and_its_children() {
         "slow.sh",
         "sleep 1000 &\necho $! > \"$1/child.pid\"\necho $$ > \"$1/leader.pid\"\nwait\n",
     );
-    let b = backend_with(vec![path_str(&plugin), path_str(dir.path())], CALL_TIMEOUT, false);
+    let b = backend_with(vec![path_str(&plugin), path_str(dir.path())], CALL_TIMEOUT);
     // The engine drops a call's future when a rotation is cancelled or rotd shuts down.
     let value = Secret::from("v");
     let abandoned = tokio::time::timeout(Duration::from_secs(1), b.apply(Slot::Single, &value)).await;
@@ -498,7 +486,6 @@ fn invalid_configurations_are_rejected() {
         secret_name: NAME.to_owned(),
         command: command.into_iter().map(str::to_owned).collect(),
         timeout,
-        dual: false,
     };
     let second = Duration::from_secs(1);
     for bad in [

@@ -126,7 +126,6 @@ pub async fn backend_for(store: Option<&Store>, spec: &SecretSpec) -> Result<Arc
                 secret_name: spec.name.to_string(),
                 command: exec.command.clone(),
                 timeout: exec.timeout,
-                dual: false,
             })
             .map(|b| Arc::new(b) as Arc<dyn Backend>)
             .map_err(|e| e.to_string()),
