@@ -43,6 +43,7 @@ fn under_test(slots: &[(Slot, &str)]) -> BackendUnderTest {
         backend: Arc::new(backend) as Arc<dyn Backend>,
         initial,
         guard: Box::new(state),
+        nodes: None,
     }
 }
 

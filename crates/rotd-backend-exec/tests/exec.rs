@@ -38,7 +38,10 @@ fn backend(program: &Path, dir: &Path) -> ExecBackend {
 }
 
 fn fake_target(state: &Path) -> ExecBackend {
-    backend_with(vec![path_str(&fake_target_script()), path_str(state)], CALL_TIMEOUT)
+    backend_with(
+        vec![path_str(&fake_target_script()), path_str(state)],
+        CALL_TIMEOUT,
+    )
 }
 
 fn path_str(p: &Path) -> String {

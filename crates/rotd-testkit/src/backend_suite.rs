@@ -5,7 +5,7 @@
 use std::any::Any;
 use std::sync::Arc;
 
-use rotd_core::{Backend, PasswordPolicy, Secret, Slot, generate_password};
+use rotd_core::{Backend, BoxFuture, PasswordPolicy, Secret, Slot, generate_password};
 
 /// A backend with its accounts set up, and whatever keeps its server alive.
 pub struct BackendUnderTest {
@@ -13,6 +13,19 @@ pub struct BackendUnderTest {
     /// The credential each slot accepts now (one entry for single, two for dual).
     pub initial: Vec<(Slot, Secret)>,
     pub guard: Box<dyn Any + Send>,
+    /// For a target of several nodes (a Redis primary and its replicas): control over each node, so
+    /// the suite can take one away mid-rotation and check each one's view. `None`: one node.
+    pub nodes: Option<Arc<dyn NodeControl>>,
+}
+
+/// The suite's handle on the nodes of a multi-node target.
+pub trait NodeControl: Send + Sync {
+    /// How many nodes the backend's `apply` and `verify` must cover.
+    fn count(&self) -> usize;
+    /// Makes node `node` unreachable (`false`) or reachable again (`true`), with its state kept.
+    fn set_reachable(&self, node: usize, reachable: bool) -> BoxFuture<'_, ()>;
+    /// Whether node `node` alone accepts `secret` for `slot` now (a client's login there).
+    fn accepts<'a>(&'a self, node: usize, slot: Slot, secret: &'a Secret) -> BoxFuture<'a, bool>;
 }
 
 impl std::fmt::Debug for BackendUnderTest {
@@ -39,6 +52,7 @@ macro_rules! backend_conformance {
             slot_of,
             mint_then_verify,
             reconcile_removes_only_what_the_store_does_not_know,
+            every_node_or_none,
         );
     };
     (@cases $factory:path, $($case:ident),+ $(,)?) => {
@@ -294,4 +308,67 @@ pub async fn reconcile_removes_only_what_the_store_does_not_know(t: &BackendUnde
     }
     let again = t.backend.reconcile(slot, &known).await.expect("reconcile again");
     assert_eq!(again.removed, 0, "idempotent");
+}
+
+/// A target of several nodes: with one node unreachable, the new credential does not verify (the
+/// rotation stays open, retryable), and the accepting nodes keep what they had; once the node is back,
+/// a repeated `apply` (the engine's resume) completes it and every node accepts the new credential. The
+/// account holding `ACSCurrent` works on every node throughout. One-node targets have nothing more to
+/// show than the other cases do.
+pub async fn every_node_or_none(t: &BackendUnderTest) {
+    let Some(nodes) = &t.nodes else { return };
+    let caps = t.backend.capabilities();
+    let n = nodes.count();
+    assert!(n >= 2, "a multi-node fixture has at least two nodes");
+    let slot = target(t);
+    let current = if caps.dual_accounts {
+        initial(t, Slot::Primary).map(|v| (Slot::Primary, v))
+    } else {
+        None
+    };
+    let new = t.backend.compose(slot, &password()).expect("compose");
+    let down = n - 1;
+    nodes.set_reachable(down, false).await;
+    let applied = t.backend.apply(slot, &new).await;
+    if let Err(e) = &applied {
+        assert!(
+            e.is_retryable(),
+            "a node that is down is a retryable failure: {e}"
+        );
+    }
+    let e = t
+        .backend
+        .verify(slot, &new)
+        .await
+        .expect_err("with a node down the new credential is not verified on every node");
+    assert!(
+        e.is_retryable(),
+        "a node that is down is a retryable failure: {e}"
+    );
+    if let Some((cs, cv)) = current {
+        for node in 0..down {
+            assert!(
+                nodes.accepts(node, cs, cv).await,
+                "node {node} still accepts ACSCurrent while another node is down"
+            );
+        }
+    }
+    nodes.set_reachable(down, true).await;
+    t.backend
+        .apply(slot, &new)
+        .await
+        .expect("apply again once every node is back (the engine's resume)");
+    t.backend.verify(slot, &new).await.expect("verify on every node");
+    for node in 0..n {
+        assert!(
+            nodes.accepts(node, slot, &new).await,
+            "node {node} accepts the new credential"
+        );
+        if let Some((cs, cv)) = current {
+            assert!(
+                nodes.accepts(node, cs, cv).await,
+                "node {node} still accepts ACSCurrent"
+            );
+        }
+    }
 }

@@ -1,5 +1,6 @@
 //! An in-memory backend for engine tests: a pretend server with one or two accounts, whose state tests
-//! can inspect, and faults they can inject. It follows the same contract as the real backends (and
+//! can inspect, and faults they can inject. It may have replicas ([`FakeBackend::with_replicas`]):
+//! `apply` and `verify` then cover every node, and a node can be taken down ([`FakeNodes`]). It follows the same contract as the real backends (and
 //! passes the same conformance suite), so a test that passes with it says something about the engine.
 
 use std::collections::{HashMap, HashSet};
@@ -10,6 +11,8 @@ use rotd_core::{
     Backend, BackendError, BackendResult, BoxFuture, Capabilities, CredentialSource, PasswordPolicy,
     Reconciled, Secret, Slot, generate_password,
 };
+
+use crate::backend_suite::NodeControl;
 
 /// How many credentials a minting fake's account may hold at once (a RAM user holds at most two).
 pub const MINT_LIMIT: usize = 2;
@@ -27,8 +30,12 @@ pub enum Op {
 
 #[derive(Debug, Default)]
 struct State {
-    /// The passwords each account accepts now. More than one only with overlap.
+    /// The passwords each account accepts now on the main node. More than one only with overlap.
     accepted: HashMap<Slot, HashSet<String>>,
+    /// The same for each replica (nodes 1, 2, …); empty for a one-node target.
+    replicas: Vec<HashMap<Slot, HashSet<String>>>,
+    /// Nodes that are unreachable (0 is the main node).
+    down: HashSet<usize>,
     /// Credentials that exist but no longer log in (a deactivated AccessKey), for minting fakes.
     inactive: HashMap<Slot, HashSet<String>>,
     /// Credentials minted so far (for unique names).
@@ -107,6 +114,19 @@ impl FakeBackend {
         )
     }
 
+    /// The same fake with `n` replicas besides the main node: `apply` and `verify` cover every node, and
+    /// fail (retryable) while one is down. Replicas mirror `apply` and `retire`; minting stays on the main
+    /// node.
+    pub fn with_replicas(self, n: usize) -> Self {
+        self.state.lock().expect("fake state").replicas = vec![HashMap::new(); n];
+        self
+    }
+
+    /// Control over the nodes, for the conformance suite's multi-node case and for tests.
+    pub fn nodes(&self) -> FakeNodes {
+        FakeNodes(self.clone())
+    }
+
     /// How many credentials exist at the target for `slot`, active or not.
     pub fn credentials_at_target(&self, slot: Slot) -> usize {
         let st = self.state.lock().expect("fake state");
@@ -146,10 +166,13 @@ impl FakeBackend {
         &self.accounts[&slot]
     }
 
-    /// Sets an account's password directly, as an operator would before importing it.
+    /// Sets an account's password directly on every node, as an operator would before importing it.
     pub fn set_password(&self, slot: Slot, password: &str) {
         let mut st = self.state.lock().expect("fake state");
         st.accepted.insert(slot, HashSet::from([password.to_owned()]));
+        for r in &mut st.replicas {
+            r.insert(slot, HashSet::from([password.to_owned()]));
+        }
     }
 
     /// Whether `value` (an account value JSON) logs in right now: the check tests use for "still works".
@@ -285,11 +308,25 @@ impl Backend for FakeBackend {
             self.gate(Op::Apply).await?;
             let pw = self.slot_password(slot, new, "apply")?;
             let mut st = self.state.lock().expect("fake state");
-            let set = st.accepted.entry(slot).or_default();
-            if !self.caps.overlap {
-                set.clear();
+            let overlap = self.caps.overlap;
+            let put = |set: &mut HashSet<String>| {
+                if !overlap {
+                    set.clear();
+                }
+                set.insert(pw.clone());
+            };
+            // Node by node, as a real backend goes: the nodes before one that is down keep the change.
+            for node in 0..=st.replicas.len() {
+                if st.down.contains(&node) {
+                    return Err(unreachable(node, "apply"));
+                }
+                let set = if node == 0 {
+                    st.accepted.entry(slot).or_default()
+                } else {
+                    st.replicas[node - 1].entry(slot).or_default()
+                };
+                put(set);
             }
-            set.insert(pw);
             Ok(())
         })
     }
@@ -298,22 +335,28 @@ impl Backend for FakeBackend {
         Box::pin(async move {
             self.gate(Op::Verify).await?;
             let pw = self.slot_password(slot, secret, "verify")?;
-            let ok = self
-                .state
-                .lock()
-                .expect("fake state")
-                .accepted
-                .get(&slot)
-                .is_some_and(|s| s.contains(&pw));
-            if ok {
-                Ok(())
-            } else {
-                Err(BackendError::permanent(
-                    "fake",
-                    "verify",
-                    format!("login as {} failed: wrong password", self.accounts[&slot]),
-                ))
+            let st = self.state.lock().expect("fake state");
+            for node in 0..=st.replicas.len() {
+                if st.down.contains(&node) {
+                    return Err(unreachable(node, "verify"));
+                }
+                let set = if node == 0 {
+                    st.accepted.get(&slot)
+                } else {
+                    st.replicas[node - 1].get(&slot)
+                };
+                if !set.is_some_and(|s| s.contains(&pw)) {
+                    return Err(BackendError::permanent(
+                        "fake",
+                        "verify",
+                        format!(
+                            "login as {} on node {node} failed: wrong password",
+                            self.accounts[&slot]
+                        ),
+                    ));
+                }
             }
+            Ok(())
         })
     }
 
@@ -375,6 +418,12 @@ impl Backend for FakeBackend {
             let pw = self.slot_password(slot, old, "retire")?;
             let two_steps = self.caps.retire_steps >= 2;
             let mut st = self.state.lock().expect("fake state");
+            for r in &mut st.replicas {
+                let set = r.entry(slot).or_default();
+                if set.len() > 1 {
+                    set.remove(&pw);
+                }
+            }
             let active = st.accepted.entry(slot).or_default();
             // Never remove the last password: retiring must not lock the account out.
             let was_active = active.len() > 1 && active.remove(&pw);
@@ -410,14 +459,47 @@ impl Backend for FakeBackend {
                         BackendError::permanent("fake", "create accounts", "password is not text")
                     })?
                     .to_owned();
-                self.state
-                    .lock()
-                    .expect("fake state")
-                    .accepted
-                    .insert(*slot, HashSet::from([pw.clone()]));
+                self.set_password(*slot, &pw);
                 created.push((*slot, account_value(account, &pw)));
             }
             Ok(created)
         })
+    }
+}
+
+fn unreachable(node: usize, op: &'static str) -> BackendError {
+    BackendError::retryable("fake", op, format!("node {node} is unreachable"))
+}
+
+/// The nodes of a [`FakeBackend`] with replicas, for the conformance suite's multi-node case.
+#[derive(Debug, Clone)]
+pub struct FakeNodes(FakeBackend);
+
+impl NodeControl for FakeNodes {
+    fn count(&self) -> usize {
+        1 + self.0.state.lock().expect("fake state").replicas.len()
+    }
+
+    fn set_reachable(&self, node: usize, reachable: bool) -> BoxFuture<'_, ()> {
+        let mut st = self.0.state.lock().expect("fake state");
+        if reachable {
+            st.down.remove(&node);
+        } else {
+            st.down.insert(node);
+        }
+        Box::pin(async {})
+    }
+
+    fn accepts<'a>(&'a self, node: usize, slot: Slot, secret: &'a Secret) -> BoxFuture<'a, bool> {
+        let ok = parse_value(secret).is_some_and(|(account, pw)| {
+            let st = self.0.state.lock().expect("fake state");
+            let set = if node == 0 {
+                st.accepted.get(&slot)
+            } else {
+                st.replicas.get(node - 1).and_then(|r| r.get(&slot))
+            };
+            self.0.accounts.get(&slot) == Some(&account) && set.is_some_and(|s| s.contains(&pw))
+        });
+        Box::pin(async move { ok })
     }
 }

@@ -18,6 +18,7 @@ fn under_test(fake: FakeBackend, slots: &[(Slot, &str)]) -> BackendUnderTest {
         backend: Arc::new(fake) as Arc<dyn Backend>,
         initial,
         guard: Box::new(()),
+        nodes: None,
     }
 }
 
@@ -58,6 +59,7 @@ mod creating {
             backend: Arc::new(fake) as Arc<dyn Backend>,
             initial,
             guard: Box::new(()),
+            nodes: None,
         }
     }
     rotd_testkit::backend_conformance!(factory);
@@ -67,6 +69,31 @@ mod minting {
     use super::*;
     async fn factory() -> BackendUnderTest {
         under_test(FakeBackend::minting(), &[(Slot::Single, "initial-key")])
+    }
+    rotd_testkit::backend_conformance!(factory);
+}
+
+mod dual_with_replicas {
+    use super::*;
+    /// A primary and two replicas, as a Redis deployment: every node or none.
+    async fn factory() -> BackendUnderTest {
+        let fake = FakeBackend::dual().with_replicas(2);
+        let nodes = fake.nodes();
+        let mut t = under_test(fake, &[(Slot::Primary, "primary-pw"), (Slot::Clone, "clone-pw")]);
+        t.nodes = Some(Arc::new(nodes));
+        t
+    }
+    rotd_testkit::backend_conformance!(factory);
+}
+
+mod overlapping_with_replicas {
+    use super::*;
+    async fn factory() -> BackendUnderTest {
+        let fake = FakeBackend::overlapping().with_replicas(1);
+        let nodes = fake.nodes();
+        let mut t = under_test(fake, &[(Slot::Single, "initial-pw")]);
+        t.nodes = Some(Arc::new(nodes));
+        t
     }
     rotd_testkit::backend_conformance!(factory);
 }

@@ -120,6 +120,7 @@ pub fn under_test(backend: SqlBackend, initial: Vec<(Slot, Secret)>) -> BackendU
         backend: Arc::new(backend) as Arc<dyn Backend>,
         initial,
         guard: Box::new(()),
+        nodes: None,
     }
 }
 
