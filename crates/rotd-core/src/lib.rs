@@ -1,9 +1,10 @@
 //! rotd-core owns rotd's domain vocabulary: secret names, version ids, stage labels, tags, secret types,
 //! rotation policies and the [`Secret`] value type, each with the vendor's validation rules. It does no IO:
-//! no files, no network, no clock reads except where a caller passes `now` in. Every other crate speaks
+//! no files, no network, and no clock reads outside [`Clock`], the one time source of the workspace. Every other crate speaks
 //! these types, so a value that exists here has already been validated.
 
 mod backend;
+mod clock;
 mod error;
 mod password;
 mod rotation;
@@ -15,6 +16,7 @@ pub use backend::{
     Backend, BackendError, BackendResult, BoxFuture, Capabilities, CredentialSource, ErrorClass, Reconciled,
     Slot,
 };
+pub use clock::Clock;
 pub use error::ValidationError;
 pub use password::{PasswordPolicy, generate_password};
 pub use rotation::{RotationInterval, RotationPolicy, RotationSchedule};

@@ -78,7 +78,7 @@ pub async fn attempt(
     let first_value = rotation::needs_first_value(store, m).await.unwrap_or(false);
     match rotation::rotate(store, m, limits, requested).await {
         Ok(outcome) => {
-            let now = Utc::now();
+            let now = store.clock().now();
             if let Err(e) = store.record_success(name, now).await {
                 warn!(secret = %name, error = %e, "Could not record the rotation's success.");
             }
@@ -105,7 +105,9 @@ pub async fn attempt(
             let quarantine = !must_finish && (permanent || failures >= policy.max_attempts);
             let backoff = chrono::Duration::from_std(policy.backoff(failures, rand::random::<f64>()))
                 .unwrap_or(chrono::Duration::hours(1));
-            let retry_at = Utc::now()
+            let retry_at = store
+                .clock()
+                .now()
                 .checked_add_signed(backoff)
                 .unwrap_or(DateTime::<Utc>::MAX_UTC);
             let next = if quarantine { next_window } else { Some(retry_at) };

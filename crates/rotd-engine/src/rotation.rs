@@ -820,7 +820,9 @@ async fn promote(
         && let Some(cur) = old.filter(|c| *c != open.version_id)
     {
         let grace = chrono::Duration::from_std(m.grace.first).unwrap_or(chrono::Duration::MAX);
-        let at = Utc::now()
+        let at = store
+            .clock()
+            .now()
             .checked_add_signed(grace)
             .unwrap_or(DateTime::<Utc>::MAX_UTC);
         let old_slot = if caps.dual_accounts {

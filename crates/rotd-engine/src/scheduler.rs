@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use rotd_core::{Backend, CompiledSchedule, RotationPolicy, VersionId};
+use rotd_core::{Backend, Clock, CompiledSchedule, RotationPolicy, VersionId};
 use rotd_store::{RequestKind, RequestOutcome, RotationRequest, SecretUpdate, StepKind, Store};
 use tokio::sync::{Notify, Semaphore, watch};
 use tracing::{error, info, warn};
@@ -181,13 +181,19 @@ impl Engine {
             wake: Notify::new(),
             started: Mutex::new(false),
             stopping: std::sync::atomic::AtomicBool::new(false),
-            last_tick: Mutex::new(Instant::now()),
+            last_tick: Mutex::new(Clock::system().instant()),
             promoted: tokio::sync::broadcast::channel(256).0,
         })
     }
 
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// The engine's wall clock: its store's, so due times and journal stamps never disagree (a test
+    /// drives both by handing the store a manual clock).
+    pub fn clock(&self) -> &Clock {
+        self.store.clock()
     }
 
     fn decorate(&self, backend: Arc<dyn Backend>) -> Arc<dyn Backend> {
@@ -216,7 +222,7 @@ impl Engine {
     /// one's next due time. Rotations in progress finish with the backend they started with.
     pub async fn set_secrets(&self, specs: Vec<SecretEntry>) {
         self.generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let now = Utc::now();
+        let now = self.clock().now();
         let first = {
             let mut started = self.started.lock().expect("engine lock");
             !std::mem::replace(&mut *started, true)
@@ -365,7 +371,7 @@ impl Engine {
                 return;
             }
             this.metrics.in_progress().inc();
-            let started = Instant::now();
+            let started = Clock::system().instant();
             let state = this
                 .store
                 .rotation_state(managed.name.as_str())
@@ -374,7 +380,7 @@ impl Engine {
             if state.quarantined {
                 let _ = this.store.clear_quarantine(managed.name.as_str()).await;
             }
-            let next_window = policy_next.as_ref().and_then(|c| c.next_due(Utc::now()));
+            let next_window = policy_next.as_ref().and_then(|c| c.next_due(this.clock().now()));
             let result = attempt(
                 &this.store,
                 &managed,
@@ -384,13 +390,13 @@ impl Engine {
                 next_window,
             )
             .await;
-            let secs = started.elapsed().as_secs_f64();
+            let secs = Clock::system().elapsed(started).as_secs_f64();
             let kind = managed.kind.as_str();
             let summary = match &result {
                 AttemptResult::Done(o) => {
                     this.metrics.attempt_finished(kind, "success", secs);
                     if !o.already_done {
-                        let now = Utc::now();
+                        let now = this.clock().now();
                         let last = rotd_core::recorded_rotation_time(policy_next.as_ref(), nominal, now);
                         let next_due = policy_next.as_ref().and_then(|c| c.next_due(last));
                         let update = SecretUpdate {
@@ -553,18 +559,21 @@ impl Engine {
     /// Runs the loop until `shutdown` turns true.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let pid = std::process::id();
-        let started = Utc::now();
+        let clock = self.clock().clone();
+        // Liveness (the heartbeat's period, the watchdog's tick) is real time whatever the store's clock.
+        let real = Clock::system();
+        let started = clock.now();
         let mut last_beat: Option<Instant> = None;
         loop {
             if *shutdown.borrow() || self.stopping.load(std::sync::atomic::Ordering::SeqCst) {
                 break;
             }
-            *self.last_tick.lock().expect("engine lock") = Instant::now();
-            if last_beat.is_none_or(|t| t.elapsed() >= Duration::from_secs(5)) {
+            *self.last_tick.lock().expect("engine lock") = real.instant();
+            if last_beat.is_none_or(|t| real.elapsed(t) >= Duration::from_secs(5)) {
                 if let Err(e) = self.store.heartbeat(pid, started).await {
                     warn!(error = %e, "Could not write the heartbeat.");
                 }
-                last_beat = Some(Instant::now());
+                last_beat = Some(real.instant());
             }
             match self.store.open_requests().await {
                 Ok(reqs) => {
@@ -578,7 +587,7 @@ impl Engine {
                 }
                 Err(e) => warn!(error = %e, "Could not read operator requests."),
             }
-            let now = Utc::now();
+            let now = clock.now();
             let mut due = Vec::new();
             let mut retire = Vec::new();
             let mut next_wake = now + chrono::Duration::from_std(self.cfg.poll).unwrap_or_default();
@@ -614,9 +623,8 @@ impl Engine {
             for name in retire {
                 self.launch_retire(&name);
             }
-            let sleep = (next_wake - Utc::now()).to_std().unwrap_or(Duration::ZERO);
             tokio::select! {
-                _ = tokio::time::sleep(sleep) => {}
+                () = clock.sleep_until(next_wake) => {}
                 _ = self.wake.notified() => {}
                 _ = shutdown.changed() => {}
             }
@@ -630,16 +638,18 @@ impl Engine {
 
     /// How long ago the scheduler loop last went round.
     pub fn since_last_tick(&self) -> Duration {
-        self.last_tick.lock().expect("engine lock").elapsed()
+        Clock::system().elapsed(*self.last_tick.lock().expect("engine lock"))
     }
 
     /// Stops starting work and waits up to `timeout` for rotations in progress to finish. Returns false
     /// if some were still running (they resume from the journal at the next start).
     pub async fn drain(&self, timeout: Duration) -> bool {
         self.stopping.store(true, std::sync::atomic::Ordering::SeqCst);
-        let deadline = Instant::now() + timeout;
+        // A shutdown's deadline is real time (systemd's stop timeout), whatever the store's clock.
+        let real = Clock::system();
+        let deadline = real.instant() + timeout;
         while !self.inflight.lock().expect("engine lock").is_empty() {
-            if Instant::now() >= deadline {
+            if real.instant() >= deadline {
                 return false;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -832,8 +842,9 @@ mod tests {
             .trim()
             .parse()
             .expect("pid");
-        let start = Instant::now();
-        while alive(pid) && start.elapsed() < Duration::from_secs(5) {
+        let real = Clock::system();
+        let start = real.instant();
+        while alive(pid) && real.elapsed(start) < Duration::from_secs(5) {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         assert!(

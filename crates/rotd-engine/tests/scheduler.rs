@@ -444,3 +444,179 @@ async fn a_reload_keeps_the_catch_up_spread() {
         "the most overdue starts now; the others keep their slots over the next hour, reload or not"
     );
 }
+
+// ---- the loop driven through time by a manual clock ---------------------------------------------
+
+/// 2030-01-01T00:00:00Z: far from the machine's own clock, so nothing here can pass by reading it.
+fn t0() -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp(1_893_456_000, 0).expect("t0")
+}
+
+/// How many rotations of `name` were promoted so far.
+async fn promotions(store: &Store, name: &str) -> usize {
+    store
+        .journal(name)
+        .await
+        .expect("journal")
+        .iter()
+        .filter(|e| matches!(e.step, rotd_store::Step::Promoted { .. }))
+        .count()
+}
+
+/// Whether `n` rotations were promoted and the secret's task has ended (it records the rotation time
+/// after the promotion: moving the clock before that would change what it records).
+async fn settled(store: &Store, engine: &Engine, n: usize) -> bool {
+    promotions(store, NAME).await == n && !engine.is_running(NAME)
+}
+
+/// Waits (real time, bounded) until `cond` holds; the manual clock does not move meanwhile.
+async fn eventually<F, Fut>(what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !cond().await {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_loop_rotates_each_secret_on_its_nominal_due_time_through_a_year_of_a_manual_clock() {
+    let dir = tempfile::tempdir().expect("dir");
+    let clock = rotd_core::Clock::manual(t0());
+    let store = store(&dir).await.with_clock(clock.clone());
+    // 30 days with a 6-hour window: each start lands at a fixed offset inside the window.
+    let windowed = RotationPolicy {
+        window_secs: Some(6 * 3600),
+        ..policy()
+    };
+    declare_as(&store, NAME, Some(windowed.clone()), None).await;
+    let fake = FakeBackend::dual();
+    let mut e = entry(&fake);
+    e.policy = Some(windowed);
+    let engine = Engine::new(store.clone(), config(), Metrics::new("test"));
+    engine.set_secrets(vec![e]).await;
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(engine.clone().run(stop_rx));
+
+    // The first value at once, at t0 on the manual clock.
+    eventually("the first value", || settled(&store, &engine, 2)).await;
+    let first = store.describe(NAME).await.expect("meta");
+    assert_eq!(first.last_rotation_at, Some(t0()), "stamped by the manual clock");
+    let mut due = first.next_rotation_at.expect("scheduled");
+    assert_eq!(
+        due,
+        t0() + chrono::Duration::days(30),
+        "NextRotationDate = last + interval"
+    );
+
+    for cycle in 1..=12 {
+        let before = promotions(&store, NAME).await;
+        let live = value(&store, StageLabel::current()).await.expect("current");
+        // A minute before the due time nothing starts, however long the loop gets to look.
+        clock.set(due - chrono::Duration::minutes(1));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(
+            promotions(&store, NAME).await,
+            before,
+            "cycle {cycle}: nothing before due"
+        );
+        // Past the whole window the rotation has started and finishes.
+        clock.set(due + chrono::Duration::hours(6));
+        eventually("the scheduled rotation", || settled(&store, &engine, before + 1)).await;
+        let current = value(&store, StageLabel::current()).await.expect("current");
+        assert_ne!(
+            account_of(&current),
+            account_of(&live),
+            "cycle {cycle}: the accounts alternate"
+        );
+        assert!(
+            fake.accepts(&live),
+            "cycle {cycle}: the credential applications held still works"
+        );
+        let meta = store.describe(NAME).await.expect("meta");
+        // The rotation is recorded at its nominal due time, not at its jittered start or completion,
+        // so the window never compounds.
+        assert_eq!(meta.last_rotation_at, Some(due), "cycle {cycle}");
+        let next = meta.next_rotation_at.expect("scheduled");
+        assert_eq!(next, due + chrono::Duration::days(30), "cycle {cycle}");
+        due = next;
+    }
+    assert_eq!(
+        due,
+        t0() + chrono::Duration::days(13 * 30),
+        "no drift over a year"
+    );
+    let _ = stop.send(true);
+    let _ = task.await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_loop_retires_a_minted_credential_after_each_grace() {
+    let dir = tempfile::tempdir().expect("dir");
+    let clock = rotd_core::Clock::manual(t0());
+    let store = store(&dir).await.with_clock(clock.clone());
+    declare_as(&store, NAME, Some(policy()), None).await;
+    let fake = FakeBackend::minting();
+    let mut e = entry(&fake);
+    // RAM's shape: deactivate an hour after the promotion, delete a day after that.
+    e.managed.grace = rotd_engine::Grace {
+        first: Duration::from_secs(3600),
+        between_steps: Duration::from_secs(86_400),
+    };
+    let engine = Engine::new(store.clone(), config(), Metrics::new("test"));
+    engine.set_secrets(vec![e]).await;
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(engine.clone().run(stop_rx));
+
+    eventually("the first value", || settled(&store, &engine, 1)).await;
+    let old = value(&store, StageLabel::current()).await.expect("first key");
+    let due = store
+        .describe(NAME)
+        .await
+        .expect("meta")
+        .next_rotation_at
+        .expect("due");
+    clock.set(due);
+    eventually("the second key", || settled(&store, &engine, 2)).await;
+    let promoted_at = clock.now();
+    assert!(fake.accepts(&old), "the old key works during the grace");
+    assert_eq!(fake.credentials_at_target(Slot::Single), 2);
+
+    clock.set(promoted_at + chrono::Duration::minutes(59));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(fake.accepts(&old), "still inside the first grace");
+    clock.set(promoted_at + chrono::Duration::minutes(61));
+    eventually("the old key deactivated", || async {
+        !fake.accepts(&old) && !engine.is_running(NAME)
+    })
+    .await;
+    assert_eq!(
+        fake.credentials_at_target(Slot::Single),
+        2,
+        "deactivated, not deleted"
+    );
+
+    let deactivated_at = clock.now();
+    clock.set(deactivated_at + chrono::Duration::hours(23));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        fake.credentials_at_target(Slot::Single),
+        2,
+        "inside the second grace"
+    );
+    clock.set(deactivated_at + chrono::Duration::hours(25));
+    eventually("the old key deleted", || async {
+        fake.credentials_at_target(Slot::Single) == 1
+    })
+    .await;
+    let current = value(&store, StageLabel::current()).await.expect("current");
+    assert!(fake.accepts(&current), "the new key works throughout");
+    let _ = stop.send(true);
+    let _ = task.await;
+}

@@ -125,7 +125,7 @@ impl Store {
              ON CONFLICT (secret_name) DO UPDATE SET updated_at = excluded.updated_at",
         )
         .bind(name)
-        .bind(Utc::now().timestamp())
+        .bind(self.clock().now().timestamp())
         .execute(&mut *tx)
         .await?;
         // `set` is one of the fixed assignment lists in this file, never user input.
@@ -195,7 +195,7 @@ impl Store {
         .bind(name)
         .bind(kind.as_str())
         .bind(version_id)
-        .bind(Utc::now().timestamp())
+        .bind(self.clock().now().timestamp())
         .fetch_one(&self.pool)
         .await?
         .try_get(0)?;
@@ -238,7 +238,7 @@ impl Store {
 
     pub async fn finish_request(&self, id: i64, result: &RequestOutcome) -> Result<()> {
         sqlx::query("UPDATE rotation_requests SET done_at = ?, result = ? WHERE id = ?")
-            .bind(Utc::now().timestamp())
+            .bind(self.clock().now().timestamp())
             .bind(result.to_string())
             .bind(id)
             .execute(&self.pool)
@@ -253,7 +253,7 @@ impl Store {
         )
         .bind(i64::from(pid))
         .bind(started_at.timestamp())
-        .bind(Utc::now().timestamp())
+        .bind(self.clock().now().timestamp())
         .execute(&self.pool)
         .await?;
         Ok(())

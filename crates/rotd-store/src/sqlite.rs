@@ -41,6 +41,8 @@ pub struct CmkUsage {
 pub struct Store {
     pub(crate) pool: SqlitePool,
     keyring: Arc<RwLock<Keyring>>,
+    /// What stamps journal entries, versions and requests: the system clock unless a test drives time.
+    clock: rotd_core::Clock,
 }
 
 impl std::fmt::Debug for Store {
@@ -101,7 +103,20 @@ impl Store {
         Ok(Self {
             pool,
             keyring: Arc::new(RwLock::new(keyring)),
+            clock: rotd_core::Clock::system(),
         })
+    }
+
+    /// The same store, stamping time from `clock` (a test's manual clock). Handles cloned from it share
+    /// the clock.
+    pub fn with_clock(mut self, clock: rotd_core::Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The clock this store stamps time with.
+    pub fn clock(&self) -> &rotd_core::Clock {
+        &self.clock
     }
 
     /// Replaces the keyring (after a CMK rotation). The new keyring must still hold every CMK version
@@ -169,7 +184,7 @@ impl Store {
                 }
             });
         }
-        let now = Utc::now().timestamp();
+        let now = self.clock.now().timestamp();
         let rotation = new
             .rotation
             .as_ref()
@@ -247,7 +262,7 @@ impl Store {
     pub async fn update_secret(&self, name: &str, update: SecretUpdate) -> Result<SecretMeta> {
         let mut tx = self.write_tx().await?;
         writable(&mut tx, name).await?;
-        let now = Utc::now().timestamp();
+        let now = self.clock.now().timestamp();
         if let Some(d) = &update.description {
             exec(
                 &mut tx,
@@ -332,7 +347,7 @@ impl Store {
     /// Schedules or performs deletion. Returns the planned deletion time (now for a force delete).
     pub async fn delete_secret(&self, name: &str, mode: DeleteMode) -> Result<DateTime<Utc>> {
         let mut tx = self.write_tx().await?;
-        let now = Utc::now();
+        let now = self.clock.now();
         let planned = match mode {
             DeleteMode::Force => {
                 let n = sqlx::query("DELETE FROM secrets WHERE name = ?")
@@ -376,7 +391,7 @@ impl Store {
             });
         }
         sqlx::query("UPDATE secrets SET planned_delete_at = NULL, updated_at = ? WHERE name = ?")
-            .bind(Utc::now().timestamp())
+            .bind(self.clock.now().timestamp())
             .bind(name)
             .execute(&mut *tx)
             .await?;
@@ -458,7 +473,7 @@ impl Store {
         let seq: i64 = sqlx::query(
             "UPDATE secrets SET version_seq = version_seq + 1, updated_at = ? WHERE name = ? RETURNING version_seq",
         )
-        .bind(Utc::now().timestamp())
+        .bind(self.clock.now().timestamp())
         .bind(name)
         .fetch_one(&mut **tx)
         .await?
@@ -471,7 +486,7 @@ impl Store {
         .bind(name)
         .bind(new.version_id.as_str())
         .bind(seq)
-        .bind(Utc::now().timestamp())
+        .bind(self.clock.now().timestamp())
         .bind(new.data_type.as_str())
         .bind(&sealed.cmk_id)
         .bind(i64::from(sealed.cmk_version))
@@ -626,7 +641,7 @@ impl Store {
         .bind(&rec.rotation_id)
         .bind(rec.step.kind().as_str())
         .bind(rec.version_id.as_ref().map(VersionId::as_str))
-        .bind(Utc::now().timestamp())
+        .bind(self.clock.now().timestamp())
         .bind(rec.step.detail().to_string())
         .fetch_one(&mut *tx)
         .await?
@@ -755,7 +770,7 @@ impl Store {
         let id = format!("LTAI{}", random_alnum(20));
         let secret = Secret::from(random_alnum(30));
         let sealed = self.seal(cmk_id, Context::AccessKey { id: &id }, &secret)?;
-        let now = Utc::now().timestamp();
+        let now = self.clock.now().timestamp();
         sqlx::query(
             "INSERT INTO access_keys (id, description, policy, enabled, created_at, cmk_id, cmk_version, wrapped_key, nonce, ciphertext)
              VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?, ?)",
