@@ -230,7 +230,6 @@ impl Trace {
 }
 
 /// An authenticated caller and its parameters, handed to an action.
-#[derive(Debug)]
 pub(crate) struct Call {
     pub key_id: String,
     pub key_policy: String,
@@ -238,9 +237,37 @@ pub(crate) struct Call {
     pub now: DateTime<Utc>,
 }
 
-/// The request's parameters, query and body merged (duplicates already refused).
-#[derive(Debug, Default)]
+impl std::fmt::Debug for Call {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Call")
+            .field("key_id", &self.key_id)
+            .field("params", &self.params)
+            .field("now", &self.now)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The request's parameters, query and body merged (duplicates already refused). Values include
+/// `SecretData` in plaintext: `Debug` shows names only, and the values are zeroized on drop.
+#[derive(Default)]
 pub(crate) struct Params(BTreeMap<String, String>);
+
+impl std::fmt::Debug for Params {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Params")
+            .field(&self.0.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Drop for Params {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        for v in self.0.values_mut() {
+            v.zeroize();
+        }
+    }
+}
 
 impl Params {
     pub fn get(&self, name: &str) -> Option<&str> {
@@ -524,4 +551,29 @@ fn is_read_only(action: &str) -> bool {
             | "GetRandomPassword"
             | "GetSecretPolicy"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn params_and_calls_debug_names_only() {
+        let params = Params(BTreeMap::from([
+            ("SecretData".to_owned(), "hunter2-plaintext".to_owned()),
+            ("SecretName".to_owned(), "app/db".to_owned()),
+        ]));
+        let call = Call {
+            key_id: "LTAIkey".to_owned(),
+            key_policy: "{}".to_owned(),
+            params,
+            now: Utc::now(),
+        };
+        let shown = format!("{call:?} {:?}", call.params);
+        assert!(
+            shown.contains("SecretData") && shown.contains("SecretName"),
+            "{shown}"
+        );
+        assert!(!shown.contains("hunter2") && !shown.contains("app/db"), "{shown}");
+    }
 }
