@@ -1209,3 +1209,108 @@ async fn a_deny_of_batch_get_secret_value_applies_to_batches() {
         .await;
     assert_eq!(s, 200, "{b}");
 }
+
+/// SetSecretPolicy and CreateSecret refuse what the policy grammar does not cover (here an Allow that
+/// would be limited by a `Condition`, which rotd cannot evaluate), instead of dropping it.
+#[tokio::test]
+async fn a_policy_with_a_condition_is_refused() {
+    let api = Api::start().await;
+    api.create("app/a", "v1", "x").await;
+    let conditional = r#"{"Version":"1","Statement":[{"Effect":"Allow","Principal":{"RAM":["*"]},"Action":["kms:GetSecretValue"],"Resource":["*"],"Condition":{"IpAddress":{"acs:SourceIp":["10.0.0.0/8"]}}}]}"#;
+    let (s, b) = api
+        .v3(
+            &api.admin,
+            req(
+                "SetSecretPolicy",
+                &[("SecretName", "app/a"), ("Policy", conditional)],
+            ),
+        )
+        .await;
+    assert_eq!((s, code(&b)), (400, "InvalidParameter"), "{b}");
+    assert!(b["Message"].as_str().unwrap_or("").contains("Condition"), "{b}");
+    assert!(api.store.describe("app/a").await.expect("meta").policy.is_none());
+
+    let mut r = req(
+        "CreateSecret",
+        &[
+            ("SecretName", "app/b"),
+            ("VersionId", "v1"),
+            ("Policy", conditional),
+        ],
+    );
+    r.body = Some("SecretData=x".to_owned());
+    let (s, b) = api.v3(&api.admin, r).await;
+    assert_eq!((s, code(&b)), (400, "InvalidParameter"), "{b}");
+    assert!(
+        api.store.describe("app/b").await.is_err(),
+        "created despite the refused policy"
+    );
+
+    // A Deny written with NotPrincipal would match nothing: refused too.
+    let not_principal = r#"{"Version":"1","Statement":[{"Effect":"Deny","NotPrincipal":{"RAM":["LTAIx"]},"Action":["kms:*"],"Resource":["*"]}]}"#;
+    let (s, b) = api
+        .v3(
+            &api.admin,
+            req(
+                "SetSecretPolicy",
+                &[("SecretName", "app/a"), ("Policy", not_principal)],
+            ),
+        )
+        .await;
+    assert_eq!((s, code(&b)), (400, "InvalidParameter"), "{b}");
+}
+
+/// A stored policy that no longer parses (written before the strict grammar) denies every action on its
+/// secret, even to a key whose own policy allows everything, and hides the secret from listings.
+#[tokio::test]
+async fn a_stored_policy_that_does_not_parse_denies() {
+    let api = Api::start().await;
+    api.create("app/legacy", "v1", "legacy-value").await;
+    api.create("app/other", "v1", "other-value").await;
+    let legacy = r#"{"Version":"1","Statement":[{"Effect":"Allow","Principal":{"RAM":["*"]},"Action":["kms:*"],"Resource":["*"],"Condition":{"Bool":{"acs:SecureTransport":"true"}}}]}"#;
+    api.store
+        .update_secret(
+            "app/legacy",
+            rotd_store::SecretUpdate {
+                policy: Some(Some(legacy.to_owned())),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("store the legacy policy");
+    for action in [
+        "GetSecretValue",
+        "DescribeSecret",
+        "DeleteSecret",
+        "GetSecretPolicy",
+    ] {
+        let (s, b) = api
+            .v3(&api.admin, req(action, &[("SecretName", "app/legacy")]))
+            .await;
+        assert_eq!((s, code(&b)), (403, "Forbidden.NoPermission"), "{action}: {b}");
+        assert!(!b.to_string().contains("legacy-value"), "{b}");
+    }
+    let (s, b) = api
+        .v3(
+            &api.admin,
+            req(
+                "BatchGetSecretValue",
+                &[("SecretsList", r#"["app/legacy","app/other"]"#)],
+            ),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["Errors"][0]["Code"], "Forbidden.NoPermission", "{b}");
+    assert_eq!(b["SecretValues"][0]["SecretName"], "app/other", "{b}");
+    let (s, b) = api.v3(&api.admin, req("ListSecrets", &[])).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["TotalCount"], 1, "{b}");
+    assert!(
+        api.store
+            .describe("app/legacy")
+            .await
+            .expect("kept")
+            .planned_delete_at
+            .is_none()
+    );
+}

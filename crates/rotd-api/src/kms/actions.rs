@@ -77,13 +77,22 @@ async fn authorized_all(
         Err(e) if key_ok => return Err(e.into()),
         Err(_) => return Err(ApiError::NoPermission),
     };
+    let caller = caller(state, call);
     if actions
         .iter()
-        .all(|a| policy::allowed(&call.key_policy, meta.policy.as_deref(), &call.key_id, a, name))
+        .all(|a| policy::allowed(&caller, meta.policy.as_deref(), a, name))
     {
         Ok(meta)
     } else {
         Err(ApiError::NoPermission)
+    }
+}
+
+fn caller<'a>(state: &'a ApiState, call: &'a Call) -> policy::Caller<'a> {
+    policy::Caller {
+        key_id: &call.key_id,
+        key_policy: &call.key_policy,
+        account: state.inner.config.account.as_deref(),
     }
 }
 
@@ -313,17 +322,10 @@ async fn list_secrets(state: &ApiState, call: Call) -> Out {
         }
     };
     let all = state.inner.store.list().await?;
+    let caller = caller(state, &call);
     let visible: Vec<&SecretMeta> = all
         .iter()
-        .filter(|m| {
-            policy::allowed(
-                &call.key_policy,
-                m.policy.as_deref(),
-                &call.key_id,
-                "ListSecrets",
-                m.name.as_str(),
-            )
-        })
+        .filter(|m| policy::allowed(&caller, m.policy.as_deref(), "ListSecrets", m.name.as_str()))
         .filter(|m| filters.iter().all(|f| filter_matches(f, m)))
         .collect();
     let total = visible.len();
@@ -433,13 +435,14 @@ fn parse_rotation(call: &Call, kind: SecretType) -> Result<Option<RotationPolicy
     }))
 }
 
-fn check_policy_doc(raw: &str) -> Result<(), ApiError> {
+fn check_policy_doc(state: &ApiState, raw: &str) -> Result<(), ApiError> {
     if raw.len() > MAX_POLICY_BYTES {
         return Err(ApiError::InvalidParameter(
             "Policy exceeds 32768 bytes".to_owned(),
         ));
     }
-    policy::validate_resource_policy(raw).map_err(ApiError::InvalidParameter)
+    policy::validate_resource_policy(raw, state.inner.config.account.as_deref())
+        .map_err(ApiError::InvalidParameter)
 }
 
 /// The first value of a new secret. Database types are created with the vendor's
@@ -517,7 +520,7 @@ async fn create_secret(state: &ApiState, call: Call, secret_name: SecretName) ->
     };
     let policy_doc = match call.params.get("Policy").filter(|s| !s.is_empty()) {
         Some(raw) => {
-            check_policy_doc(raw)?;
+            check_policy_doc(state, raw)?;
             Some(raw.to_owned())
         }
         None => None,
@@ -814,7 +817,7 @@ async fn set_policy(state: &ApiState, call: Call, name: String) -> Out {
     authorized(state, &call, "SetSecretPolicy", &name).await?;
     check_policy_name(&call)?;
     let doc = call.params.required("Policy")?;
-    check_policy_doc(doc)?;
+    check_policy_doc(state, doc)?;
     let update = SecretUpdate {
         policy: Some(Some(doc.to_owned())),
         ..SecretUpdate::default()
