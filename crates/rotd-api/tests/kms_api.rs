@@ -1314,3 +1314,27 @@ async fn a_stored_policy_that_does_not_parse_denies() {
             .is_none()
     );
 }
+
+/// V3 writes query names unescaped into the canonical query, so a name holding `&` or `=` would sign like
+/// other parameters: such names (anything outside `A-Za-z0-9-_.~`) are refused before any key lookup.
+#[tokio::test]
+async fn v3_query_names_outside_the_unreserved_set_are_refused() {
+    let api = Api::start().await;
+    api.create("s1", "v1", "x").await;
+    for name in ["a&b", "VersionStage=ACSPrevious&x", "my key"] {
+        let (s, b) = api
+            .v3(
+                &api.admin,
+                req("GetSecretValue", &[("SecretName", "s1"), (name, "c")]),
+            )
+            .await;
+        assert_eq!((s, code(&b)), (400, "InvalidParameter"), "{name}: {b}");
+    }
+    let (s, b) = api
+        .v3(
+            &api.admin,
+            req("GetSecretValue", &[("SecretName", "s1"), ("Extra.Name_1-~", "c")]),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+}
