@@ -1338,3 +1338,62 @@ async fn v3_query_names_outside_the_unreserved_set_are_refused() {
         .await;
     assert_eq!(s, 200, "{b}");
 }
+
+/// `Description` (CreateSecret, UpdateSecret) and `ExcludeCharacters` (GetRandomPassword) have limits:
+/// over them the request is refused, and nothing is stored.
+#[tokio::test]
+async fn description_and_exclude_characters_have_limits() {
+    let api = Api::start().await;
+    let long = "d".repeat(8_193);
+    let mut r = req(
+        "CreateSecret",
+        &[
+            ("SecretName", "app/d"),
+            ("VersionId", "v1"),
+            ("Description", &long),
+        ],
+    );
+    r.body = Some("SecretData=x".to_owned());
+    let (s, b) = api.v3(&api.admin, r).await;
+    assert_eq!((s, code(&b)), (400, "InvalidParameter"), "{b}");
+    assert!(api.store.describe("app/d").await.is_err());
+    let longest = "d".repeat(8_192);
+    let mut r = req(
+        "CreateSecret",
+        &[
+            ("SecretName", "app/d"),
+            ("VersionId", "v1"),
+            ("Description", &longest),
+        ],
+    );
+    r.body = Some("SecretData=x".to_owned());
+    let (s, b) = api.v3(&api.admin, r).await;
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = api
+        .v3(
+            &api.admin,
+            req("UpdateSecret", &[("SecretName", "app/d"), ("Description", &long)]),
+        )
+        .await;
+    assert_eq!((s, code(&b)), (400, "InvalidParameter"), "{b}");
+    assert_eq!(
+        api.store.describe("app/d").await.expect("meta").description,
+        longest
+    );
+
+    let exclude = "a".repeat(129);
+    let (s, b) = api
+        .v3(
+            &api.admin,
+            req("GetRandomPassword", &[("ExcludeCharacters", &exclude)]),
+        )
+        .await;
+    assert_eq!((s, code(&b)), (400, "InvalidParameter"), "{b}");
+    let (s, b) = api
+        .v3(
+            &api.admin,
+            req("GetRandomPassword", &[("ExcludeCharacters", &exclude[..128])]),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+}

@@ -18,6 +18,12 @@ type Out = Result<Map<String, Value>, ApiError>;
 
 const MAX_POLICY_BYTES: usize = 32_768;
 const MAX_EXTENDED_CONFIG_CHARS: usize = 1_024;
+/// A secret's `Description`. The vendor documents no limit for secrets; this is its limit for a key's
+/// Description (CreateKey: 0 to 8,192 characters).
+const MAX_DESCRIPTION_CHARS: usize = 8_192;
+/// GetRandomPassword's `ExcludeCharacters`. The vendor documents no limit; its character universe is 94
+/// printable ASCII characters plus space, so 128 lists each of them with room to spare.
+const MAX_EXCLUDE_CHARS: usize = 128;
 const ROTATIONS_PER_HOUR: u64 = 50;
 /// The document `GetSecretPolicy` returns for a secret without one: nothing granted beyond key policies.
 const DEFAULT_POLICY: &str = r#"{"Version":"1","Statement":[]}"#;
@@ -543,7 +549,7 @@ async fn create_secret(state: &ApiState, call: Call, secret_name: SecretName) ->
     let new = NewSecret {
         name: secret_name,
         kind,
-        description: call.params.get("Description").unwrap_or("").to_owned(),
+        description: description(&call)?.unwrap_or_default(),
         tags,
         cmk_id,
         extended_config,
@@ -565,6 +571,20 @@ async fn create_secret(state: &ApiState, call: Call, secret_name: SecretName) ->
         );
     }
     Ok(out)
+}
+
+/// The `Description` parameter, within its limit.
+fn description(call: &Call) -> Result<Option<String>, ApiError> {
+    let Some(d) = call.params.get("Description") else {
+        return Ok(None);
+    };
+    let n = d.chars().count();
+    if n > MAX_DESCRIPTION_CHARS {
+        return Err(ApiError::InvalidParameter(format!(
+            "Description is {n} characters long; the limit is {MAX_DESCRIPTION_CHARS}"
+        )));
+    }
+    Ok(Some(d.to_owned()))
 }
 
 fn require_generic(meta: &SecretMeta, action: &str) -> Result<(), ApiError> {
@@ -619,7 +639,7 @@ async fn put_secret_value(state: &ApiState, call: Call, name: String) -> Out {
 async fn update_secret(state: &ApiState, call: Call, name: String) -> Out {
     let meta = authorized(state, &call, "UpdateSecret", &name).await?;
     let mut update = SecretUpdate {
-        description: call.params.get("Description").map(str::to_owned),
+        description: description(&call)?,
         ..SecretUpdate::default()
     };
     let custom: Map<String, Value> = call
@@ -771,7 +791,14 @@ fn get_random_password(call: Call) -> Out {
     if p.bool("ExcludePunctuation", false)? {
         pol.symbols = String::new();
     }
-    pol.exclude = p.get("ExcludeCharacters").unwrap_or("").to_owned();
+    let exclude = p.get("ExcludeCharacters").unwrap_or("");
+    let n = exclude.chars().count();
+    if n > MAX_EXCLUDE_CHARS {
+        return Err(ApiError::InvalidParameter(format!(
+            "ExcludeCharacters is {n} characters long; the limit is {MAX_EXCLUDE_CHARS}"
+        )));
+    }
+    pol.exclude = exclude.to_owned();
     pol.require_each_class = p.bool("RequireEachIncludedType", false)?;
     let pw = rotd_core::generate_password(&pol)?;
     Ok(Map::from_iter([(
