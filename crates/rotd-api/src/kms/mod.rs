@@ -4,9 +4,11 @@
 //!
 //! Every request goes through one pipeline ([`handle`]): size limit (before the body is read), strict
 //! parameter decoding with duplicates refused, signature verification by rotd-aliyun against the access
-//! key in the store (skew and replay included), the per-key rate limit, authorization by the key's policy
-//! and the secret's resource policy, the action itself, and an fsync'd audit record; if the record cannot
-//! be written the answer is `InternalFailure`. Errors leave through the one mapping in [`error`].
+//! key in the store (skew and replay included), the per-key rate limit, resolution of the secret name(s)
+//! the action operates on (`target`: the only names the action gets and the audit record shows),
+//! authorization by the key's policy and the secret's resource policy, the action itself, and an fsync'd
+//! audit record; if the record cannot be written the answer is `InternalFailure`. Errors leave through the
+//! one mapping in [`error`].
 
 mod actions;
 pub mod audit;
