@@ -60,6 +60,10 @@ pub enum SignatureError {
     /// The replay cache is full across all access keys.
     #[error("replay cache is full")]
     NonceCacheFull,
+    /// A V3 query parameter name is empty or holds a character outside `A-Za-z0-9-_.~`: V3 writes names
+    /// into the canonical query unescaped, so such a name could sign like a different set of parameters.
+    #[error("a query parameter name holds characters outside A-Za-z0-9-_.~")]
+    UnsupportedParameterName,
     /// The same parameter name occurs more than once (in the query, or in query and body together).
     #[error("parameter {0} is duplicated")]
     DuplicateParameter(String),
@@ -93,7 +97,9 @@ impl SignatureError {
             Self::NonceReused => "SignatureNonceUsed",
             Self::NonceQuotaExceeded => "Rejected.Throttling",
             Self::NonceCacheFull => "ServiceUnavailableTemporary",
-            Self::DuplicateParameter(_) | Self::MalformedEncoding(_) => "InvalidParameter",
+            Self::DuplicateParameter(_) | Self::MalformedEncoding(_) | Self::UnsupportedParameterName => {
+                "InvalidParameter"
+            }
         }
     }
 
@@ -112,6 +118,7 @@ impl SignatureError {
             | Self::TimestampSkew
             | Self::NonceReused
             | Self::DuplicateParameter(_)
+            | Self::UnsupportedParameterName
             | Self::MalformedEncoding(_) => 400,
             Self::UnknownAccessKey => 404,
             Self::NonceQuotaExceeded => 429,
@@ -142,6 +149,9 @@ impl SignatureError {
             Self::NonceQuotaExceeded => "QPS Limit Exceeded".to_owned(),
             Self::NonceCacheFull => "The service is temporarily unavailable; retry later.".to_owned(),
             Self::DuplicateParameter(name) => format!("The parameter {name} is specified more than once."),
+            Self::UnsupportedParameterName => {
+                "A query parameter name may hold only A-Z, a-z, 0-9, -, _, . and ~.".to_owned()
+            }
             Self::MalformedEncoding(_) => {
                 "The request parameters are not valid percent-encoded UTF-8.".to_owned()
             }

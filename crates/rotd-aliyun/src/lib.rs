@@ -12,8 +12,9 @@
 //! returns other than a signature.
 //!
 //! Where the official SDKs disagree with each other (Java percent-encodes V3 query *names* and drops empty
-//! V1 parameters; Python and Go do neither), signing follows the Python SDK byte for byte, and
-//! verification accepts either form.
+//! V1 parameters; Python and Go do neither), signing follows the Python SDK byte for byte. Verification
+//! accepts either V1 form, and refuses V3 query names outside `A-Za-z0-9-_.~` (for which the SDKs agree),
+//! since V3 writes names unescaped and such a name could sign like other parameters.
 
 pub mod percent;
 pub mod v1;

@@ -41,16 +41,6 @@ const MAX_AUTHORIZATION_LEN: usize = 4096;
 /// Most names accepted in `SignedHeaders`; the Python SDK signs about a dozen.
 const MAX_SIGNED_HEADERS: usize = 64;
 
-/// How canonical query *names* are written. Values are always RFC 3986-encoded; the SDKs disagree about
-/// names, which only matters for names with characters outside `A-Za-z0-9-_.~`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum NameStyle {
-    /// Names verbatim: the Python SDK (`get_canonical_query_string`) and the Go SDK.
-    Verbatim,
-    /// Names RFC 3986-encoded like values: the Java SDK (`percentEncode(key)`).
-    Encoded,
-}
-
 /// The parsed `Authorization` header of a V3 request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct V3Auth {
@@ -69,11 +59,11 @@ pub fn hex_sha256(data: &[u8]) -> String {
 /// The canonical query string as the Python SDK builds it: pairs sorted by name (then value, which only
 /// matters for duplicates, which a server rejects anyway), `name=value` joined with `&`, values RFC
 /// 3986-encoded, names verbatim.
+///
+/// Names are written verbatim, so a name holding `&` or `=` would canonicalize like two parameters; the
+/// verifier therefore accepts only names of unreserved characters (`A-Za-z0-9-_.~`), for which the
+/// Python and Go SDKs (verbatim) and the Java SDK (percent-encoded) write the same bytes.
 pub fn canonical_query(query: &[(String, String)]) -> String {
-    canonical_query_with(query, NameStyle::Verbatim)
-}
-
-fn canonical_query_with(query: &[(String, String)], style: NameStyle) -> String {
     let mut sorted: Vec<&(String, String)> = query.iter().collect();
     sorted.sort_unstable();
     let mut out = String::new();
@@ -81,10 +71,7 @@ fn canonical_query_with(query: &[(String, String)], style: NameStyle) -> String 
         if i > 0 {
             out.push('&');
         }
-        match style {
-            NameStyle::Verbatim => out.push_str(name),
-            NameStyle::Encoded => percent::encode_into(&mut out, name),
-        }
+        out.push_str(name);
         out.push('=');
         percent::encode_into(&mut out, value);
     }
@@ -294,12 +281,10 @@ pub fn parse_authorization(value: &str) -> Result<V3Auth, SignatureError> {
 /// well-formed nonce; and no duplicated query parameter. It does not judge the date or the nonce; see
 /// [`crate::verify_request`].
 ///
-/// The query is canonicalized with names verbatim (Python and Go SDKs) and, only when some name contains a
-/// character that encoding changes, also with encoded names (Java SDK); a match in either is accepted.
-/// Accepting both forms creates no forgery: a signature still has to come from the key's secret. At most a
-/// signature made over one form could be moved to a request whose parameter *names* spell the other form
-/// literally (`a b` versus `a%20b`), which needs the original signed request, kept from third parties by
-/// TLS, and its unused nonce, which the replay cache grants only once.
+/// A query parameter name outside the unreserved set (`A-Za-z0-9-_.~`), or empty, is refused with
+/// [`SignatureError::UnsupportedParameterName`] before any key is looked up: names go into the canonical
+/// query verbatim, so `a&b=c` could otherwise sign like two parameters, and the SDKs disagree on how such
+/// names are written (Java percent-encodes them).
 pub fn verify_v3(
     request: &RequestParts<'_>,
     lookup: impl FnOnce(&str) -> Option<Secret>,
@@ -339,31 +324,25 @@ pub fn verify_v3(
     let nonce = sdk_trim(required_header(request.headers, "x-acs-signature-nonce")?);
     check_token(nonce, "x-acs-signature-nonce")?;
     reject_duplicates(request.query)?;
-
-    let secret = lookup(&auth.access_key_id).ok_or(SignatureError::UnknownAccessKey)?;
-    let mut styles = vec![NameStyle::Verbatim];
     if request
         .query
         .iter()
-        .any(|(name, _)| percent::needs_encoding(name))
+        .any(|(name, _)| name.is_empty() || percent::needs_encoding(name))
     {
-        styles.push(NameStyle::Encoded);
+        return Err(SignatureError::UnsupportedParameterName);
     }
-    // Every candidate is computed and compared, so the time taken does not depend on which one matched.
-    let mut matched = false;
-    for style in styles {
-        let canonical = canonical_request_with(
-            request.method,
-            request.path,
-            &canonical_query_with(request.query, style),
-            request.headers,
-            &auth.signed_headers,
-            content_sha256,
-        );
-        let expected = mac(&secret, &string_to_sign(&canonical));
-        matched |= constant_time::verify_slices_are_equal(expected.as_ref(), &auth.signature).is_ok();
-    }
-    if !matched {
+
+    let secret = lookup(&auth.access_key_id).ok_or(SignatureError::UnknownAccessKey)?;
+    let canonical = canonical_request_with(
+        request.method,
+        request.path,
+        &canonical_query(request.query),
+        request.headers,
+        &auth.signed_headers,
+        content_sha256,
+    );
+    let expected = mac(&secret, &string_to_sign(&canonical));
+    if constant_time::verify_slices_are_equal(expected.as_ref(), &auth.signature).is_err() {
         return Err(SignatureError::SignatureMismatch);
     }
     Ok(Verified {
@@ -741,41 +720,26 @@ e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
     }
 
     #[test]
-    fn java_style_encoded_query_names_are_accepted() {
-        // The Java SDK percent-encodes names; a key holder signing that way must still be accepted.
-        let query = pairs(&[("ExtendedConfig.CustomData.my key", "v 1"), ("SecretName", "s")]);
+    fn query_names_outside_the_unreserved_set_are_refused() {
+        // `a&b=c` written verbatim canonicalizes like the two parameters `a` and `b=c`: refused, as is any
+        // name the SDKs would write differently (the Java SDK percent-encodes names).
+        for name in ["a&b", "a=b", "my key", "ExtendedConfig.CustomData.k/1", "é", ""] {
+            let query = pairs(&[(name, "c"), ("SecretName", "s")]);
+            signed(&query, &pairs(&[("host", "h")]), b"", |headers| {
+                assert_eq!(
+                    verify(&query, &headers, b""),
+                    Err(SignatureError::UnsupportedParameterName),
+                    "{name:?}"
+                );
+            });
+        }
+        let query = pairs(&[("ExtendedConfig.CustomData.k_1-~", "v 1"), ("SecretName", "s")]);
+        signed(&query, &pairs(&[("host", "h")]), b"", |headers| {
+            assert!(verify(&query, &headers, b"").is_ok());
+        });
         assert_eq!(
-            canonical_query(&query),
-            "ExtendedConfig.CustomData.my key=v%201&SecretName=s"
+            SignatureError::UnsupportedParameterName.code(),
+            "InvalidParameter"
         );
-        assert_eq!(
-            canonical_query_with(&query, NameStyle::Encoded),
-            "ExtendedConfig.CustomData.my%20key=v%201&SecretName=s"
-        );
-        let headers = pairs(&[
-            ("host", "h"),
-            ("x-acs-date", "2024-01-01T00:00:00Z"),
-            ("x-acs-signature-nonce", "n"),
-            ("x-acs-content-sha256", EMPTY_BODY_SHA256),
-        ]);
-        let names: Vec<String> = headers.iter().map(|(n, _)| n.clone()).collect();
-        let canonical = canonical_request_with(
-            "POST",
-            "/",
-            &canonical_query_with(&query, NameStyle::Encoded),
-            &headers,
-            &names,
-            EMPTY_BODY_SHA256,
-        );
-        let signature = sign(&Secret::from("sk"), &string_to_sign(&canonical));
-        let mut all = headers.clone();
-        all.push((
-            "Authorization".into(),
-            format!(
-                "{ALGORITHM} Credential=ak,SignedHeaders={},Signature={signature}",
-                names.join(";")
-            ),
-        ));
-        assert!(verify(&query, &all, b"").is_ok());
     }
 }

@@ -143,6 +143,16 @@ fn v3_vectors_match_the_sdk() {
             headers: &headers,
             ..request
         };
+        // A name outside the unreserved set is signed verbatim by the Python SDK, but the server refuses
+        // it: written verbatim, `a&b=c` canonicalizes like two parameters.
+        if wire_query.iter().any(|(n, _)| percent::needs_encoding(n)) {
+            assert_eq!(
+                v3::verify_v3(&request, lookup).map(|_| ()),
+                Err(SignatureError::UnsupportedParameterName),
+                "{name}"
+            );
+            continue;
+        }
         let verified = v3::verify_v3(&request, lookup).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(verified.access_key_id, v.access_key_id);
         assert_eq!(verified.scheme, Scheme::V3);

@@ -823,7 +823,7 @@ async fn batch_get_secret_value() {
 
     // Authorized per secret: the restricted key gets app/*, and NoPermission for the rest.
     let reader = api
-        .key(r#"{"Actions":["kms:GetSecretValue"],"Secrets":["app/*"]}"#)
+        .key(r#"{"Actions":["kms:GetSecretValue","kms:BatchGetSecretValue"],"Secrets":["app/*"]}"#)
         .await;
     let (s, b) = api
         .v3(
@@ -839,8 +839,33 @@ async fn batch_get_secret_value() {
     assert_eq!(b["Errors"][0]["HttpStatus"], 403);
     assert!(!b.to_string().contains("gamma"), "{b}");
 
-    // Malformed lists are the whole request's error.
-    for bad in ["", "not json", "[]", "[1]", r#"{"SecretName":"app/a"}"#] {
+    // A batch needs both actions: a key granted only GetSecretValue reads nothing through a batch.
+    let single = api
+        .key(r#"{"Actions":["kms:GetSecretValue"],"Secrets":["app/*"]}"#)
+        .await;
+    let (s, b) = api
+        .v3(
+            &single,
+            req("BatchGetSecretValue", &[("SecretsList", r#"["app/a"]"#)]),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["SecretValues"].as_array().map(Vec::len), Some(0), "{b}");
+    assert_eq!(b["Errors"][0]["Code"], "Forbidden.NoPermission", "{b}");
+    assert!(!b.to_string().contains("alpha"), "{b}");
+
+    // Malformed lists are the whole request's error, and so is an entry that names no secret here.
+    let padded = format!("[\"acs:kms:{}:secret/app/a\"]", "x".repeat(300));
+    for bad in [
+        "",
+        "not json",
+        "[]",
+        "[1]",
+        r#"{"SecretName":"app/a"}"#,
+        r#"["app/a", "bad name"]"#,
+        r#"[{"VersionId":"v1"}]"#,
+        &padded,
+    ] {
         let (s, b) = api
             .v3(&api.admin, req("BatchGetSecretValue", &[("SecretsList", bad)]))
             .await;
@@ -991,4 +1016,384 @@ async fn create_secret_applies_the_vendors_naming_rules() {
         assert!(msg.contains(says), "{name} {kind}: {msg}");
     }
     assert!(api.store.describe("acs/app").await.is_err());
+}
+
+/// The audit log's lines, parsed.
+fn audit_lines(api: &Api) -> Vec<Value> {
+    std::fs::read_to_string(&api.audit)
+        .expect("audit")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect()
+}
+
+/// An ARN is audited as the name it resolves to, a padded or foreign ARN is refused (never truncated into
+/// the audit), and the ARN's region and account must be this daemon's.
+#[tokio::test]
+async fn the_audit_names_the_secret_an_arn_resolves_to() {
+    let api = Api::start().await;
+    api.create("prod/db", "v1", "value").await;
+
+    let padded = format!("acs:kms:{}:secret/prod/db", "p".repeat(300));
+    let (s, b) = api
+        .v3(&api.admin, req("GetSecretValue", &[("SecretName", &padded)]))
+        .await;
+    assert_eq!((s, code(&b)), (400, "InvalidParameter"), "{b}");
+    assert!(!b.to_string().contains("value"), "{b}");
+    let last = audit_lines(&api).pop().expect("a line");
+    assert_eq!(last["result"], "InvalidParameter");
+    assert!(last["secret_name"].is_null(), "{last}");
+    assert!(
+        !last.to_string().contains("ppp"),
+        "the padding reached the audit: {last}"
+    );
+
+    // The same padding as a region (a syntactically valid one) names no secret here.
+    let region = format!("acs:kms:{}:1:secret/prod/db", "p".repeat(60));
+    let (s, b) = api
+        .v3(&api.admin, req("GetSecretValue", &[("SecretName", &region)]))
+        .await;
+    assert_eq!((s, code(&b)), (404, "Forbidden.ResourceNotFound"), "{b}");
+
+    for arn in [
+        "acs:kms:cn-hangzhou:1:secret/prod/db",
+        // No account is configured: the vendor's 16-digit account ids are accepted.
+        "acs:kms:cn-hangzhou:1234567890123456:secret/prod/db",
+    ] {
+        let (s, b) = api
+            .v3(&api.admin, req("GetSecretValue", &[("SecretName", arn)]))
+            .await;
+        assert_eq!(s, 200, "{arn}: {b}");
+        assert_eq!(b["SecretName"], "prod/db");
+        let last = audit_lines(&api).pop().expect("a line");
+        assert_eq!(last["secret_name"], "prod/db", "{last}");
+        assert_eq!(last["version_id"], "v1", "the version read is recorded: {last}");
+        assert_eq!(last["result"], "Success");
+    }
+    let (s, b) = api
+        .v3(
+            &api.admin,
+            req(
+                "DeleteSecret",
+                &[("SecretName", "acs:kms:ap-southeast-1:1:secret/prod/db")],
+            ),
+        )
+        .await;
+    assert_eq!((s, code(&b)), (404, "Forbidden.ResourceNotFound"), "{b}");
+    assert!(
+        api.store
+            .describe("prod/db")
+            .await
+            .expect("kept")
+            .planned_delete_at
+            .is_none()
+    );
+
+    // A write is recorded, before it runs, under the resolved name.
+    let (s, b) = api
+        .v3(
+            &api.admin,
+            req(
+                "DeleteSecret",
+                &[("SecretName", "acs:kms:cn-hangzhou:1:secret/prod/db")],
+            ),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let lines = audit_lines(&api);
+    let started = &lines[lines.len() - 2];
+    assert_eq!(
+        (started["result"].as_str(), started["secret_name"].as_str()),
+        (Some("Started"), Some("prod/db")),
+        "{started}"
+    );
+
+    // Over-long parameters are refused, not cut: a 193-character name, a 65-character version id.
+    let long = "n".repeat(193);
+    let (s, b) = api
+        .v3(&api.admin, req("GetSecretValue", &[("SecretName", &long)]))
+        .await;
+    assert_eq!((s, code(&b)), (400, "InvalidParameter"), "{b}");
+    let version = "v".repeat(65);
+    let mut r = req(
+        "PutSecretValue",
+        &[("SecretName", "prod/db"), ("VersionId", &version)],
+    );
+    r.body = Some("SecretData=x".to_owned());
+    let (s, b) = api.v3(&api.admin, r).await;
+    assert_eq!((s, code(&b)), (400, "InvalidParameter"), "{b}");
+    let last = audit_lines(&api).pop().expect("a line");
+    assert!(last["version_id"].is_null(), "{last}");
+}
+
+/// A batch's audit line lists every secret it read, and a `SecretName` parameter beside `SecretsList`
+/// (a decoy) is neither read nor audited.
+#[tokio::test]
+async fn a_batch_audits_every_name_and_never_a_decoy() {
+    let api = Api::start().await;
+    api.create("app/a", "v1", "alpha").await;
+    api.create("app/b", "v1", "beta").await;
+    api.create("decoy", "v1", "gamma").await;
+    let (s, b) = api
+        .v3(
+            &api.admin,
+            req(
+                "BatchGetSecretValue",
+                &[
+                    (
+                        "SecretsList",
+                        r#"["app/a","acs:kms:cn-hangzhou:1:secret/app/b","app/missing"]"#,
+                    ),
+                    ("SecretName", "decoy"),
+                ],
+            ),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["SecretValues"].as_array().map(Vec::len), Some(2), "{b}");
+    assert!(!b.to_string().contains("gamma"), "{b}");
+    let last = audit_lines(&api).pop().expect("a line");
+    assert_eq!(last["action"], "BatchGetSecretValue");
+    assert_eq!(
+        last["secret_names"],
+        serde_json::json!(["app/a", "app/b", "app/missing"]),
+        "{last}"
+    );
+    assert!(last["secret_name"].is_null(), "{last}");
+    assert!(!last.to_string().contains("decoy"), "{last}");
+    // Other actions keep the single `secret_name` field, without `secret_names`.
+    let (s, _) = api
+        .v3(&api.admin, req("GetSecretValue", &[("SecretName", "app/a")]))
+        .await;
+    assert_eq!(s, 200);
+    let last = audit_lines(&api).pop().expect("a line");
+    assert_eq!(last["secret_name"], "app/a");
+    assert!(last.get("secret_names").is_none(), "{last}");
+}
+
+/// A Deny of `kms:BatchGetSecretValue` in a secret's policy keeps that secret out of every batch, while
+/// GetSecretValue (not denied) still reads it.
+#[tokio::test]
+async fn a_deny_of_batch_get_secret_value_applies_to_batches() {
+    let api = Api::start().await;
+    api.create("app/a", "v1", "alpha").await;
+    api.create("app/b", "v1", "beta").await;
+    let reader = api
+        .key(r#"{"Actions":["kms:GetSecretValue","kms:BatchGetSecretValue"],"Secrets":["app/*"]}"#)
+        .await;
+    let deny = format!(
+        r#"{{"Version":"1","Statement":[{{"Effect":"Deny","Principal":{{"RAM":["{}"]}},"Action":["kms:BatchGetSecretValue"],"Resource":["*"]}}]}}"#,
+        reader.id()
+    );
+    let (s, b) = api
+        .v3(
+            &api.admin,
+            req("SetSecretPolicy", &[("SecretName", "app/a"), ("Policy", &deny)]),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = api
+        .v3(
+            &reader,
+            req("BatchGetSecretValue", &[("SecretsList", r#"["app/a","app/b"]"#)]),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["SecretValues"].as_array().map(Vec::len), Some(1), "{b}");
+    assert_eq!(b["SecretValues"][0]["SecretName"], "app/b");
+    assert_eq!(b["Errors"][0]["SecretName"], "app/a");
+    assert_eq!(b["Errors"][0]["Code"], "Forbidden.NoPermission");
+    assert!(!b.to_string().contains("alpha"), "{b}");
+    let (s, b) = api
+        .v3(&reader, req("GetSecretValue", &[("SecretName", "app/a")]))
+        .await;
+    assert_eq!(s, 200, "{b}");
+}
+
+/// SetSecretPolicy and CreateSecret refuse what the policy grammar does not cover (here an Allow that
+/// would be limited by a `Condition`, which rotd cannot evaluate), instead of dropping it.
+#[tokio::test]
+async fn a_policy_with_a_condition_is_refused() {
+    let api = Api::start().await;
+    api.create("app/a", "v1", "x").await;
+    let conditional = r#"{"Version":"1","Statement":[{"Effect":"Allow","Principal":{"RAM":["*"]},"Action":["kms:GetSecretValue"],"Resource":["*"],"Condition":{"IpAddress":{"acs:SourceIp":["10.0.0.0/8"]}}}]}"#;
+    let (s, b) = api
+        .v3(
+            &api.admin,
+            req(
+                "SetSecretPolicy",
+                &[("SecretName", "app/a"), ("Policy", conditional)],
+            ),
+        )
+        .await;
+    assert_eq!((s, code(&b)), (400, "InvalidParameter"), "{b}");
+    assert!(b["Message"].as_str().unwrap_or("").contains("Condition"), "{b}");
+    assert!(api.store.describe("app/a").await.expect("meta").policy.is_none());
+
+    let mut r = req(
+        "CreateSecret",
+        &[
+            ("SecretName", "app/b"),
+            ("VersionId", "v1"),
+            ("Policy", conditional),
+        ],
+    );
+    r.body = Some("SecretData=x".to_owned());
+    let (s, b) = api.v3(&api.admin, r).await;
+    assert_eq!((s, code(&b)), (400, "InvalidParameter"), "{b}");
+    assert!(
+        api.store.describe("app/b").await.is_err(),
+        "created despite the refused policy"
+    );
+
+    // A Deny written with NotPrincipal would match nothing: refused too.
+    let not_principal = r#"{"Version":"1","Statement":[{"Effect":"Deny","NotPrincipal":{"RAM":["LTAIx"]},"Action":["kms:*"],"Resource":["*"]}]}"#;
+    let (s, b) = api
+        .v3(
+            &api.admin,
+            req(
+                "SetSecretPolicy",
+                &[("SecretName", "app/a"), ("Policy", not_principal)],
+            ),
+        )
+        .await;
+    assert_eq!((s, code(&b)), (400, "InvalidParameter"), "{b}");
+}
+
+/// A stored policy that no longer parses (written before the strict grammar) denies every action on its
+/// secret, even to a key whose own policy allows everything, and hides the secret from listings.
+#[tokio::test]
+async fn a_stored_policy_that_does_not_parse_denies() {
+    let api = Api::start().await;
+    api.create("app/legacy", "v1", "legacy-value").await;
+    api.create("app/other", "v1", "other-value").await;
+    let legacy = r#"{"Version":"1","Statement":[{"Effect":"Allow","Principal":{"RAM":["*"]},"Action":["kms:*"],"Resource":["*"],"Condition":{"Bool":{"acs:SecureTransport":"true"}}}]}"#;
+    api.store
+        .update_secret(
+            "app/legacy",
+            rotd_store::SecretUpdate {
+                policy: Some(Some(legacy.to_owned())),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("store the legacy policy");
+    for action in [
+        "GetSecretValue",
+        "DescribeSecret",
+        "DeleteSecret",
+        "GetSecretPolicy",
+    ] {
+        let (s, b) = api
+            .v3(&api.admin, req(action, &[("SecretName", "app/legacy")]))
+            .await;
+        assert_eq!((s, code(&b)), (403, "Forbidden.NoPermission"), "{action}: {b}");
+        assert!(!b.to_string().contains("legacy-value"), "{b}");
+    }
+    let (s, b) = api
+        .v3(
+            &api.admin,
+            req(
+                "BatchGetSecretValue",
+                &[("SecretsList", r#"["app/legacy","app/other"]"#)],
+            ),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["Errors"][0]["Code"], "Forbidden.NoPermission", "{b}");
+    assert_eq!(b["SecretValues"][0]["SecretName"], "app/other", "{b}");
+    let (s, b) = api.v3(&api.admin, req("ListSecrets", &[])).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["TotalCount"], 1, "{b}");
+    assert!(
+        api.store
+            .describe("app/legacy")
+            .await
+            .expect("kept")
+            .planned_delete_at
+            .is_none()
+    );
+}
+
+/// V3 writes query names unescaped into the canonical query, so a name holding `&` or `=` would sign like
+/// other parameters: such names (anything outside `A-Za-z0-9-_.~`) are refused before any key lookup.
+#[tokio::test]
+async fn v3_query_names_outside_the_unreserved_set_are_refused() {
+    let api = Api::start().await;
+    api.create("s1", "v1", "x").await;
+    for name in ["a&b", "VersionStage=ACSPrevious&x", "my key"] {
+        let (s, b) = api
+            .v3(
+                &api.admin,
+                req("GetSecretValue", &[("SecretName", "s1"), (name, "c")]),
+            )
+            .await;
+        assert_eq!((s, code(&b)), (400, "InvalidParameter"), "{name}: {b}");
+    }
+    let (s, b) = api
+        .v3(
+            &api.admin,
+            req("GetSecretValue", &[("SecretName", "s1"), ("Extra.Name_1-~", "c")]),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+}
+
+/// `Description` (CreateSecret, UpdateSecret) and `ExcludeCharacters` (GetRandomPassword) have limits:
+/// over them the request is refused, and nothing is stored.
+#[tokio::test]
+async fn description_and_exclude_characters_have_limits() {
+    let api = Api::start().await;
+    let long = "d".repeat(8_193);
+    let mut r = req(
+        "CreateSecret",
+        &[
+            ("SecretName", "app/d"),
+            ("VersionId", "v1"),
+            ("Description", &long),
+        ],
+    );
+    r.body = Some("SecretData=x".to_owned());
+    let (s, b) = api.v3(&api.admin, r).await;
+    assert_eq!((s, code(&b)), (400, "InvalidParameter"), "{b}");
+    assert!(api.store.describe("app/d").await.is_err());
+    let longest = "d".repeat(8_192);
+    let mut r = req(
+        "CreateSecret",
+        &[
+            ("SecretName", "app/d"),
+            ("VersionId", "v1"),
+            ("Description", &longest),
+        ],
+    );
+    r.body = Some("SecretData=x".to_owned());
+    let (s, b) = api.v3(&api.admin, r).await;
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = api
+        .v3(
+            &api.admin,
+            req("UpdateSecret", &[("SecretName", "app/d"), ("Description", &long)]),
+        )
+        .await;
+    assert_eq!((s, code(&b)), (400, "InvalidParameter"), "{b}");
+    assert_eq!(
+        api.store.describe("app/d").await.expect("meta").description,
+        longest
+    );
+
+    let exclude = "a".repeat(129);
+    let (s, b) = api
+        .v3(
+            &api.admin,
+            req("GetRandomPassword", &[("ExcludeCharacters", &exclude)]),
+        )
+        .await;
+    assert_eq!((s, code(&b)), (400, "InvalidParameter"), "{b}");
+    let (s, b) = api
+        .v3(
+            &api.admin,
+            req("GetRandomPassword", &[("ExcludeCharacters", &exclude[..128])]),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
 }

@@ -25,6 +25,6 @@ pub use schedule::{
 };
 pub use secret::Secret;
 pub use vocab::{
-    DataType, MAX_STAGES_PER_SECRET, MAX_TAGS, MAX_VALUE_BYTES, MAX_VERSIONS_PER_SECRET, SecretName,
-    SecretType, StageLabel, Tag, Tags, VersionId, ram_secret_name,
+    DataType, MAX_NAME_CHARS, MAX_STAGES_PER_SECRET, MAX_TAGS, MAX_VALUE_BYTES, MAX_VERSIONS_PER_SECRET,
+    SecretName, SecretType, StageLabel, Tag, Tags, VersionId, ram_secret_name,
 };

@@ -17,7 +17,8 @@ pub const MAX_STAGES_PER_SECRET: usize = 8;
 /// At most this many tags per secret.
 pub const MAX_TAGS: usize = 20;
 
-const MAX_NAME_CHARS: usize = 192;
+/// A secret name is at most this many characters (the vendor's limit).
+pub const MAX_NAME_CHARS: usize = 192;
 const MAX_VERSION_ID_CHARS: usize = 64;
 const MAX_STAGE_CHARS: usize = 64;
 const MAX_TAG_CHARS: usize = 128;

@@ -11,84 +11,100 @@ use rotd_store::{DeleteMode, NewSecret, NewVersion, SecretMeta, SecretUpdate, Se
 use serde_json::{Map, Value, json};
 
 use super::policy;
-use super::{ApiError, ApiState, Call, Params};
+use super::target::{BatchEntry, Target};
+use super::{ApiError, ApiState, Call};
 
 type Out = Result<Map<String, Value>, ApiError>;
 
 const MAX_POLICY_BYTES: usize = 32_768;
 const MAX_EXTENDED_CONFIG_CHARS: usize = 1_024;
-/// The most secrets one BatchGetSecretValue may name.
-const MAX_BATCH_SECRETS: usize = 100;
+/// A secret's `Description`. The vendor documents no limit for secrets; this is its limit for a key's
+/// Description (CreateKey: 0 to 8,192 characters).
+const MAX_DESCRIPTION_CHARS: usize = 8_192;
+/// GetRandomPassword's `ExcludeCharacters`. The vendor documents no limit; its character universe is 94
+/// printable ASCII characters plus space, so 128 lists each of them with room to spare.
+const MAX_EXCLUDE_CHARS: usize = 128;
 const ROTATIONS_PER_HOUR: u64 = 50;
 /// The document `GetSecretPolicy` returns for a secret without one: nothing granted beyond key policies.
 const DEFAULT_POLICY: &str = r#"{"Version":"1","Statement":[]}"#;
 
-pub(super) async fn dispatch(state: &ApiState, action: &str, call: Call) -> Out {
+pub(super) async fn dispatch(state: &ApiState, action: &str, call: Call, target: Target) -> Out {
+    let (name, entries) = match target {
+        Target::Nothing => (None, Vec::new()),
+        Target::Secret { name, .. } => (Some(name), Vec::new()),
+        Target::Batch(entries) => (None, entries),
+    };
+    // `resolve` gives every action below the target it needs; a mismatch is a bug, not an input.
+    let one = move || name.ok_or(ApiError::Internal);
     match action {
-        "GetSecretValue" => get_secret_value(state, call).await,
-        "BatchGetSecretValue" => batch_get_secret_value(state, call).await,
-        "DescribeSecret" => describe_secret(state, call).await,
+        "GetSecretValue" => get_secret_value(state, call, one()?.to_string()).await,
+        "BatchGetSecretValue" => batch_get_secret_value(state, call, entries).await,
+        "DescribeSecret" => describe_secret(state, call, one()?.to_string()).await,
         "ListSecrets" => list_secrets(state, call).await,
-        "ListSecretVersionIds" => list_versions(state, call).await,
-        "CreateSecret" => create_secret(state, call).await,
-        "PutSecretValue" => put_secret_value(state, call).await,
-        "UpdateSecret" => update_secret(state, call).await,
-        "UpdateSecretVersionStage" => update_version_stage(state, call).await,
-        "UpdateSecretRotationPolicy" => update_rotation_policy(state, call).await,
-        "RotateSecret" => rotate_secret(state, call).await,
-        "DeleteSecret" => delete_secret(state, call).await,
-        "RestoreSecret" => restore_secret(state, call).await,
+        "ListSecretVersionIds" => list_versions(state, call, one()?.to_string()).await,
+        "CreateSecret" => create_secret(state, call, one()?).await,
+        "PutSecretValue" => put_secret_value(state, call, one()?.to_string()).await,
+        "UpdateSecret" => update_secret(state, call, one()?.to_string()).await,
+        "UpdateSecretVersionStage" => update_version_stage(state, call, one()?.to_string()).await,
+        "UpdateSecretRotationPolicy" => update_rotation_policy(state, call, one()?.to_string()).await,
+        "RotateSecret" => rotate_secret(state, call, one()?.to_string()).await,
+        "DeleteSecret" => delete_secret(state, call, one()?.to_string()).await,
+        "RestoreSecret" => restore_secret(state, call, one()?.to_string()).await,
         "GetRandomPassword" => get_random_password(call),
-        "TagResource" => tag_resource(state, call, true).await,
-        "UntagResource" => tag_resource(state, call, false).await,
-        "SetSecretPolicy" => set_policy(state, call).await,
-        "GetSecretPolicy" => get_policy(state, call).await,
+        "TagResource" => tag_resource(state, call, one()?.to_string(), true).await,
+        "UntagResource" => tag_resource(state, call, one()?.to_string(), false).await,
+        "SetSecretPolicy" => set_policy(state, call, one()?.to_string()).await,
+        "GetSecretPolicy" => get_policy(state, call, one()?.to_string()).await,
         _ => Err(ApiError::InvalidParameter(
             "the specified Action is not supported".to_owned(),
         )),
     }
 }
 
-/// The secret name from `SecretName`, accepting an ARN (`acs:kms:<region>:<account>:secret/<name>`).
-fn secret_name(call: &Call) -> Result<String, ApiError> {
-    let raw = call.params.required("SecretName")?;
-    let name = match raw.strip_prefix("acs:kms:") {
-        Some(rest) => rest
-            .split_once(":secret/")
-            .map(|(_, n)| n)
-            .ok_or_else(|| ApiError::InvalidParameter("SecretName is not a valid secret ARN".to_owned()))?,
-        None => raw,
-    };
-    SecretName::parse(name)?;
-    Ok(name.to_owned())
-}
-
 /// Authorizes `action` on `name` and returns the secret's metadata. The key policy is checked before the
 /// store is consulted, so a key that may not touch a name cannot learn whether it exists.
 async fn authorized(state: &ApiState, call: &Call, action: &str, name: &str) -> Result<SecretMeta, ApiError> {
-    let key_ok = policy::key_allows(&call.key_policy, action, Some(name));
+    authorized_all(state, call, &[action], name).await
+}
+
+/// Authorizes every one of `actions` on `name` (each must be allowed, and none denied).
+async fn authorized_all(
+    state: &ApiState,
+    call: &Call,
+    actions: &[&str],
+    name: &str,
+) -> Result<SecretMeta, ApiError> {
+    let key_ok = actions
+        .iter()
+        .all(|a| policy::key_allows(&call.key_policy, a, Some(name)));
     let meta = state.inner.store.describe(name).await;
     let meta = match meta {
         Ok(m) => m,
         Err(e) if key_ok => return Err(e.into()),
         Err(_) => return Err(ApiError::NoPermission),
     };
-    if policy::allowed(
-        &call.key_policy,
-        meta.policy.as_deref(),
-        &call.key_id,
-        action,
-        name,
-    ) {
+    let caller = caller(state, call);
+    if actions
+        .iter()
+        .all(|a| policy::allowed(&caller, meta.policy.as_deref(), a, name))
+    {
         Ok(meta)
     } else {
         Err(ApiError::NoPermission)
     }
 }
 
+fn caller<'a>(state: &'a ApiState, call: &'a Call) -> policy::Caller<'a> {
+    policy::Caller {
+        key_id: &call.key_id,
+        key_policy: &call.key_policy,
+        account: state.inner.config.account.as_deref(),
+    }
+}
+
 fn arn(state: &ApiState, name: &str) -> String {
     let c = &state.inner.config;
-    format!("acs:kms:{}:{}:secret/{}", c.region, c.account, name)
+    format!("acs:kms:{}:{}:secret/{}", c.region, c.arn_account(), name)
 }
 
 fn ts(t: DateTime<Utc>) -> Value {
@@ -145,9 +161,13 @@ fn base64_encode(b: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(b)
 }
 
-async fn get_secret_value(state: &ApiState, call: Call) -> Out {
-    let name = secret_name(&call)?;
+async fn get_secret_value(state: &ApiState, call: Call, name: String) -> Out {
     let meta = authorized(state, &call, "GetSecretValue", &name).await?;
+    read_value(state, &call, name, meta).await
+}
+
+/// GetSecretValue's read, once the caller is authorized.
+async fn read_value(state: &ApiState, call: &Call, name: String, meta: SecretMeta) -> Out {
     let stage = call.params.get("VersionStage").filter(|s| !s.is_empty());
     let version = call.params.get("VersionId").filter(|s| !s.is_empty());
     let selector = if meta.kind.is_managed() {
@@ -192,60 +212,33 @@ async fn get_secret_value(state: &ApiState, call: Call) -> Out {
     Ok(out)
 }
 
-/// `SecretsList` is JSON text: an array of secret names (names or ARNs), or, as SDK 3.x sends it, of objects
-/// `{"SecretName","VersionId","VersionStage","FetchExtendedConfig"}`. Each entry is read like a GetSecretValue
-/// (authorized per secret as `GetSecretValue`); a failing entry goes to `Errors` and does not fail the batch.
-async fn batch_get_secret_value(state: &ApiState, call: Call) -> Out {
-    let raw = call.params.required("SecretsList")?;
-    let bad = || ApiError::InvalidParameter("SecretsList must be a JSON array of secret names".to_owned());
-    let list: Vec<Value> = serde_json::from_str(raw).map_err(|_| bad())?;
-    if list.is_empty() || list.len() > MAX_BATCH_SECRETS {
-        return Err(ApiError::InvalidParameter(format!(
-            "SecretsList must name 1 to {MAX_BATCH_SECRETS} secrets"
-        )));
-    }
-    let mut entries = Vec::with_capacity(list.len());
-    for item in &list {
-        let mut params = std::collections::BTreeMap::new();
-        match item {
-            Value::String(name) => {
-                params.insert("SecretName".to_owned(), name.clone());
-            }
-            Value::Object(o) => {
-                for key in ["SecretName", "VersionId", "VersionStage", "FetchExtendedConfig"] {
-                    match o.get(key) {
-                        None | Some(Value::Null) => {}
-                        Some(Value::String(v)) => {
-                            params.insert(key.to_owned(), v.clone());
-                        }
-                        Some(Value::Bool(b)) => {
-                            params.insert(key.to_owned(), b.to_string());
-                        }
-                        Some(_) => return Err(bad()),
-                    }
-                }
-            }
-            _ => return Err(bad()),
-        }
-        entries.push(params);
-    }
+/// Each entry of the resolved `SecretsList` is read like a GetSecretValue; a failing entry goes to
+/// `Errors` and does not fail the batch. An entry is authorized as both `BatchGetSecretValue` and
+/// `GetSecretValue` on its secret (as AWS does for its BatchGetSecretValue): a Deny of either in the
+/// secret's policy, or a key policy that grants only one of them, leaves that entry `Forbidden.NoPermission`.
+async fn batch_get_secret_value(state: &ApiState, call: Call, entries: Vec<BatchEntry>) -> Out {
     let mut values = Vec::new();
     let mut errors = Vec::new();
-    for params in entries {
-        let shown = params.get("SecretName").cloned().unwrap_or_default();
+    for entry in entries {
+        let name = entry.name.to_string();
         let one = Call {
             key_id: call.key_id.clone(),
             key_policy: call.key_policy.clone(),
-            params: Params(params),
+            params: entry.params,
             now: call.now,
         };
-        match get_secret_value(state, one).await {
+        let actions = ["BatchGetSecretValue", "GetSecretValue"];
+        let result = match authorized_all(state, &one, &actions, &name).await {
+            Ok(meta) => read_value(state, &one, name.clone(), meta).await,
+            Err(e) => Err(e),
+        };
+        match result {
             Ok(v) => values.push(Value::Object(v)),
             Err(ApiError::Internal) => return Err(ApiError::Internal),
             Err(e) => {
                 let (code, status, message) = e.parts();
                 errors.push(json!({
-                    "SecretName": shown,
+                    "SecretName": name,
                     "Code": code,
                     "HttpStatus": status,
                     "Message": message,
@@ -285,8 +278,7 @@ fn describe_json(state: &ApiState, meta: &SecretMeta, fetch_tags: bool) -> Map<S
     out
 }
 
-async fn describe_secret(state: &ApiState, call: Call) -> Out {
-    let name = secret_name(&call)?;
+async fn describe_secret(state: &ApiState, call: Call, name: String) -> Out {
     let meta = authorized(state, &call, "DescribeSecret", &name).await?;
     let fetch_tags = call.params.bool("FetchTags", false)?;
     Ok(describe_json(state, &meta, fetch_tags))
@@ -336,17 +328,10 @@ async fn list_secrets(state: &ApiState, call: Call) -> Out {
         }
     };
     let all = state.inner.store.list().await?;
+    let caller = caller(state, &call);
     let visible: Vec<&SecretMeta> = all
         .iter()
-        .filter(|m| {
-            policy::allowed(
-                &call.key_policy,
-                m.policy.as_deref(),
-                &call.key_id,
-                "ListSecrets",
-                m.name.as_str(),
-            )
-        })
+        .filter(|m| policy::allowed(&caller, m.policy.as_deref(), "ListSecrets", m.name.as_str()))
         .filter(|m| filters.iter().all(|f| filter_matches(f, m)))
         .collect();
     let total = visible.len();
@@ -378,8 +363,7 @@ async fn list_secrets(state: &ApiState, call: Call) -> Out {
     Ok(out)
 }
 
-async fn list_versions(state: &ApiState, call: Call) -> Out {
-    let name = secret_name(&call)?;
+async fn list_versions(state: &ApiState, call: Call, name: String) -> Out {
     authorized(state, &call, "ListSecretVersionIds", &name).await?;
     let include_deprecated = call.params.bool("IncludeDeprecated", false)?;
     let page = call.params.int("PageNumber", 1, 1, 1_000_000)?;
@@ -457,13 +441,14 @@ fn parse_rotation(call: &Call, kind: SecretType) -> Result<Option<RotationPolicy
     }))
 }
 
-fn check_policy_doc(raw: &str) -> Result<(), ApiError> {
+fn check_policy_doc(state: &ApiState, raw: &str) -> Result<(), ApiError> {
     if raw.len() > MAX_POLICY_BYTES {
         return Err(ApiError::InvalidParameter(
             "Policy exceeds 32768 bytes".to_owned(),
         ));
     }
-    policy::validate_resource_policy(raw).map_err(ApiError::InvalidParameter)
+    policy::validate_resource_policy(raw, state.inner.config.account.as_deref())
+        .map_err(ApiError::InvalidParameter)
 }
 
 /// The first value of a new secret. Database types are created with the vendor's
@@ -495,41 +480,11 @@ fn initial_value(kind: SecretType, data: &str) -> Result<Secret, ApiError> {
     }
 }
 
-/// CreateSecret's name under the vendor's rules: a RAMCredentials secret is created with `SecretName=$Auto`
-/// and named after `ExtendedConfig.UserName`; other types give a name that keeps their type's rule
-/// (`SecretType::check_vendor_name`). Declared files are not held to these rules.
-fn create_secret_name(call: &Call, kind: SecretType) -> Result<SecretName, ApiError> {
-    let raw = call.params.required("SecretName")?;
-    if kind != SecretType::RamCredentials {
-        let name = SecretName::parse(raw)?;
-        kind.check_vendor_name(name.as_str())
-            .map_err(|e| ApiError::InvalidParameter(format!("SecretName: {e}")))?;
-        return Ok(name);
-    }
-    if raw != "$Auto" {
-        return Err(ApiError::InvalidParameter(
-            "SecretName of a RAMCredentials secret must be $Auto; it is named acs/ram/user/<UserName>"
-                .to_owned(),
-        ));
-    }
-    let user = call
-        .params
-        .get("ExtendedConfig")
-        .and_then(|raw| serde_json::from_str::<Value>(raw).ok())
-        .and_then(|v| v.get("UserName").and_then(Value::as_str).map(str::to_owned))
-        .filter(|u| !u.is_empty())
-        .ok_or_else(|| {
-            ApiError::InvalidParameter("ExtendedConfig.UserName is required for RAMCredentials".to_owned())
-        })?;
-    Ok(rotd_core::ram_secret_name(&user)?)
-}
-
-async fn create_secret(state: &ApiState, call: Call) -> Out {
+async fn create_secret(state: &ApiState, call: Call, secret_name: SecretName) -> Out {
     let kind = match call.params.get("SecretType").filter(|s| !s.is_empty()) {
         None => SecretType::Generic,
         Some(s) => s.parse::<SecretType>()?,
     };
-    let secret_name = create_secret_name(&call, kind)?;
     let name = secret_name.to_string();
     if !policy::key_allows(&call.key_policy, "CreateSecret", Some(&name)) {
         return Err(ApiError::NoPermission);
@@ -571,7 +526,7 @@ async fn create_secret(state: &ApiState, call: Call) -> Out {
     };
     let policy_doc = match call.params.get("Policy").filter(|s| !s.is_empty()) {
         Some(raw) => {
-            check_policy_doc(raw)?;
+            check_policy_doc(state, raw)?;
             Some(raw.to_owned())
         }
         None => None,
@@ -594,7 +549,7 @@ async fn create_secret(state: &ApiState, call: Call) -> Out {
     let new = NewSecret {
         name: secret_name,
         kind,
-        description: call.params.get("Description").unwrap_or("").to_owned(),
+        description: description(&call)?.unwrap_or_default(),
         tags,
         cmk_id,
         extended_config,
@@ -618,6 +573,20 @@ async fn create_secret(state: &ApiState, call: Call) -> Out {
     Ok(out)
 }
 
+/// The `Description` parameter, within its limit.
+fn description(call: &Call) -> Result<Option<String>, ApiError> {
+    let Some(d) = call.params.get("Description") else {
+        return Ok(None);
+    };
+    let n = d.chars().count();
+    if n > MAX_DESCRIPTION_CHARS {
+        return Err(ApiError::InvalidParameter(format!(
+            "Description is {n} characters long; the limit is {MAX_DESCRIPTION_CHARS}"
+        )));
+    }
+    Ok(Some(d.to_owned()))
+}
+
 fn require_generic(meta: &SecretMeta, action: &str) -> Result<(), ApiError> {
     if meta.kind.is_managed() {
         return Err(ApiError::InvalidParameter(format!(
@@ -636,8 +605,7 @@ fn require_managed(meta: &SecretMeta, action: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-async fn put_secret_value(state: &ApiState, call: Call) -> Out {
-    let name = secret_name(&call)?;
+async fn put_secret_value(state: &ApiState, call: Call, name: String) -> Out {
     let meta = authorized(state, &call, "PutSecretValue", &name).await?;
     require_generic(&meta, "PutSecretValue")?;
     let version_id = VersionId::parse(call.params.required("VersionId")?)?;
@@ -668,11 +636,10 @@ async fn put_secret_value(state: &ApiState, call: Call) -> Out {
     Ok(out)
 }
 
-async fn update_secret(state: &ApiState, call: Call) -> Out {
-    let name = secret_name(&call)?;
+async fn update_secret(state: &ApiState, call: Call, name: String) -> Out {
     let meta = authorized(state, &call, "UpdateSecret", &name).await?;
     let mut update = SecretUpdate {
-        description: call.params.get("Description").map(str::to_owned),
+        description: description(&call)?,
         ..SecretUpdate::default()
     };
     let custom: Map<String, Value> = call
@@ -705,8 +672,7 @@ async fn update_secret(state: &ApiState, call: Call) -> Out {
     Ok(Map::from_iter([("SecretName".to_owned(), Value::String(name))]))
 }
 
-async fn update_version_stage(state: &ApiState, call: Call) -> Out {
-    let name = secret_name(&call)?;
+async fn update_version_stage(state: &ApiState, call: Call, name: String) -> Out {
     let meta = authorized(state, &call, "UpdateSecretVersionStage", &name).await?;
     require_generic(&meta, "UpdateSecretVersionStage")?;
     let stage = StageLabel::parse(call.params.required("VersionStage")?)?;
@@ -729,8 +695,7 @@ async fn update_version_stage(state: &ApiState, call: Call) -> Out {
     Ok(Map::from_iter([("SecretName".to_owned(), Value::String(name))]))
 }
 
-async fn update_rotation_policy(state: &ApiState, call: Call) -> Out {
-    let name = secret_name(&call)?;
+async fn update_rotation_policy(state: &ApiState, call: Call, name: String) -> Out {
     let meta = authorized(state, &call, "UpdateSecretRotationPolicy", &name).await?;
     require_managed(&meta, "UpdateSecretRotationPolicy")?;
     call.params.required("EnableAutomaticRotation")?;
@@ -747,8 +712,7 @@ async fn update_rotation_policy(state: &ApiState, call: Call) -> Out {
     Ok(Map::from_iter([("SecretName".to_owned(), Value::String(name))]))
 }
 
-async fn rotate_secret(state: &ApiState, call: Call) -> Out {
-    let name = secret_name(&call)?;
+async fn rotate_secret(state: &ApiState, call: Call, name: String) -> Out {
     let meta = authorized(state, &call, "RotateSecret", &name).await?;
     require_managed(&meta, "RotateSecret")?;
     if !state.can_rotate(&name) {
@@ -791,8 +755,7 @@ async fn rotate_secret(state: &ApiState, call: Call) -> Out {
     Ok(out)
 }
 
-async fn delete_secret(state: &ApiState, call: Call) -> Out {
-    let name = secret_name(&call)?;
+async fn delete_secret(state: &ApiState, call: Call, name: String) -> Out {
     authorized(state, &call, "DeleteSecret", &name).await?;
     let mode = if call.params.bool("ForceDeleteWithoutRecovery", false)? {
         DeleteMode::Force
@@ -809,8 +772,7 @@ async fn delete_secret(state: &ApiState, call: Call) -> Out {
     Ok(out)
 }
 
-async fn restore_secret(state: &ApiState, call: Call) -> Out {
-    let name = secret_name(&call)?;
+async fn restore_secret(state: &ApiState, call: Call, name: String) -> Out {
     authorized(state, &call, "RestoreSecret", &name).await?;
     state.inner.store.restore_secret(&name).await?;
     Ok(Map::from_iter([("SecretName".to_owned(), Value::String(name))]))
@@ -829,7 +791,14 @@ fn get_random_password(call: Call) -> Out {
     if p.bool("ExcludePunctuation", false)? {
         pol.symbols = String::new();
     }
-    pol.exclude = p.get("ExcludeCharacters").unwrap_or("").to_owned();
+    let exclude = p.get("ExcludeCharacters").unwrap_or("");
+    let n = exclude.chars().count();
+    if n > MAX_EXCLUDE_CHARS {
+        return Err(ApiError::InvalidParameter(format!(
+            "ExcludeCharacters is {n} characters long; the limit is {MAX_EXCLUDE_CHARS}"
+        )));
+    }
+    pol.exclude = exclude.to_owned();
     pol.require_each_class = p.bool("RequireEachIncludedType", false)?;
     let pw = rotd_core::generate_password(&pol)?;
     Ok(Map::from_iter([(
@@ -838,14 +807,8 @@ fn get_random_password(call: Call) -> Out {
     )]))
 }
 
-async fn tag_resource(state: &ApiState, call: Call, add: bool) -> Out {
-    if call.params.get("KeyId").is_some() || call.params.get("CertificateId").is_some() {
-        return Err(ApiError::InvalidParameter(
-            "only SecretName resources are supported".to_owned(),
-        ));
-    }
+async fn tag_resource(state: &ApiState, call: Call, name: String, add: bool) -> Out {
     let action = if add { "TagResource" } else { "UntagResource" };
-    let name = secret_name(&call)?;
     let meta = authorized(state, &call, action, &name).await?;
     let mut tags = meta.tags.clone();
     if add {
@@ -877,12 +840,11 @@ fn check_policy_name(call: &Call) -> Result<(), ApiError> {
     }
 }
 
-async fn set_policy(state: &ApiState, call: Call) -> Out {
-    let name = secret_name(&call)?;
+async fn set_policy(state: &ApiState, call: Call, name: String) -> Out {
     authorized(state, &call, "SetSecretPolicy", &name).await?;
     check_policy_name(&call)?;
     let doc = call.params.required("Policy")?;
-    check_policy_doc(doc)?;
+    check_policy_doc(state, doc)?;
     let update = SecretUpdate {
         policy: Some(Some(doc.to_owned())),
         ..SecretUpdate::default()
@@ -891,8 +853,7 @@ async fn set_policy(state: &ApiState, call: Call) -> Out {
     Ok(Map::new())
 }
 
-async fn get_policy(state: &ApiState, call: Call) -> Out {
-    let name = secret_name(&call)?;
+async fn get_policy(state: &ApiState, call: Call, name: String) -> Out {
     let meta = authorized(state, &call, "GetSecretPolicy", &name).await?;
     check_policy_name(&call)?;
     let doc = meta.policy.unwrap_or_else(|| DEFAULT_POLICY.to_owned());

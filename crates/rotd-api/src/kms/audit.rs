@@ -1,6 +1,7 @@
 //! The audit log: one JSON line per KMS API request, appended and fsync'd before the response leaves.
-//! A record says who (access key, source address), what (action, secret, version), the outcome (vendor
-//! code) and the request id; it never holds a value. If a record cannot be written the request is refused
+//! A record says who (access key, source address), what (action, the secret or secrets it operated on,
+//! version), the outcome (vendor code) and the request id; it never holds a value. Secret names are the
+//! resolved names the action used, never a raw parameter. If a record cannot be written the request is refused
 //! with `InternalFailure`: an unaudited read of a secret must not happen.
 
 use std::fs::{File, OpenOptions};
@@ -19,7 +20,13 @@ pub struct AuditRecord<'a> {
     pub access_key_id: Option<&'a str>,
     pub source: String,
     pub action: Option<&'a str>,
+    /// The secret the action operated on, resolved (an ARN is recorded as the name it names); `None`
+    /// when it operates on none, or on a list (then see `secret_names`).
     pub secret_name: Option<&'a str>,
+    /// Every secret a BatchGetSecretValue reads, in request order; the field is absent for other
+    /// actions, so their lines keep the earlier shape.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret_names: Option<&'a [String]>,
     pub version_id: Option<&'a str>,
     /// `Success` or the vendor error code.
     pub result: &'a str,

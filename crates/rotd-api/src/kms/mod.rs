@@ -4,15 +4,18 @@
 //!
 //! Every request goes through one pipeline ([`handle`]): size limit (before the body is read), strict
 //! parameter decoding with duplicates refused, signature verification by rotd-aliyun against the access
-//! key in the store (skew and replay included), the per-key rate limit, authorization by the key's policy
-//! and the secret's resource policy, the action itself, and an fsync'd audit record; if the record cannot
-//! be written the answer is `InternalFailure`. Errors leave through the one mapping in [`error`].
+//! key in the store (skew and replay included), the per-key rate limit, resolution of the secret name(s)
+//! the action operates on (`target`: the only names the action gets and the audit record shows),
+//! authorization by the key's policy and the secret's resource policy, the action itself, and an fsync'd
+//! audit record; if the record cannot be written the answer is `InternalFailure`. Errors leave through the
+//! one mapping in [`error`].
 
 mod actions;
 pub mod audit;
 pub mod error;
 pub mod policy;
 pub mod ratelimit;
+mod target;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -33,6 +36,7 @@ use tokio::sync::watch;
 pub use audit::{AuditLog, AuditRecord};
 pub use error::ApiError;
 pub use ratelimit::{RateLimit, RateLimiter};
+pub use target::MAX_SECRET_PARAM_CHARS;
 
 /// Largest request body accepted (a form body holding `SecretData`, at most 30,720 bytes once decoded,
 /// so up to about 92 KiB percent-encoded). Larger bodies are refused from `Content-Length` or while
@@ -46,9 +50,13 @@ pub const MAX_QUERY_BYTES: usize = 128 * 1024;
 /// Settings of the API that are not in the store.
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
-    /// Region and account used in ARNs: `acs:kms:<region>:<account>:secret/<name>`.
+    /// Region used in ARNs: `acs:kms:<region>:<account>:secret/<name>`. An ARN parameter of another
+    /// region names no secret here.
     pub region: String,
-    pub account: String,
+    /// Account used in ARNs. `None` (no account configured) writes [`DEFAULT_ACCOUNT`] into the ARNs rotd
+    /// returns and accepts an ARN with any account of 1–20 digits, since rotd serves one account and
+    /// ARNs copied from the vendor carry the vendor's account id; `Some` accepts only that account.
+    pub account: Option<String>,
     /// `HostId` in error bodies.
     pub host_id: String,
     /// CMK that wraps new secrets unless `EncryptionKeyId` names another.
@@ -60,11 +68,26 @@ impl Default for ApiConfig {
     fn default() -> Self {
         Self {
             region: "cn-hangzhou".to_owned(),
-            account: "1".to_owned(),
+            account: None,
             host_id: "rotd".to_owned(),
             default_cmk: rotd_store::DEFAULT_CMK.to_owned(),
             rate_limit: RateLimit::default(),
         }
+    }
+}
+
+/// The account written into returned ARNs when none is configured.
+pub const DEFAULT_ACCOUNT: &str = "1";
+
+impl ApiConfig {
+    /// The account rotd's ARNs carry.
+    pub fn arn_account(&self) -> &str {
+        self.account.as_deref().unwrap_or(DEFAULT_ACCOUNT)
+    }
+
+    /// Whether an ARN's account (already checked to be 1–20 digits) is this daemon's.
+    pub fn accepts_account(&self, account: &str) -> bool {
+        self.account.as_deref().is_none_or(|a| a == account)
     }
 }
 
@@ -175,17 +198,40 @@ fn request_id() -> String {
     )
 }
 
-/// What the audit record learns as the request progresses.
+/// What the audit record learns as the request progresses. Secret names and the version id are set only
+/// from the resolved [`target::Target`], never from raw parameters.
 #[derive(Debug, Default)]
 struct Trace {
     access_key_id: Option<String>,
     action: Option<String>,
-    secret_name: Option<String>,
+    /// The secrets the action operates on (one, or every entry of a batch).
+    secret_names: Vec<String>,
+    /// Whether the action is a batch (its names are recorded as a list).
+    batch: bool,
     version_id: Option<String>,
 }
 
+impl Trace {
+    fn record<'a>(&'a self, request_id: &'a str, peer: SocketAddr, result: &'a str) -> AuditRecord<'a> {
+        AuditRecord {
+            time: rotd_aliyun::format_timestamp(Utc::now()),
+            request_id,
+            access_key_id: self.access_key_id.as_deref(),
+            source: peer.to_string(),
+            action: self.action.as_deref(),
+            secret_name: if self.batch {
+                None
+            } else {
+                self.secret_names.first().map(String::as_str)
+            },
+            secret_names: self.batch.then_some(self.secret_names.as_slice()),
+            version_id: self.version_id.as_deref(),
+            result,
+        }
+    }
+}
+
 /// An authenticated caller and its parameters, handed to an action.
-#[derive(Debug)]
 pub(crate) struct Call {
     pub key_id: String,
     pub key_policy: String,
@@ -193,9 +239,37 @@ pub(crate) struct Call {
     pub now: DateTime<Utc>,
 }
 
-/// The request's parameters, query and body merged (duplicates already refused).
-#[derive(Debug, Default)]
+impl std::fmt::Debug for Call {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Call")
+            .field("key_id", &self.key_id)
+            .field("params", &self.params)
+            .field("now", &self.now)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The request's parameters, query and body merged (duplicates already refused). Values include
+/// `SecretData` in plaintext: `Debug` shows names only, and the values are zeroized on drop.
+#[derive(Default)]
 pub(crate) struct Params(BTreeMap<String, String>);
+
+impl std::fmt::Debug for Params {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Params")
+            .field(&self.0.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Drop for Params {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        for v in self.0.values_mut() {
+            v.zeroize();
+        }
+    }
+}
 
 impl Params {
     pub fn get(&self, name: &str) -> Option<&str> {
@@ -256,16 +330,7 @@ async fn handle(
         Ok(_) => "Success",
         Err(e) => e.code(),
     };
-    let record = AuditRecord {
-        time: rotd_aliyun::format_timestamp(Utc::now()),
-        request_id: &request_id,
-        access_key_id: trace.access_key_id.as_deref(),
-        source: peer.to_string(),
-        action: trace.action.as_deref(),
-        secret_name: trace.secret_name.as_deref(),
-        version_id: trace.version_id.as_deref(),
-        result: code,
-    };
+    let record = trace.record(&request_id, peer, code);
     let result = match state.inner.audit.append(&record) {
         Ok(()) => result,
         Err(e) => {
@@ -364,8 +429,6 @@ async fn process(
     // the action that runs is chosen below from what the signature covers.
     let claimed_action = header("x-acs-action").or_else(|| params.get("Action").map(str::to_owned));
     trace.action = claimed_action.as_deref().map(|a| a.chars().take(64).collect());
-    trace.secret_name = params.get("SecretName").map(|s| s.chars().take(256).collect());
-    trace.version_id = params.get("VersionId").map(|s| s.chars().take(80).collect());
 
     // Who signed: the key id comes from the Authorization header (V3) or the AccessKeyId parameter (V1).
     let claimed = match headers.iter().find(|(n, _)| n == "authorization") {
@@ -406,6 +469,11 @@ async fn process(
         return Err(ApiError::Throttled);
     }
     let action = action.ok_or(ApiError::MissingParameter("Action"))?;
+    // The secrets the action operates on, resolved once: the audit record names exactly these.
+    let target = target::resolve(&state.inner.config, &action, &params)?;
+    trace.secret_names = target.names();
+    trace.batch = matches!(target, target::Target::Batch(_));
+    trace.version_id = target.version().map(ToString::to_string);
     let call = Call {
         key_id: info.id,
         key_policy: info.policy,
@@ -415,23 +483,21 @@ async fn process(
     // Fail closed: an action that changes something is recorded before it runs, so a change can never
     // happen without an audit record. Reads are recorded once, with their result, after they run.
     if !is_read_only(&action) {
-        let record = AuditRecord {
-            time: rotd_aliyun::format_timestamp(Utc::now()),
-            request_id,
-            access_key_id: trace.access_key_id.as_deref(),
-            source: peer.to_string(),
-            action: Some(&action),
-            secret_name: trace.secret_name.as_deref(),
-            version_id: trace.version_id.as_deref(),
-            result: "Started",
-        };
+        let record = trace.record(request_id, peer, "Started");
         if let Err(e) = state.inner.audit.append(&record) {
             tracing::error!(error = %e, path = %state.inner.audit.path().display(), request_id = %request_id,
                 "Audit log write failed; refusing the request.");
             return Err(ApiError::Internal);
         }
     }
-    actions::dispatch(state, &action, call).await
+    let out = actions::dispatch(state, &action, call, target).await?;
+    // A read records the version it returned (GetSecretValue without a VersionId reads a stage).
+    if !trace.batch
+        && let Some(Value::String(v)) = out.get("VersionId")
+    {
+        trace.version_id = Some(v.clone());
+    }
+    Ok(out)
 }
 
 /// The action (and API version) a request may run, taken only from what its signature covers.
@@ -487,4 +553,29 @@ fn is_read_only(action: &str) -> bool {
             | "GetRandomPassword"
             | "GetSecretPolicy"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn params_and_calls_debug_names_only() {
+        let params = Params(BTreeMap::from([
+            ("SecretData".to_owned(), "hunter2-plaintext".to_owned()),
+            ("SecretName".to_owned(), "app/db".to_owned()),
+        ]));
+        let call = Call {
+            key_id: "LTAIkey".to_owned(),
+            key_policy: "{}".to_owned(),
+            params,
+            now: Utc::now(),
+        };
+        let shown = format!("{call:?} {:?}", call.params);
+        assert!(
+            shown.contains("SecretData") && shown.contains("SecretName"),
+            "{shown}"
+        );
+        assert!(!shown.contains("hunter2") && !shown.contains("app/db"), "{shown}");
+    }
 }
