@@ -58,9 +58,7 @@ pub async fn run(cmd: &KeyCmd, out: Output, daemon: &DaemonConfig) -> anyhow::Re
                 );
             };
             let id = cmk.clone().unwrap_or_else(|| daemon.default_cmk.clone());
-            let mut keyring = keyfile::load(&daemon.keyring)?;
-            let version = keyring.rotate(&id, Utc::now());
-            keyfile::replace(path, &keyring)?;
+            let version = keyfile::update(path, |keyring| Ok(keyring.rotate(&id, Utc::now())))?;
             println!(
                 "CMK {id} is now at version {version}; new values use it. Run `rotd key rewrap` to move \
                  existing data keys to it, and restart or reload the daemon."
