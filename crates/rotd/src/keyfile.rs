@@ -33,20 +33,6 @@ pub fn path_of(source: &KeyringSource) -> anyhow::Result<PathBuf> {
     })
 }
 
-/// Refuses files that group or others can read or write.
-pub fn check_private(path: &Path) -> anyhow::Result<()> {
-    let meta = fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        bail!(
-            "{} is accessible by group or others (mode {mode:04o}); run `chmod 600 {}`",
-            path.display(),
-            path.display()
-        );
-    }
-    Ok(())
-}
-
 /// The largest keyring file read: thousands of CMK versions fit; anything bigger is not a keyring.
 const MAX_KEYRING_BYTES: u64 = 4 << 20;
 
