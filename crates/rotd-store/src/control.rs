@@ -221,6 +221,37 @@ impl Store {
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
+    /// Queues a request unless `limit` requests of `kind` for `name` were made in the `window` before
+    /// now (the vendor's 50 rotations per secret per hour): count and insert are one statement, so
+    /// concurrent callers can never pass the limit together. `None` when the limit is reached.
+    pub async fn add_request_within_limit(
+        &self,
+        name: &str,
+        kind: RequestKind,
+        version_id: Option<&str>,
+        limit: u64,
+        window: chrono::Duration,
+    ) -> Result<Option<i64>> {
+        let now = self.clock().now();
+        let since = now.checked_sub_signed(window).unwrap_or(DateTime::<Utc>::MIN_UTC);
+        let row = sqlx::query(
+            "INSERT INTO rotation_requests (secret_name, kind, version_id, requested_at) \
+             SELECT ?, ?, ?, ? WHERE (SELECT COUNT(*) FROM rotation_requests \
+             WHERE secret_name = ? AND kind = ? AND requested_at >= ?) < ? RETURNING id",
+        )
+        .bind(name)
+        .bind(kind.as_str())
+        .bind(version_id)
+        .bind(now.timestamp())
+        .bind(name)
+        .bind(kind.as_str())
+        .bind(since.timestamp())
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| r.try_get(0)).transpose().map_err(Into::into)
+    }
+
     pub async fn open_requests(&self) -> Result<Vec<RotationRequest>> {
         let rows = sqlx::query("SELECT * FROM rotation_requests WHERE done_at IS NULL ORDER BY id")
             .fetch_all(&self.pool)

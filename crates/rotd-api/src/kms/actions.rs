@@ -734,19 +734,20 @@ async fn rotate_secret(state: &ApiState, call: Call, name: String) -> Out {
         .any(|r| r.secret_name == name && r.version_id.as_deref() == Some(version_id.as_str()));
     // A VersionId that already exists (or is already queued) is an idempotent repeat: success, no rotation.
     if !exists && !queued {
-        let since = call.now - TimeDelta::hours(1);
-        if store
-            .count_requests_since(&name, rotd_store::RequestKind::Rotate, since)
-            .await?
-            >= ROTATIONS_PER_HOUR
-        {
+        let queued = store
+            .add_request_within_limit(
+                &name,
+                rotd_store::RequestKind::Rotate,
+                Some(version_id.as_str()),
+                ROTATIONS_PER_HOUR,
+                TimeDelta::hours(1),
+            )
+            .await?;
+        if queued.is_none() {
             return Err(ApiError::LimitExceeded(
                 "at most 50 rotations per secret per hour".to_owned(),
             ));
         }
-        store
-            .add_request(&name, rotd_store::RequestKind::Rotate, Some(version_id.as_str()))
-            .await?;
     }
     let mut out = Map::new();
     out.insert("Arn".into(), Value::String(arn(state, &name)));

@@ -46,16 +46,6 @@ pub async fn rotate(
     if let Some(v) = version_id {
         VersionId::parse(v).map_err(|e| Fail::data(e.to_string()))?;
     }
-    let hour_ago = Utc::now() - chrono::Duration::hours(1);
-    if store
-        .count_requests_since(name, RequestKind::Rotate, hour_ago)
-        .await?
-        >= ROTATIONS_PER_HOUR
-    {
-        return Err(Fail::data(format!(
-            "secret {name} was rotated {ROTATIONS_PER_HOUR} times in the last hour; that is the limit, try again later"
-        )));
-    }
     if !daemon_alive(store).await? {
         return Err(fail::Fail {
             code: 69,
@@ -68,9 +58,20 @@ pub async fn rotate(
     // Every request names its version, so a request the daemon completed but could not mark done
     // (a crash right after promotion) is recognised as done when replayed, instead of rotating twice.
     let version_id = version_id.map_or_else(|| super::new_version_id().to_string(), str::to_owned);
-    let id = store
-        .add_request(name, RequestKind::Rotate, Some(&version_id))
-        .await?;
+    let Some(id) = store
+        .add_request_within_limit(
+            name,
+            RequestKind::Rotate,
+            Some(&version_id),
+            ROTATIONS_PER_HOUR,
+            chrono::Duration::hours(1),
+        )
+        .await?
+    else {
+        return Err(Fail::data(format!(
+            "secret {name} was rotated {ROTATIONS_PER_HOUR} times in the last hour; that is the limit, try again later"
+        )));
+    };
     if no_wait {
         println!("queued rotation request {id} for {name}");
         return Ok(());
