@@ -385,8 +385,7 @@ async fn process(
         body: &body,
     };
     let secret = key.as_ref().map(|(_, s)| s.clone());
-    let verified =
-        rotd_aliyun::verify_request(&request_parts, &body_params, now, &state.inner.nonces, |_| secret)?;
+    let verified = rotd_aliyun::authenticate(&request_parts, &body_params, now, |_| secret)?;
     trace.access_key_id = Some(verified.access_key_id.clone());
     let action = signed_action(
         verified.scheme,
@@ -405,6 +404,11 @@ async fn process(
     if !state.inner.limiter.try_acquire(&info.id, Instant::now()) {
         return Err(ApiError::Throttled);
     }
+    // Only now is the nonce taken: a disabled or throttled key must not be able to fill the replay cache.
+    state
+        .inner
+        .nonces
+        .check_and_insert(&verified.access_key_id, &verified.nonce, now)?;
     let action = action.ok_or(ApiError::MissingParameter("Action"))?;
     let call = Call {
         key_id: info.id,
