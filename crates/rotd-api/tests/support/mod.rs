@@ -55,10 +55,14 @@ pub fn code(v: &Value) -> &str {
 
 impl Api {
     pub async fn start(config: ApiConfig) -> Self {
+        Self::start_with_keyring(config, Keyring::generate(Utc::now())).await
+    }
+
+    pub async fn start_with_keyring(config: ApiConfig, keyring: Keyring) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
         tls::ensure(&dir.path().join("tls"), &names, Utc::now()).expect("tls");
-        let store = Store::open_sqlite(&dir.path().join("rotd.db"), Keyring::generate(Utc::now()))
+        let store = Store::open_sqlite(&dir.path().join("rotd.db"), keyring)
             .await
             .expect("store");
         let (info, secret) = store
