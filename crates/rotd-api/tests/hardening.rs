@@ -78,7 +78,11 @@ async fn a_missing_cmk_version_is_an_internal_error_not_not_found() {
     // A CMK the request itself names and the keyring lacks is still the client's error.
     let mut r = req(
         "CreateSecret",
-        &[("SecretName", "s2"), ("VersionId", "v1"), ("EncryptionKeyId", "nope")],
+        &[
+            ("SecretName", "s2"),
+            ("VersionId", "v1"),
+            ("EncryptionKeyId", "nope"),
+        ],
     );
     r.body = Some("SecretData=x".to_owned());
     let (s, b) = api.v3(&api.admin, r).await;
