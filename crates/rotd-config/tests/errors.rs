@@ -356,7 +356,7 @@ fn an_unknown_daemon_key_is_a_toml_error_with_its_key_path() {
     assert_eq!((e.line, e.col, e.key.as_str()), (3, 1, "api.prot"));
     assert_eq!(
         e.message,
-        "unknown field `prot`, expected `listen` or `tls_names`"
+        "unknown field `prot`, expected one of `listen`, `tls_names`, `header_timeout`, `body_timeout`, `max_connections`"
     );
 }
 
@@ -375,6 +375,9 @@ fn defaults_fill_an_empty_daemon_file() {
     );
     assert_eq!(d.default_cmk, "default");
     assert_eq!(d.api.tls_names, ["localhost", "127.0.0.1"]);
+    assert_eq!(d.api.header_timeout, std::time::Duration::from_secs(10));
+    assert_eq!(d.api.body_timeout, std::time::Duration::from_secs(30));
+    assert_eq!(d.api.max_connections, 1024);
     assert_eq!(d.log.level, "info");
     assert!(cfg.secrets.is_empty());
 }
@@ -451,4 +454,34 @@ fn check_refuses_what_the_sql_backend_would_refuse_at_serve() {
         .unwrap_or_else(|| panic!("no account error: {errors}"));
     assert_eq!(e.line, 10, "{errors}");
     assert!(e.message.contains("owner role"), "{}", e.message);
+}
+
+#[test]
+fn api_connection_limits_are_checked_at_their_lines() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "rotd.toml",
+        "[api]\nheader_timeout = \"0s\"\nbody_timeout = \"2h\"\nmax_connections = 0\n",
+    );
+    let errors = load_daemon(&dir.path().join("rotd.toml")).expect_err("invalid limits");
+    let keys: Vec<(usize, &str)> = errors.0.iter().map(|e| (e.line, e.key.as_str())).collect();
+    assert_eq!(
+        keys,
+        [
+            (2, "api.header_timeout"),
+            (3, "api.body_timeout"),
+            (4, "api.max_connections")
+        ],
+        "{errors}"
+    );
+    write(
+        dir.path(),
+        "rotd.toml",
+        "[api]\nheader_timeout = \"5s\"\nbody_timeout = \"1m\"\nmax_connections = 64\n",
+    );
+    let d = load_daemon(&dir.path().join("rotd.toml")).expect("valid limits");
+    assert_eq!(d.api.header_timeout, std::time::Duration::from_secs(5));
+    assert_eq!(d.api.body_timeout, std::time::Duration::from_secs(60));
+    assert_eq!(d.api.max_connections, 64);
 }

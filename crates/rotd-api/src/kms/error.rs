@@ -19,6 +19,8 @@ pub enum ApiError {
     InvalidParameter(String),
     /// The body is larger than the API accepts; it was refused before being read.
     BodyTooLarge(usize),
+    /// The body did not arrive within the body timeout.
+    BodyTimeout,
     /// Only `POST` is served.
     UnsupportedMethod,
     /// The access key exists but is disabled.
@@ -52,6 +54,11 @@ impl ApiError {
                 "InvalidParameter",
                 400,
                 format!("The request body exceeds the limit of {limit} bytes."),
+            ),
+            Self::BodyTimeout => (
+                "RequestTimeout",
+                408,
+                "The request body was not received in time.".to_owned(),
             ),
             Self::UnsupportedMethod => (
                 "UnsupportedHTTPMethod",

@@ -13,6 +13,7 @@ pub mod audit;
 pub mod error;
 pub mod policy;
 pub mod ratelimit;
+pub mod server;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -33,6 +34,7 @@ use tokio::sync::watch;
 pub use audit::{AuditLog, AuditRecord};
 pub use error::ApiError;
 pub use ratelimit::{RateLimit, RateLimiter};
+pub use server::Limits;
 
 /// Largest request body accepted (a form body holding `SecretData`, at most 30,720 bytes once decoded,
 /// so up to about 92 KiB percent-encoded). Larger bodies are refused from `Content-Length` or while
@@ -54,6 +56,8 @@ pub struct ApiConfig {
     /// CMK that wraps new secrets unless `EncryptionKeyId` names another.
     pub default_cmk: String,
     pub rate_limit: RateLimit,
+    /// Connection limits: header and body timeouts, the most connections open at once.
+    pub limits: Limits,
 }
 
 impl Default for ApiConfig {
@@ -64,6 +68,7 @@ impl Default for ApiConfig {
             host_id: "rotd".to_owned(),
             default_cmk: rotd_store::DEFAULT_CMK.to_owned(),
             rate_limit: RateLimit::default(),
+            limits: Limits::default(),
         }
     }
 }
@@ -132,24 +137,16 @@ pub fn router(state: ApiState) -> Router {
 
 /// Serves the API over TLS on `listener` until `shutdown` turns true. The listener is bound by the caller
 /// (so a port conflict is a start-up error); `tls` comes from [`crate::tls::server_config`], and can be
-/// reloaded in place with `RustlsConfig::reload_from_config` after `rotd tls rotate`.
+/// reloaded in place with `RustlsConfig::reload_from_config` after `rotd tls rotate` (new connections use
+/// it). Connections are HTTP/1.1 only and bounded by the [`Limits`] in the state's configuration.
 pub async fn serve(
     listener: std::net::TcpListener,
     tls: axum_server::tls_rustls::RustlsConfig,
     state: ApiState,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    listener.set_nonblocking(true)?;
-    let handle = axum_server::Handle::new();
-    let stopper = handle.clone();
-    tokio::spawn(async move {
-        let _ = shutdown.wait_for(|stop| *stop).await;
-        stopper.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
-    });
-    axum_server::from_tcp_rustls(listener, tls)?
-        .handle(handle)
-        .serve(router(state).into_make_service_with_connect_info::<SocketAddr>())
-        .await
+    let limits = state.inner.config.limits;
+    server::run(listener, tls, router(state), limits, shutdown, Arc::new(|_| {})).await
 }
 
 /// A request id shaped like the vendor's (a lowercase UUID).
@@ -329,9 +326,15 @@ async fn process(
             "the query string exceeds {MAX_QUERY_BYTES} bytes"
         )));
     }
-    let body = axum::body::to_bytes(Body::new(body), MAX_BODY_BYTES)
-        .await
-        .map_err(|_| ApiError::BodyTooLarge(MAX_BODY_BYTES))?;
+    // The whole body must arrive within the body timeout, so a client that trickles it cannot hold the
+    // connection (and a slot of the connection limit) for long.
+    let body = tokio::time::timeout(
+        state.inner.config.limits.body_timeout,
+        axum::body::to_bytes(Body::new(body), MAX_BODY_BYTES),
+    )
+    .await
+    .map_err(|_| ApiError::BodyTimeout)?
+    .map_err(|_| ApiError::BodyTooLarge(MAX_BODY_BYTES))?;
     let query = percent::parse_query(raw_query).map_err(rotd_aliyun::SignatureError::from)?;
     let is_form = parts
         .headers

@@ -95,6 +95,11 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
         audit,
         rotd_api::kms::ApiConfig {
             default_cmk: cfg.daemon.default_cmk.clone(),
+            limits: rotd_api::kms::Limits {
+                header_timeout: cfg.daemon.api.header_timeout,
+                body_timeout: cfg.daemon.api.body_timeout,
+                max_connections: cfg.daemon.api.max_connections,
+            },
             ..Default::default()
         },
     )
