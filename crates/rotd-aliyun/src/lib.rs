@@ -30,7 +30,7 @@ use chrono::{DateTime, Utc};
 use rotd_core::Secret;
 
 pub use error::SignatureError;
-pub use nonce::{NonceCache, NonceCacheConfig};
+pub use nonce::{DEFAULT_MAX_NONCES, NonceCache, NonceCacheConfig};
 pub use time::{MAX_CLOCK_SKEW, check_skew, format_timestamp, parse_timestamp};
 
 /// The parts of an HTTP request that signatures cover, borrowed from wherever the caller holds them.
@@ -105,7 +105,7 @@ pub enum Scheme {
 
 /// What a valid signature established: who signed, when they say they did, and with which nonce. The
 /// signature check alone does not judge `date` or `nonce`; [`verify_request`] does, or the caller does with
-/// [`check_skew`] and [`NonceCache::check_and_insert`].
+/// [`authenticate`] (which checks the skew) and [`NonceCache::check_and_insert`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verified {
     pub access_key_id: String,
@@ -114,21 +114,20 @@ pub struct Verified {
     pub scheme: Scheme,
 }
 
-/// Authenticates a request completely, as rotd's API does before anything else: checks the signature of
-/// whichever scheme the request uses, then the clock skew against `now`, then records the nonce in
-/// `nonces` (only after the signature is known good, so unauthenticated traffic cannot consume the replay
-/// cache).
+/// Checks a request's signature, of whichever scheme it uses, and its clock skew against `now`, but
+/// records nothing: the caller decides what else must hold (the key is enabled, it has rate-limit budget)
+/// before the nonce is taken with [`NonceCache::check_and_insert`], so that a disabled or throttled key
+/// cannot fill the replay cache. [`verify_request`] does both steps at once.
 ///
 /// A request with an `Authorization` header is verified as V3; otherwise one with a `Signature` query
 /// parameter as V1. `body_params` are the form-body parameters as the caller decoded them with
 /// [`percent::parse_form`] (empty when the body is not a form); V1 signs them together with the query and
 /// V3 ignores them (it covers the body through its hash). `lookup` maps an access key id to its secret;
 /// `None` is reported as `InvalidAccessKeyId.NotFound`.
-pub fn verify_request(
+pub fn authenticate(
     request: &RequestParts<'_>,
     body_params: &[(String, String)],
     now: DateTime<Utc>,
-    nonces: &NonceCache,
     lookup: impl FnOnce(&str) -> Option<Secret>,
 ) -> Result<Verified, SignatureError> {
     let has_authorization = request
@@ -146,6 +145,19 @@ pub fn verify_request(
         return Err(SignatureError::MissingSignature);
     };
     check_skew(verified.date, now)?;
+    Ok(verified)
+}
+
+/// Authenticates a request completely: [`authenticate`], then records the nonce in `nonces` (only after
+/// the signature is known good, so unauthenticated traffic cannot consume the replay cache).
+pub fn verify_request(
+    request: &RequestParts<'_>,
+    body_params: &[(String, String)],
+    now: DateTime<Utc>,
+    nonces: &NonceCache,
+    lookup: impl FnOnce(&str) -> Option<Secret>,
+) -> Result<Verified, SignatureError> {
+    let verified = authenticate(request, body_params, now, lookup)?;
     nonces.check_and_insert(&verified.access_key_id, &verified.nonce, now)?;
     Ok(verified)
 }

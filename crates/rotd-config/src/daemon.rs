@@ -57,7 +57,18 @@ pub struct ApiConfig {
     pub listen: SocketAddr,
     /// Subject alternative names of the server certificate: DNS names and IP addresses, as text.
     pub tls_names: Vec<String>,
+    /// The TLS handshake and each request head must arrive within this (also the idle keep-alive limit).
+    pub header_timeout: Duration,
+    /// A request body must arrive within this after its head.
+    pub body_timeout: Duration,
+    /// The most API connections open at once.
+    pub max_connections: usize,
 }
+
+/// Defaults of the API's connection limits.
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 
 /// The plain-HTTP admin listener with `/metrics`, `/healthz` and `/readyz`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -245,6 +256,9 @@ struct RawKeyring {
 struct RawApi {
     listen: Option<Spanned<String>>,
     tls_names: Option<Spanned<Vec<Spanned<String>>>>,
+    header_timeout: Option<Spanned<String>>,
+    body_timeout: Option<Spanned<String>>,
+    max_connections: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -447,9 +461,34 @@ fn validate_api(d: &mut Diag<'_>, raw: Option<&Spanned<RawApi>>) -> Option<ApiCo
             (names.len() == list.get_ref().len()).then_some(names)
         }
     };
+    let mut timeout = |v: Option<&Spanned<String>>, key: &str, default: Duration| match v {
+        None => Some(default),
+        Some(s) => match check::duration(d, s, key)? {
+            t if t.is_zero() || t > Duration::from_secs(600) => d.at(s, key, "must be between 1s and 10m"),
+            t => Some(t),
+        },
+    };
+    let header_timeout = timeout(
+        raw.and_then(|r| r.header_timeout.as_ref()),
+        "api.header_timeout",
+        DEFAULT_HEADER_TIMEOUT,
+    );
+    let body_timeout = timeout(
+        raw.and_then(|r| r.body_timeout.as_ref()),
+        "api.body_timeout",
+        DEFAULT_BODY_TIMEOUT,
+    );
+    let max_connections = match raw.and_then(|r| r.max_connections.as_ref()) {
+        None => Some(DEFAULT_MAX_CONNECTIONS),
+        Some(n) if (1..=1_000_000).contains(n.get_ref()) => usize::try_from(*n.get_ref()).ok(),
+        Some(n) => d.at(n, "api.max_connections", "must be between 1 and 1000000"),
+    };
     Some(ApiConfig {
         listen: listen?,
         tls_names: tls_names?,
+        header_timeout: header_timeout?,
+        body_timeout: body_timeout?,
+        max_connections: max_connections?,
     })
 }
 

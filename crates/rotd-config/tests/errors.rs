@@ -502,3 +502,33 @@ fn retry_and_timeout_durations_beyond_what_the_engine_uses_are_refused_at_their_
         "the bounds themselves are fine"
     );
 }
+
+#[test]
+fn api_connection_limits_are_checked_at_their_lines() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "rotd.toml",
+        "[api]\nheader_timeout = \"0s\"\nbody_timeout = \"2h\"\nmax_connections = 0\n",
+    );
+    let errors = load_daemon(&dir.path().join("rotd.toml")).expect_err("invalid limits");
+    let keys: Vec<(usize, &str)> = errors.0.iter().map(|e| (e.line, e.key.as_str())).collect();
+    assert_eq!(
+        keys,
+        [
+            (2, "api.header_timeout"),
+            (3, "api.body_timeout"),
+            (4, "api.max_connections")
+        ],
+        "{errors}"
+    );
+    write(
+        dir.path(),
+        "rotd.toml",
+        "[api]\nheader_timeout = \"5s\"\nbody_timeout = \"1m\"\nmax_connections = 64\n",
+    );
+    let d = load_daemon(&dir.path().join("rotd.toml")).expect("valid limits");
+    assert_eq!(d.api.header_timeout, std::time::Duration::from_secs(5));
+    assert_eq!(d.api.body_timeout, std::time::Duration::from_secs(60));
+    assert_eq!(d.api.max_connections, 64);
+}

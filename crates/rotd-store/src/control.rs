@@ -304,3 +304,68 @@ impl Store {
         .transpose()
     }
 }
+
+/// The keyring handshake between the CLI and the running daemon (`keyring_reload`, one row).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct KeyringReload {
+    /// Raised by the CLI each time it asks for a reload.
+    pub requested: i64,
+    /// The last `requested` value the daemon acted on.
+    pub handled: i64,
+    /// The newest version of each CMK in the daemon's keyring after that (no key material).
+    pub loaded: std::collections::BTreeMap<String, u32>,
+    pub loaded_at: Option<DateTime<Utc>>,
+    /// Why the daemon refused the last reload, if it did (it kept its previous keyring).
+    pub error: Option<String>,
+}
+
+impl Store {
+    /// Asks the running daemon to reload its keyring; returns the request's number, which
+    /// [`KeyringReload::handled`] reaches once the daemon has acted on it.
+    pub async fn request_keyring_reload(&self) -> Result<i64> {
+        let n = sqlx::query(
+            "UPDATE keyring_reload SET requested = requested + 1 WHERE id = 1 RETURNING requested",
+        )
+        .fetch_one(&self.pool)
+        .await?
+        .try_get(0)?;
+        Ok(n)
+    }
+
+    pub async fn keyring_reload(&self) -> Result<KeyringReload> {
+        let r = sqlx::query(
+            "SELECT requested, handled, loaded, loaded_at, error FROM keyring_reload WHERE id = 1",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let loaded: String = r.try_get("loaded")?;
+        Ok(KeyringReload {
+            requested: r.try_get("requested")?,
+            handled: r.try_get("handled")?,
+            loaded: serde_json::from_str(&loaded)
+                .map_err(|e| StoreError::Corrupt(format!("keyring_reload.loaded: {e}")))?,
+            loaded_at: r.try_get::<Option<i64>, _>("loaded_at")?.map(ts),
+            error: r.try_get("error")?,
+        })
+    }
+
+    /// The daemon's answer: it acted on request `handled` and now holds `loaded` (or refused, `error`).
+    pub async fn record_keyring_reload(
+        &self,
+        handled: i64,
+        loaded: &std::collections::BTreeMap<String, u32>,
+        error: Option<&str>,
+    ) -> Result<()> {
+        let loaded = serde_json::to_string(loaded).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        sqlx::query(
+            "UPDATE keyring_reload SET handled = MAX(handled, ?), loaded = ?, loaded_at = ?, error = ? WHERE id = 1",
+        )
+        .bind(handled)
+        .bind(loaded)
+        .bind(Utc::now().timestamp())
+        .bind(error)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}

@@ -184,6 +184,19 @@ impl Keyring {
         version
     }
 
+    /// The newest version of each CMK (ids and numbers only, no material).
+    pub fn newest_versions(&self) -> std::collections::BTreeMap<String, u32> {
+        self.keys
+            .iter()
+            .filter_map(|(id, versions)| versions.last().map(|v| (id.clone(), v.version)))
+            .collect()
+    }
+
+    /// Whether this keyring holds the given version of a CMK.
+    pub fn has_version(&self, id: &str, version: u32) -> bool {
+        self.version(id, version).is_ok()
+    }
+
     pub fn contains(&self, id: &str) -> bool {
         self.keys.contains_key(id)
     }

@@ -16,7 +16,7 @@ mod model;
 mod sqlite;
 mod stages;
 
-pub use control::{Heartbeat, RotationRequest, RotationState};
+pub use control::{Heartbeat, KeyringReload, RotationRequest, RotationState};
 pub use error::StoreError;
 pub use journal::{Failure, Planned, RequestKind, RequestOutcome, RetirePlan, Step, StepKind};
 pub use keyring::{CmkInfo, DEFAULT_CMK, Keyring};

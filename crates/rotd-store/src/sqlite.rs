@@ -125,6 +125,14 @@ impl Store {
         *self.keyring.write().expect("keyring lock poisoned") = keyring;
     }
 
+    /// The newest version of each CMK in the keyring in use (ids and numbers only).
+    pub fn keyring_newest_versions(&self) -> std::collections::BTreeMap<String, u32> {
+        self.keyring
+            .read()
+            .expect("keyring lock poisoned")
+            .newest_versions()
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
     }

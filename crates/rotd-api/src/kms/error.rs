@@ -19,6 +19,8 @@ pub enum ApiError {
     InvalidParameter(String),
     /// The body is larger than the API accepts; it was refused before being read.
     BodyTooLarge(usize),
+    /// The body did not arrive within the body timeout.
+    BodyTimeout,
     /// Only `POST` is served.
     UnsupportedMethod,
     /// The access key exists but is disabled.
@@ -52,6 +54,11 @@ impl ApiError {
                 "InvalidParameter",
                 400,
                 format!("The request body exceeds the limit of {limit} bytes."),
+            ),
+            Self::BodyTimeout => (
+                "RequestTimeout",
+                408,
+                "The request body was not received in time.".to_owned(),
             ),
             Self::UnsupportedMethod => (
                 "UnsupportedHTTPMethod",
@@ -122,7 +129,8 @@ impl From<StoreError> for ApiError {
             StoreError::SecretNotFound { .. }
             | StoreError::VersionNotFound { .. }
             | StoreError::StageNotFound { .. }
-            | StoreError::KeyNotFound { .. } => Self::NotFound,
+            // A CMK the request itself names (CreateSecret's EncryptionKeyId) that the keyring lacks.
+            | StoreError::KeyNotFound { version: None, .. } => Self::NotFound,
             StoreError::AlreadyExists { .. } | StoreError::VersionConflict { .. } => Self::AlreadyExists,
             StoreError::PendingDeletion { .. } => Self::InDeleteWindow,
             StoreError::NotPendingDeletion { .. } => {
@@ -133,7 +141,11 @@ impl From<StoreError> for ApiError {
             StoreError::LimitExceeded(m) => Self::LimitExceeded(m),
             StoreError::StageConflict { .. } => Self::Unavailable,
             e if e.is_retryable() => Self::Unavailable,
-            StoreError::Decrypt { .. }
+            // A stored data key wrapped by a CMK version missing from the daemon's keyring is the
+            // server's fault (a keyring the daemon has not reloaded, or lost), never the client's: the
+            // secret exists, and "not found" would send clients hunting for a deleted secret.
+            StoreError::KeyNotFound { version: Some(_), .. }
+            | StoreError::Decrypt { .. }
             | StoreError::Keyring(_)
             | StoreError::Corrupt(_)
             | StoreError::Database(_)

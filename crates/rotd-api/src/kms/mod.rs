@@ -15,6 +15,7 @@ pub mod audit;
 pub mod error;
 pub mod policy;
 pub mod ratelimit;
+pub mod server;
 mod target;
 
 use std::collections::BTreeMap;
@@ -36,6 +37,7 @@ use tokio::sync::watch;
 pub use audit::{AuditLog, AuditRecord};
 pub use error::ApiError;
 pub use ratelimit::{RateLimit, RateLimiter};
+pub use server::Limits;
 pub use target::MAX_SECRET_PARAM_CHARS;
 
 /// Largest request body accepted (a form body holding `SecretData`, at most 30,720 bytes once decoded,
@@ -62,6 +64,8 @@ pub struct ApiConfig {
     /// CMK that wraps new secrets unless `EncryptionKeyId` names another.
     pub default_cmk: String,
     pub rate_limit: RateLimit,
+    /// Connection limits: header and body timeouts, the most connections open at once.
+    pub limits: Limits,
 }
 
 impl Default for ApiConfig {
@@ -72,6 +76,7 @@ impl Default for ApiConfig {
             host_id: "rotd".to_owned(),
             default_cmk: rotd_store::DEFAULT_CMK.to_owned(),
             rate_limit: RateLimit::default(),
+            limits: Limits::default(),
         }
     }
 }
@@ -155,24 +160,16 @@ pub fn router(state: ApiState) -> Router {
 
 /// Serves the API over TLS on `listener` until `shutdown` turns true. The listener is bound by the caller
 /// (so a port conflict is a start-up error); `tls` comes from [`crate::tls::server_config`], and can be
-/// reloaded in place with `RustlsConfig::reload_from_config` after `rotd tls rotate`.
+/// reloaded in place with `RustlsConfig::reload_from_config` after `rotd tls rotate` (new connections use
+/// it). Connections are HTTP/1.1 only and bounded by the [`Limits`] in the state's configuration.
 pub async fn serve(
     listener: std::net::TcpListener,
     tls: axum_server::tls_rustls::RustlsConfig,
     state: ApiState,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    listener.set_nonblocking(true)?;
-    let handle = axum_server::Handle::new();
-    let stopper = handle.clone();
-    tokio::spawn(async move {
-        let _ = shutdown.wait_for(|stop| *stop).await;
-        stopper.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
-    });
-    axum_server::from_tcp_rustls(listener, tls)?
-        .handle(handle)
-        .serve(router(state).into_make_service_with_connect_info::<SocketAddr>())
-        .await
+    let limits = state.inner.config.limits;
+    server::run(listener, tls, router(state), limits, shutdown, Arc::new(|_| {})).await
 }
 
 /// A request id shaped like the vendor's (a lowercase UUID).
@@ -394,9 +391,15 @@ async fn process(
             "the query string exceeds {MAX_QUERY_BYTES} bytes"
         )));
     }
-    let body = axum::body::to_bytes(Body::new(body), MAX_BODY_BYTES)
-        .await
-        .map_err(|_| ApiError::BodyTooLarge(MAX_BODY_BYTES))?;
+    // The whole body must arrive within the body timeout, so a client that trickles it cannot hold the
+    // connection (and a slot of the connection limit) for long.
+    let body = tokio::time::timeout(
+        state.inner.config.limits.body_timeout,
+        axum::body::to_bytes(Body::new(body), MAX_BODY_BYTES),
+    )
+    .await
+    .map_err(|_| ApiError::BodyTimeout)?
+    .map_err(|_| ApiError::BodyTooLarge(MAX_BODY_BYTES))?;
     let query = percent::parse_query(raw_query).map_err(rotd_aliyun::SignatureError::from)?;
     let is_form = parts
         .headers
@@ -448,8 +451,7 @@ async fn process(
         body: &body,
     };
     let secret = key.as_ref().map(|(_, s)| s.clone());
-    let verified =
-        rotd_aliyun::verify_request(&request_parts, &body_params, now, &state.inner.nonces, |_| secret)?;
+    let verified = rotd_aliyun::authenticate(&request_parts, &body_params, now, |_| secret)?;
     trace.access_key_id = Some(verified.access_key_id.clone());
     let action = signed_action(
         verified.scheme,
@@ -468,6 +470,11 @@ async fn process(
     if !state.inner.limiter.try_acquire(&info.id, Instant::now()) {
         return Err(ApiError::Throttled);
     }
+    // Only now is the nonce taken: a disabled or throttled key must not be able to fill the replay cache.
+    state
+        .inner
+        .nonces
+        .check_and_insert(&verified.access_key_id, &verified.nonce, now)?;
     let action = action.ok_or(ApiError::MissingParameter("Action"))?;
     // The secrets the action operates on, resolved once: the audit record names exactly these.
     let target = target::resolve(&state.inner.config, &action, &params)?;

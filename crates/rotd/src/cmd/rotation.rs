@@ -28,7 +28,7 @@ async fn require_secret(store: &Store, name: &str) -> anyhow::Result<()> {
     store.describe(name).await.map(|_| ()).map_err(fail::store)
 }
 
-async fn daemon_alive(store: &Store) -> anyhow::Result<bool> {
+pub(crate) async fn daemon_alive(store: &Store) -> anyhow::Result<bool> {
     Ok(store
         .last_heartbeat()
         .await?

@@ -3,7 +3,8 @@
 //! Start-up: load the configuration (exit 64 if invalid), initialize a fresh installation, bring
 //! declared secrets in line with their files, start the rotation engine (which first rolls forward any
 //! rotation a previous process left unfinished) and the admin listener (`/metrics`, `/healthz`,
-//! `/readyz`). SIGHUP reloads the secrets directory; SIGTERM/SIGINT stop new work, let rotations in
+//! `/readyz`). SIGHUP reloads the secrets directory and the keyring (as does a reload request from
+//! `rotd key rotate`/`rewrap`, polled every second through the store); SIGTERM/SIGINT stop new work, let rotations in
 //! progress finish (up to 30 s; anything cut off resumes from the journal next time) and exit 0.
 
 use std::path::Path;
@@ -23,6 +24,8 @@ use crate::{reconcile, wiring};
 const PURGE_EVERY: Duration = Duration::from_secs(60);
 /// How long a stop waits for rotations in progress.
 const DRAIN: Duration = Duration::from_secs(30);
+/// How often the store is asked whether the CLI wants the keyring reloaded.
+const KEYRING_POLL: Duration = Duration::from_secs(1);
 
 fn init_tracing(log: &LogConfig) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(&log.level)
@@ -64,6 +67,10 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
     if let Some((id, path)) = &created.access_key {
         info!(access_key_id = %id, file = %path.display(), "Created the first admin access key.");
     }
+    match store.keyring_reload().await {
+        Ok(state) => reload_keyring(&store, &cfg.daemon, state.requested).await,
+        Err(e) => warn!(error = %e, "Could not read the keyring reload state."),
+    }
     let admin = rotd_api::admin::bind(cfg.daemon.admin.listen)
         .await
         .with_context(|| format!("binding the admin listener on {}", cfg.daemon.admin.listen))?;
@@ -88,6 +95,11 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
         audit,
         rotd_api::kms::ApiConfig {
             default_cmk: cfg.daemon.default_cmk.clone(),
+            limits: rotd_api::kms::Limits {
+                header_timeout: cfg.daemon.api.header_timeout,
+                body_timeout: cfg.daemon.api.body_timeout,
+                max_connections: cfg.daemon.api.max_connections,
+            },
             ..Default::default()
         },
     )
@@ -132,6 +144,8 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
     let mut current = cfg;
     let mut purge_tick = tokio::time::interval(PURGE_EVERY);
     purge_tick.tick().await;
+    let mut keyring_tick = tokio::time::interval(KEYRING_POLL);
+    keyring_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = term.recv() => { info!(signal = "SIGTERM", "Stopping."); break; }
@@ -141,6 +155,10 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
                     notify(&[sd_notify::NotifyState::Reloading]);
                     info!(secrets = next.secrets.len(), "Reloaded the configuration.");
                     apply(&store, &engine, &next).await;
+                    match store.keyring_reload().await {
+                        Ok(state) => reload_keyring(&store, &next.daemon, state.requested).await,
+                        Err(e) => error!(error = %e, "Could not read the keyring reload state."),
+                    }
                     current = next;
                     match rotd_api::tls::server_config(&tls_dir) {
                         Ok(c) => tls.reload_from_config(c),
@@ -155,6 +173,13 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
                 }
             },
             _ = purge_tick.tick() => purge(&store).await,
+            _ = keyring_tick.tick() => match store.keyring_reload().await {
+                Ok(state) if state.requested > state.handled => {
+                    reload_keyring(&store, &current.daemon, state.requested).await;
+                }
+                Ok(_) => {}
+                Err(e) => warn!(error = %e, "Could not read the keyring reload state."),
+            },
             Ok(name) = promotions.recv() => {
                 // A rotated admin credential: rebuild the backends that log in with it.
                 if wiring::uses_admin_secret(&current, &name) {
@@ -225,5 +250,56 @@ async fn purge(store: &rotd_store::Store) {
             }
         }
         Err(e) => warn!(error = %e, "Could not purge expired secrets; will retry."),
+    }
+}
+
+/// Reloads the keyring from where the configuration says it lives and reports the outcome to the store as
+/// the answer to reload request `handled`. A keyring that cannot be read, or that lacks a CMK version some
+/// stored data key is wrapped with, is refused and the previous one kept: swapping it in would make those
+/// values unreadable.
+async fn reload_keyring(store: &rotd_store::Store, daemon: &rotd_config::DaemonConfig, handled: i64) {
+    let outcome = match crate::keyfile::load(&daemon.keyring) {
+        Err(e) => Err(format!("{e:#}")),
+        Ok(next) => match store.cmk_usage().await {
+            Err(e) => Err(format!("reading which CMK versions are in use: {e}")),
+            Ok(usage) => {
+                let missing: Vec<String> = usage
+                    .iter()
+                    .filter(|u| !next.has_version(&u.cmk_id, u.cmk_version))
+                    .map(|u| {
+                        format!(
+                            "CMK {} version {} ({} data keys)",
+                            u.cmk_id, u.cmk_version, u.data_keys
+                        )
+                    })
+                    .collect();
+                if missing.is_empty() {
+                    Ok(next)
+                } else {
+                    Err(format!(
+                        "the new keyring lacks {}, which stored values need",
+                        missing.join(", ")
+                    ))
+                }
+            }
+        },
+    };
+    let (loaded, error) = match outcome {
+        Ok(next) => {
+            let loaded = next.newest_versions();
+            store.replace_keyring(next);
+            info!(cmks = ?loaded, "Loaded the keyring.");
+            (loaded, None)
+        }
+        Err(e) => {
+            error!(error = %e, "Could not reload the keyring; keeping the previous one.");
+            (store.keyring_newest_versions(), Some(e))
+        }
+    };
+    if let Err(e) = store
+        .record_keyring_reload(handled, &loaded, error.as_deref())
+        .await
+    {
+        warn!(error = %e, "Could not record the keyring reload.");
     }
 }

@@ -1,0 +1,251 @@
+//! The API under hostile or heavy use: the replay cache is taken only by keys allowed to run, slow and
+//! unauthenticated clients cannot hold the service, and the audit stays fail-closed.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rotd_api::kms::{ApiConfig, Limits, RateLimit};
+use rotd_store::Keyring;
+use support::{Api, code, req};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+
+/// A disabled key's request is refused before its nonce is recorded: once the key is enabled again, the
+/// very same signed request (same nonce) is accepted instead of being refused as a replay.
+#[tokio::test]
+async fn a_disabled_key_cannot_fill_the_nonce_cache() {
+    let api = Api::start(ApiConfig::default()).await;
+    api.create("s1", "v1", "x").await;
+    let key = api.key(support::ALL).await;
+    api.store
+        .set_access_key_enabled(key.id(), false)
+        .await
+        .expect("disable");
+    let r = req("GetSecretValue", &[("SecretName", "s1")]);
+    let (head, body) = api.signed_v3(&key, &r);
+    let (s, b) = api.raw(head.clone(), &body).await;
+    assert_eq!((s, code(&b)), (403, "Forbidden.AccessKey"), "{b}");
+    api.store
+        .set_access_key_enabled(key.id(), true)
+        .await
+        .expect("enable");
+    let (s, b) = api.raw(head.clone(), &body).await;
+    assert_eq!(s, 200, "the refused request's nonce was recorded: {b}");
+    // And now, accepted once, it is a replay.
+    let (s, b) = api.raw(head, &body).await;
+    assert_eq!((s, code(&b)), (400, "SignatureNonceUsed"));
+}
+
+/// A throttled request does not record its nonce either: retried once the bucket refills, it runs.
+#[tokio::test]
+async fn a_throttled_request_does_not_take_a_nonce() {
+    let api = Api::start(ApiConfig {
+        rate_limit: RateLimit {
+            per_second: 2.0,
+            burst: 1.0,
+        },
+        ..ApiConfig::default()
+    })
+    .await;
+    api.create("s1", "v1", "x").await;
+    let key = api.key(support::ALL).await;
+    let (s, _) = api.v3(&key, req("GetSecretValue", &[("SecretName", "s1")])).await;
+    assert_eq!(s, 200);
+    let r = req("GetSecretValue", &[("SecretName", "s1")]);
+    let (head, body) = api.signed_v3(&key, &r);
+    let (s, b) = api.raw(head.clone(), &body).await;
+    assert_eq!((s, code(&b)), (429, "Rejected.Throttling"), "{b}");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let (s, b) = api.raw(head, &body).await;
+    assert_eq!(s, 200, "the throttled request's nonce was recorded: {b}");
+}
+
+/// A stored value whose CMK version the running keyring lacks is the server's failure
+/// (`InternalFailure` 500), never `Forbidden.ResourceNotFound`: the secret exists.
+#[tokio::test]
+async fn a_missing_cmk_version_is_an_internal_error_not_not_found() {
+    let old = Keyring::generate(chrono::Utc::now());
+    let api = Api::start_with_keyring(ApiConfig::default(), copy(&old)).await;
+    let mut newer = copy(&old);
+    newer.rotate(rotd_store::DEFAULT_CMK, chrono::Utc::now());
+    api.store.replace_keyring(newer);
+    api.create("s1", "v1", "x").await;
+    // The daemon now runs with a keyring that lacks version 2, which wraps s1's data key.
+    api.store.replace_keyring(old);
+    let (s, b) = api
+        .v3(&api.admin, req("GetSecretValue", &[("SecretName", "s1")]))
+        .await;
+    assert_eq!((s, code(&b)), (500, "InternalFailure"), "{b}");
+    // A CMK the request itself names and the keyring lacks is still the client's error.
+    let mut r = req(
+        "CreateSecret",
+        &[
+            ("SecretName", "s2"),
+            ("VersionId", "v1"),
+            ("EncryptionKeyId", "nope"),
+        ],
+    );
+    r.body = Some("SecretData=x".to_owned());
+    let (s, b) = api.v3(&api.admin, r).await;
+    assert_eq!((s, code(&b)), (404, "Forbidden.ResourceNotFound"), "{b}");
+}
+
+fn copy(k: &Keyring) -> Keyring {
+    Keyring::parse(&k.to_bytes()).expect("copy")
+}
+
+fn short_limits(max_connections: usize) -> ApiConfig {
+    ApiConfig {
+        limits: Limits {
+            header_timeout: Duration::from_secs(2),
+            body_timeout: Duration::from_secs(2),
+            max_connections,
+        },
+        ..ApiConfig::default()
+    }
+}
+
+/// Reads until the peer closes (Ok(true)), or gives up after `within` (Ok(false)).
+async fn closed_within<S: AsyncRead + Unpin>(s: &mut S, within: Duration) -> bool {
+    let mut buf = [0u8; 1024];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0) | Err(_)) => return true,
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+/// Slowloris: 50 connections that send part of a request head (25 over TLS) or nothing at all (25 that
+/// never even start TLS) are all closed once the header timeout passes, and a normal SDK-shaped request
+/// is served meanwhile.
+#[tokio::test]
+async fn slowloris_connections_are_closed_after_the_header_timeout() {
+    let api = Api::start(short_limits(1024)).await;
+    api.create("s1", "v1", "x").await;
+    let started = std::time::Instant::now();
+    let mut partial = Vec::new();
+    for _ in 0..25 {
+        let mut s = api.tls().await;
+        s.write_all(b"POST /?SecretName=s1 HTTP/1.1\r\nhost: localhost\r\nx-acs-act")
+            .await
+            .expect("write");
+        s.flush().await.expect("flush");
+        partial.push(s);
+    }
+    let mut silent = Vec::new();
+    for _ in 0..25 {
+        silent.push(
+            tokio::net::TcpStream::connect(("127.0.0.1", api.port))
+                .await
+                .expect("connect"),
+        );
+    }
+    let (s, b) = api
+        .v3(&api.admin, req("GetSecretValue", &[("SecretName", "s1")]))
+        .await;
+    assert_eq!(
+        s, 200,
+        "a normal client is served while 50 slow ones are open: {b}"
+    );
+    for s in &mut partial {
+        assert!(
+            closed_within(s, Duration::from_secs(6)).await,
+            "a partial head is still open"
+        );
+    }
+    for s in &mut silent {
+        assert!(
+            closed_within(s, Duration::from_secs(6)).await,
+            "a silent connection is still open"
+        );
+    }
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(1900),
+        "closed before the timeout: {took:?}"
+    );
+}
+
+/// A body that trickles in slower than the body timeout is refused with 408, and the connection ends.
+#[tokio::test]
+async fn a_trickled_body_is_cut_off_after_the_body_timeout() {
+    let api = Api::start(short_limits(1024)).await;
+    let mut s = api.tls().await;
+    s.write_all(b"POST /?SecretName=s1 HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: 100\r\n\r\nSecretData=")
+        .await
+        .expect("write");
+    let mut out = Vec::new();
+    let r = tokio::time::timeout(Duration::from_secs(8), s.read_to_end(&mut out)).await;
+    assert!(r.is_ok(), "still open after the body timeout");
+    let (status, body) = support::parse_response(&out);
+    assert_eq!((status, code(&body)), (408, "RequestTimeout"), "{body}");
+}
+
+/// At most `max_connections` are open: with the limit taken by idle clients, a new request waits until
+/// the header timeout frees a slot, and is served then.
+#[tokio::test]
+async fn the_connection_limit_holds_new_clients_until_a_slot_frees() {
+    let api = Api::start(short_limits(2)).await;
+    api.create("s1", "v1", "x").await;
+    let _a = api.tls().await;
+    let _b = api.tls().await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = std::time::Instant::now();
+    let (s, b) = api
+        .v3(&api.admin, req("GetSecretValue", &[("SecretName", "s1")]))
+        .await;
+    assert_eq!(s, 200, "{b}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "served past the limit after {:?}",
+        started.elapsed()
+    );
+}
+
+/// HTTP/1.1 only: ALPN negotiates http/1.1 when h2 is offered too, and a client that offers no ALPN and
+/// sends the HTTP/2 preface gets no HTTP/2 SETTINGS frame back.
+#[tokio::test]
+async fn only_http1_is_served() {
+    let api = Api::start(ApiConfig::default()).await;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rotd_api::tls::read_certs(&api.dir.path().join("tls/ca.pem")).expect("ca") {
+        roots.add(c).expect("add");
+    }
+    let client = |alpn: Vec<Vec<u8>>| {
+        let mut c = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots.clone())
+        .with_no_client_auth();
+        c.alpn_protocols = alpn;
+        tokio_rustls::TlsConnector::from(Arc::new(c))
+    };
+    let name = || rustls_pki_types::ServerName::try_from("localhost").expect("name");
+    let tcp = || tokio::net::TcpStream::connect(("127.0.0.1", api.port));
+
+    let s = client(vec![b"h2".to_vec(), b"http/1.1".to_vec()])
+        .connect(name(), tcp().await.expect("connect"))
+        .await
+        .expect("tls");
+    assert_eq!(s.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+
+    let mut s = client(Vec::new())
+        .connect(name(), tcp().await.expect("connect"))
+        .await
+        .expect("tls");
+    // The preface, then an empty SETTINGS frame, as an HTTP/2 client with prior knowledge sends.
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .expect("write");
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    let settings_frame = out.len() >= 9 && out[3] == 0x04;
+    assert!(!settings_frame, "the server answered HTTP/2: {out:?}");
+    assert!(out.is_empty() || out.starts_with(b"HTTP/1.1"), "{out:?}");
+}
