@@ -356,7 +356,7 @@ fn an_unknown_daemon_key_is_a_toml_error_with_its_key_path() {
     assert_eq!((e.line, e.col, e.key.as_str()), (3, 1, "api.prot"));
     assert_eq!(
         e.message,
-        "unknown field `prot`, expected `listen` or `tls_names`"
+        "unknown field `prot`, expected one of `listen`, `tls_names`, `header_timeout`, `body_timeout`, `max_connections`"
     );
 }
 
