@@ -135,7 +135,12 @@ impl Load {
                     headers: &headers,
                     body: b"",
                 };
-                let signed = rotd_aliyun::v3::sign_request(key, &parts, chrono::Utc::now(), &random_nonce());
+                let signed = rotd_aliyun::v3::sign_request(
+                    key,
+                    &parts,
+                    rotd_core::Clock::system().now(),
+                    &random_nonce(),
+                );
                 headers.extend(signed);
                 let qs = query
                     .iter()
@@ -258,12 +263,12 @@ async fn worker(
     let mut stream = connect(&connector, port).await.expect("connect");
     let mut buf = Vec::new();
     let mut n = 0;
-    while Instant::now() < end {
+    while rotd_core::Clock::system().instant() < end {
         let request = load.request(conn, n);
         n += 1;
-        let t0 = Instant::now();
+        let t0 = rotd_core::Clock::system().instant();
         let result = exchange(&mut stream, &mut buf, &request).await;
-        let micros = u32::try_from(t0.elapsed().as_micros()).unwrap_or(u32::MAX);
+        let micros = u32::try_from(rotd_core::Clock::system().elapsed(t0).as_micros()).unwrap_or(u32::MAX);
         let counted = t0 >= measure_from;
         let reconnect = match result {
             Ok(r) => {
@@ -309,7 +314,7 @@ fn run_load(
     load: Load,
 ) -> Summary {
     let load = Arc::new(load);
-    let start = Instant::now();
+    let start = rotd_core::Clock::system().instant();
     let measure_from = start + s.warmup;
     let end = measure_from + s.measured;
     let mut stats = rt.block_on(async {

@@ -5,7 +5,7 @@
 //! when it exists, otherwise target/debug/rotd, and says which). Set ROTD_BENCH_SECRETS to change 10,000.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rotd_e2e::{Daemon, Env, free_port, repo_root, wait_for};
 
@@ -51,7 +51,7 @@ fn measure(secrets: usize) -> (f64, u64, Duration) {
             &format!("name = \"bench/s{i:05}\"\ntype = \"Generic\"\n[rotation]\ninterval = \"30d\"\nwindow = \"2h\"\n"),
         );
     }
-    let started = Instant::now();
+    let started = rotd_core::Clock::system().instant();
     let mut cmd = std::process::Command::new(binary());
     cmd.arg("-c").arg(env.config()).arg("serve");
     let log = env.path("serve.log");
@@ -68,7 +68,7 @@ fn measure(secrets: usize) -> (f64, u64, Duration) {
     });
     // Let the start-up's last writes settle, then measure a quiet window.
     std::thread::sleep(Duration::from_secs(5));
-    let startup = started.elapsed();
+    let startup = rotd_core::Clock::system().elapsed(started);
     let pid = d.child.id();
     let (t0, _) = proc_stat(pid);
     let window = Duration::from_secs(30);

@@ -139,8 +139,8 @@ pub fn free_port() -> u16 {
 
 /// Polls `f` every 100 ms until it returns true, panicking after `timeout`.
 pub fn wait_for(what: &str, timeout: std::time::Duration, mut f: impl FnMut() -> bool) {
-    let start = std::time::Instant::now();
-    while start.elapsed() < timeout {
+    let start = rotd_core::Clock::system().instant();
+    while rotd_core::Clock::system().elapsed(start) < timeout {
         if f() {
             return;
         }
@@ -201,7 +201,7 @@ impl Daemon {
     /// SIGTERM and wait for a clean exit.
     pub fn stop(mut self) -> String {
         self.signal(libc::SIGTERM);
-        let start = std::time::Instant::now();
+        let start = rotd_core::Clock::system().instant();
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
                 assert!(
@@ -212,7 +212,7 @@ impl Daemon {
                 return self.log_text();
             }
             assert!(
-                start.elapsed() < std::time::Duration::from_secs(40),
+                rotd_core::Clock::system().elapsed(start) < std::time::Duration::from_secs(40),
                 "serve did not stop:\n{}",
                 self.log_text()
             );

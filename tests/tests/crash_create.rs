@@ -11,7 +11,7 @@
 //! The declaration helper is `rotd_e2e::declare_rds_dual_example`, shared with `database.rs` (the example
 //! with only the address, TLS and the admin file changed).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rotd_e2e::{Daemon, DbServer, Env, declare_rds_dual_example, read_account};
 use rotd_testkit::fixtures::MariaDb;
@@ -136,7 +136,7 @@ fn reached(env: &Env, db: &MariaDb, boundary: &str, which: Creation) -> bool {
 /// parked there. Returns the daemon's log.
 fn park_and_kill(env: &Env, db: &MariaDb, log: &str, boundary: &str, which: Creation) -> String {
     let daemon = Daemon::start(env, log, &[("ROTD_FAILPOINT", boundary)]);
-    let start = Instant::now();
+    let start = rotd_core::Clock::system().instant();
     loop {
         daemon.assert_alive();
         // The failpoint's own log line says the rotation is parked there and not a step short of it.
@@ -144,7 +144,7 @@ fn park_and_kill(env: &Env, db: &MariaDb, log: &str, boundary: &str, which: Crea
             break;
         }
         assert!(
-            start.elapsed() < Duration::from_secs(20),
+            rotd_core::Clock::system().elapsed(start) < Duration::from_secs(20),
             "{boundary}: the creation did not park there; journal {:?}\n{}",
             steps(env),
             daemon.log_text()
@@ -176,7 +176,7 @@ fn grants(db: &MariaDb, user: &str) -> Vec<String> {
 
 fn crash_during_creation(boundary: &str, which: Creation) {
     let case = format!("{boundary} ({})", which.account());
-    let t0 = Instant::now();
+    let t0 = rotd_core::Clock::system().instant();
     let db = MariaDb::start();
     db.admin_sql(
         "CREATE DATABASE orders; CREATE DATABASE orders_archive; \
@@ -197,7 +197,7 @@ fn crash_during_creation(boundary: &str, which: Creation) {
             admin_password: db.admin_password(),
         },
     );
-    let t_ready = t0.elapsed();
+    let t_ready = rotd_core::Clock::system().elapsed(t0);
 
     let mut first_log = String::new();
     if which == Creation::Primary {
@@ -214,7 +214,7 @@ fn crash_during_creation(boundary: &str, which: Creation) {
     let before = versions(&env);
 
     let second = Daemon::start(&env, "second.log", &[]);
-    let start = Instant::now();
+    let start = rotd_core::Clock::system().instant();
     let (current, previous) = loop {
         second.assert_alive();
         // ACSPrevious appears with the last creation step: read ACSCurrent after it.
@@ -225,14 +225,14 @@ fn crash_during_creation(boundary: &str, which: Creation) {
             break (c, p);
         }
         assert!(
-            start.elapsed() < Duration::from_secs(30),
+            rotd_core::Clock::system().elapsed(start) < Duration::from_secs(30),
             "{case}: both accounts not created after the restart; journal {:?}\n{}",
             steps(&env),
             second.log_text()
         );
         std::thread::sleep(Duration::from_millis(100));
     };
-    let t_recovered = start.elapsed();
+    let t_recovered = rotd_core::Clock::system().elapsed(start);
 
     assert_eq!(current.1, PRIMARY, "{case}: ACSCurrent is the primary account");
     assert_eq!(previous.1, CLONE, "{case}: ACSPrevious is the clone");
@@ -291,7 +291,7 @@ fn crash_during_creation(boundary: &str, which: Creation) {
     }
     eprintln!(
         "{case}: server ready {t_ready:?}, recovered {t_recovered:?} after the restart, total {:?}",
-        t0.elapsed()
+        rotd_core::Clock::system().elapsed(t0)
     );
 }
 

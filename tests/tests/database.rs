@@ -4,7 +4,7 @@
 //! with no `rotd rotate`; and an operator's rollback (`rotd secret stage ... ACSCurrent --move-to` the
 //! previous version) never makes the next rotation reset the account applications now hold.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rotd_e2e::{Daemon, DbServer, Env, declare_rds_dual_example, read_account};
 use rotd_testkit::fixtures::{MariaDb, Postgres};
@@ -93,7 +93,7 @@ fn declared_dual_secret_is_readable_at_once_and_survives_a_rollback(db: &dyn Ser
     let daemon = Daemon::start(&env, "serve.log", &[]);
 
     // No `rotd rotate`: the daemon creates both accounts when it finds the declared secret.
-    let start = Instant::now();
+    let start = rotd_core::Clock::system().instant();
     let (current, previous) = loop {
         daemon.assert_alive();
         // ACSPrevious appears with the second (last) creation step; read ACSCurrent after it, so the
@@ -104,7 +104,7 @@ fn declared_dual_secret_is_readable_at_once_and_survives_a_rollback(db: &dyn Ser
             break (c, p);
         }
         assert!(
-            start.elapsed() < Duration::from_secs(60),
+            rotd_core::Clock::system().elapsed(start) < Duration::from_secs(60),
             "no value a minute after start:\n{}",
             daemon.log_text()
         );
@@ -112,7 +112,7 @@ fn declared_dual_secret_is_readable_at_once_and_survives_a_rollback(db: &dyn Ser
     };
     eprintln!(
         "{engine}: both accounts readable {:?} after start",
-        start.elapsed()
+        rotd_core::Clock::system().elapsed(start)
     );
     assert_eq!(current.1, "app_rw", "ACSCurrent is the first account");
     assert_eq!(previous.1, "app_rw_clone", "ACSPrevious is the clone");

@@ -64,7 +64,7 @@ fn get_secret_value(env: &Env, addr: &str, key: &AccessKey, name: &str) -> (u16,
     headers.extend(rotd_aliyun::v3::sign_request(
         key,
         &parts,
-        chrono::Utc::now(),
+        rotd_core::Clock::system().now(),
         &random_nonce(),
     ));
     let mut head = format!("POST /?SecretName={} HTTP/1.1\r\n", percent::encode(name));

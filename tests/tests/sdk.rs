@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rotd_e2e::{Daemon, Env, repo_root, rotd_bin, wait_for};
 use rotd_testkit::fixtures::MariaDb;
@@ -95,7 +95,7 @@ fn venv_python() -> PathBuf {
         return py;
     }
     let _ = std::fs::remove_dir_all(&venv);
-    let start = Instant::now();
+    let start = rotd_core::Clock::system().instant();
     eprintln!(
         "creating {} with {} (first run only)",
         venv.display(),
@@ -128,7 +128,10 @@ fn venv_python() -> PathBuf {
         ]),
     );
     std::fs::write(&ready, b"ok\n").expect("mark venv ready");
-    eprintln!("virtualenv ready in {:?}", start.elapsed());
+    eprintln!(
+        "virtualenv ready in {:?}",
+        rotd_core::Clock::system().elapsed(start)
+    );
     py
 }
 
@@ -209,7 +212,7 @@ fn run_sdk_script_with(parts: &[&str], rds: Option<RdsSetup<'_>>) {
     let ca = env.path("data/tls/ca.pem");
     assert!(ca.exists(), "no CA at {}", ca.display());
 
-    let start = Instant::now();
+    let start = rotd_core::Clock::system().instant();
     let out = Command::new(&py)
         .arg("-B")
         .arg(sdk_dir().join("test_kms_sdk.py"))
@@ -253,7 +256,7 @@ fn run_sdk_script_with(parts: &[&str], rds: Option<RdsSetup<'_>>) {
     );
     eprintln!(
         "test_kms_sdk.py {parts:?} passed in {:?}:\n{stdout}",
-        start.elapsed()
+        rotd_core::Clock::system().elapsed(start)
     );
     let log = daemon.stop();
     assert!(!log.contains("panicked"), "{log}");
@@ -335,7 +338,7 @@ fn declare_rds(env: &Env, db: &MariaDb) {
 /// Waits for the declared `app/db` to have its first value: the daemon creates the accounts as soon as
 /// it finds the file, with no `rotd rotate` (a user deploying right after declaring it reads it at once).
 fn first_rds_value(env: &Env, daemon: &Daemon) {
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = rotd_core::Clock::system().instant() + Duration::from_secs(60);
     loop {
         daemon.assert_alive();
         if env
@@ -346,7 +349,7 @@ fn first_rds_value(env: &Env, daemon: &Daemon) {
             break;
         }
         assert!(
-            Instant::now() < deadline,
+            rotd_core::Clock::system().instant() < deadline,
             "app/db has no value a minute after start:\n{}",
             daemon.log_text()
         );

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rotd_e2e::{Env, repo_root};
 
@@ -39,8 +39,8 @@ fn signal(child: &Child, sig: i32) {
 }
 
 fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while start.elapsed() < timeout {
+    let start = rotd_core::Clock::system().instant();
+    while rotd_core::Clock::system().elapsed(start) < timeout {
         if f() {
             return;
         }
@@ -136,13 +136,13 @@ fn serve_runs_the_quickstart_from_scratch_and_follows_its_files() {
     assert!(child.try_wait().expect("try_wait").is_none(), "still running");
 
     signal(&child, libc::SIGTERM);
-    let start = Instant::now();
+    let start = rotd_core::Clock::system().instant();
     let status = loop {
         if let Some(s) = child.try_wait().expect("try_wait") {
             break s;
         }
         assert!(
-            start.elapsed() < Duration::from_secs(15),
+            rotd_core::Clock::system().elapsed(start) < Duration::from_secs(15),
             "serve did not stop on SIGTERM"
         );
         std::thread::sleep(Duration::from_millis(50));

@@ -65,10 +65,10 @@ async fn a_throttled_request_does_not_take_a_nonce() {
 /// (`InternalFailure` 500), never `Forbidden.ResourceNotFound`: the secret exists.
 #[tokio::test]
 async fn a_missing_cmk_version_is_an_internal_error_not_not_found() {
-    let old = Keyring::generate(chrono::Utc::now());
+    let old = Keyring::generate(rotd_core::Clock::system().now());
     let api = Api::start_with_keyring(ApiConfig::default(), copy(&old)).await;
     let mut newer = copy(&old);
-    newer.rotate(rotd_store::DEFAULT_CMK, chrono::Utc::now());
+    newer.rotate(rotd_store::DEFAULT_CMK, rotd_core::Clock::system().now());
     api.store.replace_keyring(newer);
     api.create("s1", "v1", "x").await;
     // The daemon now runs with a keyring that lacks version 2, which wraps s1's data key.
@@ -109,9 +109,9 @@ fn short_limits(max_connections: usize) -> ApiConfig {
 /// Reads until the peer closes (Ok(true)), or gives up after `within` (Ok(false)).
 async fn closed_within<S: AsyncRead + Unpin>(s: &mut S, within: Duration) -> bool {
     let mut buf = [0u8; 1024];
-    let deadline = tokio::time::Instant::now() + within;
+    let deadline = rotd_core::Clock::system().instant() + within;
     loop {
-        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+        match tokio::time::timeout_at(tokio::time::Instant::from_std(deadline), s.read(&mut buf)).await {
             Err(_) => return false,
             Ok(Ok(0) | Err(_)) => return true,
             Ok(Ok(_)) => {}
@@ -126,7 +126,7 @@ async fn closed_within<S: AsyncRead + Unpin>(s: &mut S, within: Duration) -> boo
 async fn slowloris_connections_are_closed_after_the_header_timeout() {
     let api = Api::start(short_limits(1024)).await;
     api.create("s1", "v1", "x").await;
-    let started = std::time::Instant::now();
+    let started = rotd_core::Clock::system().instant();
     let mut partial = Vec::new();
     for _ in 0..25 {
         let mut s = api.tls().await;
@@ -163,7 +163,7 @@ async fn slowloris_connections_are_closed_after_the_header_timeout() {
             "a silent connection is still open"
         );
     }
-    let took = started.elapsed();
+    let took = rotd_core::Clock::system().elapsed(started);
     assert!(
         took >= Duration::from_millis(1900),
         "closed before the timeout: {took:?}"
@@ -194,15 +194,15 @@ async fn the_connection_limit_holds_new_clients_until_a_slot_frees() {
     let _a = api.tls().await;
     let _b = api.tls().await;
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let started = std::time::Instant::now();
+    let started = rotd_core::Clock::system().instant();
     let (s, b) = api
         .v3(&api.admin, req("GetSecretValue", &[("SecretName", "s1")]))
         .await;
     assert_eq!(s, 200, "{b}");
     assert!(
-        started.elapsed() >= Duration::from_millis(1500),
+        rotd_core::Clock::system().elapsed(started) >= Duration::from_millis(1500),
         "served past the limit after {:?}",
-        started.elapsed()
+        rotd_core::Clock::system().elapsed(started)
     );
 }
 

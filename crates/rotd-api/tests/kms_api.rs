@@ -37,7 +37,7 @@ fn req<'a>(action: &'a str, query: &[(&'a str, &'a str)]) -> Req<'a> {
         action,
         query: query.to_vec(),
         body: None,
-        date: Utc::now(),
+        date: rotd_core::Clock::system().now(),
         nonce: random_nonce(),
     }
 }
@@ -51,10 +51,13 @@ impl Api {
     async fn start_with_audit(audit_override: Option<std::path::PathBuf>) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
-        tls::ensure(&dir.path().join("tls"), &names, Utc::now()).expect("tls");
-        let store = Store::open_sqlite(&dir.path().join("rotd.db"), Keyring::generate(Utc::now()))
-            .await
-            .expect("store");
+        tls::ensure(&dir.path().join("tls"), &names, rotd_core::Clock::system().now()).expect("tls");
+        let store = Store::open_sqlite(
+            &dir.path().join("rotd.db"),
+            Keyring::generate(rotd_core::Clock::system().now()),
+        )
+        .await
+        .expect("store");
         let (info, secret) = store
             .create_access_key("admin", ALL, rotd_store::DEFAULT_CMK)
             .await
@@ -455,7 +458,7 @@ async fn authentication_failures() {
     assert_eq!((s, code(&b)), (404, "InvalidAccessKeyId.NotFound"));
     // Skew.
     let mut r = req("GetSecretValue", &[("SecretName", "s1")]);
-    r.date = Utc::now() - TimeDelta::minutes(16);
+    r.date = rotd_core::Clock::system().now() - TimeDelta::minutes(16);
     let (s, b) = api.v3(&api.admin, r).await;
     assert_eq!((s, code(&b)), (400, "IllegalTimestamp"));
     // Replay.

@@ -5,7 +5,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
 
-use chrono::Utc;
 use rotd_api::tls::{self, TlsPaths};
 use rustls_pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -65,7 +64,7 @@ async fn handshake(dir: &Path, server_name: &str) -> Result<(), String> {
 async fn ensure_creates_everything_once_with_private_keys() {
     let dir = tempfile::tempdir().expect("tempdir");
     let tls_dir = dir.path().join("tls");
-    let first = tls::ensure(&tls_dir, &names(), Utc::now()).expect("ensure");
+    let first = tls::ensure(&tls_dir, &names(), rotd_core::Clock::system().now()).expect("ensure");
     assert!(first.created_ca && first.created_server_cert);
     let p = TlsPaths::in_dir(&tls_dir);
     assert_eq!(mode(&p.ca_key), 0o600);
@@ -73,14 +72,14 @@ async fn ensure_creates_everything_once_with_private_keys() {
     assert_eq!(mode(&p.ca_cert), 0o644);
     let ca = std::fs::read(&p.ca_cert).expect("ca");
     let cert = std::fs::read(&p.server_cert).expect("cert");
-    let again = tls::ensure(&tls_dir, &names(), Utc::now()).expect("ensure again");
+    let again = tls::ensure(&tls_dir, &names(), rotd_core::Clock::system().now()).expect("ensure again");
     assert_eq!(again, tls::Ensured::default());
     assert_eq!(std::fs::read(&p.ca_cert).expect("ca"), ca);
     assert_eq!(std::fs::read(&p.server_cert).expect("cert"), cert);
 
     // A missing server certificate is re-issued from the existing CA.
     std::fs::remove_file(&p.server_cert).expect("rm");
-    let third = tls::ensure(&tls_dir, &names(), Utc::now()).expect("ensure third");
+    let third = tls::ensure(&tls_dir, &names(), rotd_core::Clock::system().now()).expect("ensure third");
     assert!(!third.created_ca && third.created_server_cert);
     assert_eq!(std::fs::read(&p.ca_cert).expect("ca"), ca);
 }
@@ -88,7 +87,7 @@ async fn ensure_creates_everything_once_with_private_keys() {
 #[tokio::test]
 async fn a_client_trusting_only_the_ca_connects_by_ip_and_name() {
     let dir = tempfile::tempdir().expect("tempdir");
-    tls::ensure(dir.path(), &names(), Utc::now()).expect("ensure");
+    tls::ensure(dir.path(), &names(), rotd_core::Clock::system().now()).expect("ensure");
     handshake(dir.path(), "127.0.0.1").await.expect("ip handshake");
     handshake(dir.path(), "localhost").await.expect("dns handshake");
     let err = handshake(dir.path(), "example.com")
@@ -100,7 +99,7 @@ async fn a_client_trusting_only_the_ca_connects_by_ip_and_name() {
 #[tokio::test]
 async fn rotation_reissues_from_the_same_ca() {
     let dir = tempfile::tempdir().expect("tempdir");
-    tls::ensure(dir.path(), &names(), Utc::now()).expect("ensure");
+    tls::ensure(dir.path(), &names(), rotd_core::Clock::system().now()).expect("ensure");
     let p = TlsPaths::in_dir(dir.path());
     let ca = std::fs::read(&p.ca_cert).expect("ca");
     let before = std::fs::read(&p.server_cert).expect("cert");
@@ -110,7 +109,7 @@ async fn rotation_reissues_from_the_same_ca() {
         "127.0.0.1".to_owned(),
         "::1".to_owned(),
     ];
-    tls::rotate_server_cert(dir.path(), &names2, Utc::now()).expect("rotate");
+    tls::rotate_server_cert(dir.path(), &names2, rotd_core::Clock::system().now()).expect("rotate");
     assert_eq!(std::fs::read(&p.ca_cert).expect("ca"), ca);
     assert_ne!(std::fs::read(&p.server_cert).expect("cert"), before);
     assert_ne!(std::fs::read(&p.server_key).expect("key"), key_before);
@@ -122,7 +121,7 @@ async fn rotation_reissues_from_the_same_ca() {
         "old name is gone"
     );
     assert!(matches!(
-        tls::rotate_server_cert(dir.path(), &[], Utc::now()),
+        tls::rotate_server_cert(dir.path(), &[], rotd_core::Clock::system().now()),
         Err(tls::TlsError::NoNames)
     ));
 }

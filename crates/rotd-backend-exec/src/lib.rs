@@ -18,7 +18,7 @@ use std::io;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rotd_core::{Backend, BackendError, BackendResult, BoxFuture, Capabilities, ErrorClass, Secret, Slot};
 use serde::{Deserialize, Serialize};
@@ -173,7 +173,7 @@ impl ExecBackend {
             .command(op)
             .spawn()
             .map_err(|e| spawn_error(op, program, &e))?;
-        let started = Instant::now();
+        let started = rotd_core::Clock::system().instant();
         // Declared after `child`, so it is dropped first: an abandoned call kills the whole group before
         // `kill_on_drop` kills the leader alone.
         let mut group = GroupGuard {
@@ -231,7 +231,7 @@ impl ExecBackend {
             secret = %self.cfg.secret_name,
             action = op,
             exit_code = status.code(),
-            elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            elapsed_ms = u64::try_from(rotd_core::Clock::system().elapsed(started).as_millis()).unwrap_or(u64::MAX),
             ok = result.is_ok(),
             "exec plug-in finished"
         );

@@ -6,7 +6,7 @@
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rotd_backend_exec::{ExecBackend, ExecConfig, REDACTED, testing::fake_target_script};
 use rotd_core::{Backend, BackendError, Capabilities, ErrorClass, Secret, Slot};
@@ -74,8 +74,8 @@ fn is_dead(pid: u32, comm: &str) -> bool {
 }
 
 fn wait_dead(pid: u32, comm: &str) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
+    let deadline = rotd_core::Clock::system().instant() + Duration::from_secs(10);
+    while rotd_core::Clock::system().instant() < deadline {
         if is_dead(pid, comm) {
             return true;
         }
@@ -176,10 +176,10 @@ async fn timeout_kills_the_plugin_and_its_children() {
         vec![path_str(&plugin), path_str(dir.path())],
         Duration::from_secs(1),
     );
-    let started = Instant::now();
+    let started = rotd_core::Clock::system().instant();
     let e = expect_err(b.apply(Slot::Single, &Secret::from("v")).await);
     assert!(
-        started.elapsed() < Duration::from_secs(10),
+        rotd_core::Clock::system().elapsed(started) < Duration::from_secs(10),
         "the call outlived its timeout by far"
     );
     assert_eq!(e.class, ErrorClass::Retryable, "{e}");

@@ -10,7 +10,6 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use rotd_backend_sql::{Privilege, SqlBackend};
 use rotd_core::{Backend, DataType, PasswordPolicy, SecretName, SecretType, Slot, Tags, VersionId};
@@ -67,9 +66,12 @@ async fn main() {
         .await
         .expect("create primary");
     let dir = tempfile::tempdir().expect("dir");
-    let store = Store::open_sqlite(&dir.path().join("rotd.db"), Keyring::generate(chrono::Utc::now()))
-        .await
-        .expect("store");
+    let store = Store::open_sqlite(
+        &dir.path().join("rotd.db"),
+        Keyring::generate(rotd_core::Clock::system().now()),
+    )
+    .await
+    .expect("store");
     store
         .create_secret(
             NewSecret {
@@ -119,7 +121,7 @@ async fn main() {
     // Interleave the two so both see the same machine load.
     for i in 0..rounds {
         let pw = format!("Raw{i}{}", common::password());
-        let t = Instant::now();
+        let t = rotd_core::Clock::system().instant();
         let mut c = sqlx::MySqlConnection::connect_with(&admin)
             .await
             .expect("admin login");
@@ -142,13 +144,13 @@ async fn main() {
             .expect("verify login");
         sqlx::query("SELECT 1").execute(&mut v).await.expect("select");
         v.close().await.expect("close");
-        raw.push(t.elapsed().as_secs_f64() * 1000.0);
+        raw.push(rotd_core::Clock::system().elapsed(t).as_secs_f64() * 1000.0);
 
-        let t = Instant::now();
+        let t = rotd_core::Clock::system().instant();
         rotate(&store, &managed, &StepLimits::default(), None)
             .await
             .expect("rotation");
-        full.push(t.elapsed().as_secs_f64() * 1000.0);
+        full.push(rotd_core::Clock::system().elapsed(t).as_secs_f64() * 1000.0);
     }
     let (raw_p50, raw_mean) = stats(raw);
     let (full_p50, full_mean) = stats(full);

@@ -86,9 +86,12 @@ async fn run(cfg: rotd_backend_sql::SqlConfig, rotations: usize) -> Outcome {
         .expect("create the primary");
 
     let dir = tempfile::tempdir().expect("dir");
-    let store = Store::open_sqlite(&dir.path().join("rotd.db"), Keyring::generate(chrono::Utc::now()))
-        .await
-        .expect("store");
+    let store = Store::open_sqlite(
+        &dir.path().join("rotd.db"),
+        Keyring::generate(rotd_core::Clock::system().now()),
+    )
+    .await
+    .expect("store");
     let name = SecretName::parse("db/app").expect("name");
     store
         .create_secret(
@@ -138,16 +141,16 @@ async fn run(cfg: rotd_backend_sql::SqlConfig, rotations: usize) -> Outcome {
                 out.attempts += 1;
                 if login(engine_kind, &host, port, &current).await {
                     if let Some(s) = gap_start.take() {
-                        out.longest_gap = out.longest_gap.max(s.elapsed());
+                        out.longest_gap = out.longest_gap.max(rotd_core::Clock::system().elapsed(s));
                     }
                 } else {
                     out.failures += 1;
-                    gap_start.get_or_insert_with(Instant::now);
+                    gap_start.get_or_insert_with(|| rotd_core::Clock::system().instant());
                 }
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
             if let Some(s) = gap_start {
-                out.longest_gap = out.longest_gap.max(s.elapsed());
+                out.longest_gap = out.longest_gap.max(rotd_core::Clock::system().elapsed(s));
             }
             out
         })

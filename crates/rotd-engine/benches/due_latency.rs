@@ -4,7 +4,7 @@
 //! Run: `cargo bench -p rotd-engine --bench due_latency`. Prints p50/p99/max for both and their ratio.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::Utc;
 use rotd_core::{
@@ -40,7 +40,7 @@ impl Backend for Recorder {
         self.starts
             .lock()
             .expect("lock")
-            .push((self.name.clone(), Utc::now()));
+            .push((self.name.clone(), rotd_core::Clock::system().now()));
         Box::pin(async { Ok(()) })
     }
     fn verify<'a>(&'a self, _: Slot, _: &'a Secret) -> BoxFuture<'a, BackendResult<()>> {
@@ -67,9 +67,12 @@ async fn scenario(secrets: usize) {
     #[allow(non_snake_case)]
     let SECRETS = secrets;
     let dir = tempfile::tempdir().expect("dir");
-    let store = Store::open_sqlite(&dir.path().join("rotd.db"), Keyring::generate(Utc::now()))
-        .await
-        .expect("store");
+    let store = Store::open_sqlite(
+        &dir.path().join("rotd.db"),
+        Keyring::generate(rotd_core::Clock::system().now()),
+    )
+    .await
+    .expect("store");
     let starts = Arc::new(Mutex::new(Vec::new()));
     let interval = "60s".parse().expect("interval");
     let mut specs = Vec::new();
@@ -113,7 +116,7 @@ async fn scenario(secrets: usize) {
         });
     }
     // Everything falls due at one instant, 3 s from now (last rotation 57 s ago, interval 60 s).
-    let last = Utc::now() - chrono::Duration::seconds(57);
+    let last = rotd_core::Clock::system().now() - chrono::Duration::seconds(57);
     let last = chrono::DateTime::from_timestamp(last.timestamp(), 0).expect("ts");
     for s in &specs {
         store
@@ -131,13 +134,16 @@ async fn scenario(secrets: usize) {
 
     // Baseline: bare timers for the same instant.
     let base_lags: Vec<f64> = {
-        let wait = (due - Utc::now()).to_std().expect("future");
-        let target = tokio::time::Instant::now() + wait;
+        let wait = (due - rotd_core::Clock::system().now()).to_std().expect("future");
+        let target = rotd_core::Clock::system().instant() + wait;
         let handles: Vec<_> = (0..SECRETS)
             .map(|_| {
                 tokio::spawn(async move {
-                    tokio::time::sleep_until(target).await;
-                    (Utc::now() - due).num_microseconds().unwrap_or(0) as f64 / 1000.0
+                    tokio::time::sleep_until(tokio::time::Instant::from_std(target)).await;
+                    (rotd_core::Clock::system().now() - due)
+                        .num_microseconds()
+                        .unwrap_or(0) as f64
+                        / 1000.0
                 })
             })
             .collect();
@@ -173,8 +179,10 @@ async fn scenario(secrets: usize) {
     engine.set_secrets(specs).await;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(engine.clone().run(stop_rx));
-    let started = Instant::now();
-    while starts.lock().expect("lock").len() < SECRETS && started.elapsed() < Duration::from_secs(180) {
+    let started = rotd_core::Clock::system().instant();
+    while starts.lock().expect("lock").len() < SECRETS
+        && rotd_core::Clock::system().elapsed(started) < Duration::from_secs(180)
+    {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let _ = stop_tx.send(true);

@@ -290,7 +290,7 @@ async fn requested_version_ids_are_idempotent() {
 async fn a_hanging_backend_is_bounded_by_the_step_timeout() {
     let w = world(FakeBackend::single()).await;
     w.fake.hang(Op::Apply);
-    let started = std::time::Instant::now();
+    let started = rotd_core::Clock::system().instant();
     let e = rotate(
         &w.store,
         &w.m,
@@ -304,7 +304,7 @@ async fn a_hanging_backend_is_bounded_by_the_step_timeout() {
     .expect_err("times out");
     assert!(e.to_string().contains("timed out"), "{e}");
     assert!(e.class() == rotd_core::ErrorClass::Retryable);
-    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(rotd_core::Clock::system().elapsed(started) < Duration::from_secs(5));
     w.fake.unhang(Op::Apply);
     rotate(&w.store, &w.m, &limits(), None)
         .await
@@ -330,12 +330,12 @@ async fn retryable_failures_back_off_then_quarantine() {
         assert_eq!(st.consecutive_failures, i);
         assert!(!st.quarantined);
     }
-    let gap1 = retry_times[0] - chrono::Utc::now();
+    let gap1 = retry_times[0] - rotd_core::Clock::system().now();
     assert!(
         gap1 > chrono::Duration::seconds(20) && gap1 <= chrono::Duration::seconds(36),
         "{gap1}"
     );
-    let window = chrono::Utc::now() + chrono::Duration::days(1);
+    let window = rotd_core::Clock::system().now() + chrono::Duration::days(1);
     match attempt(&w.store, &w.m, &limits(), &policy, None, Some(window)).await {
         AttemptResult::Quarantined { until, .. } => assert_eq!(until, Some(window)),
         other => panic!("third attempt: {other:?}"),
@@ -782,8 +782,8 @@ async fn retiring_takes_each_step_after_its_grace_and_journals_each() {
     let first = rotation::pending_retire(&j, 2, w.m.grace).expect("step 1 owed");
     assert_eq!(first.step, 1);
     assert!(
-        first.due > chrono::Utc::now() + chrono::Duration::minutes(59)
-            && first.due <= chrono::Utc::now() + chrono::Duration::minutes(60),
+        first.due > rotd_core::Clock::system().now() + chrono::Duration::minutes(59)
+            && first.due <= rotd_core::Clock::system().now() + chrono::Duration::minutes(60),
         "an hour after the promotion, not the second grace"
     );
     assert!(
@@ -803,8 +803,8 @@ async fn retiring_takes_each_step_after_its_grace_and_journals_each() {
     let second = rotation::pending_retire(&j, 2, w.m.grace).expect("step 2 owed");
     assert_eq!(second.step, 2);
     assert!(
-        second.due > chrono::Utc::now() + chrono::Duration::hours(23)
-            && second.due <= chrono::Utc::now() + chrono::Duration::hours(24),
+        second.due > rotd_core::Clock::system().now() + chrono::Duration::hours(23)
+            && second.due <= rotd_core::Clock::system().now() + chrono::Duration::hours(24),
         "the second grace, a day after step 1, not the first one"
     );
     // A crash after step 2 ran but before it was journaled: it runs again, idempotently.

@@ -2,7 +2,7 @@
 //! secret with no value is rotated at once, and no reload can start a second rotation of one secret.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rotd_core::{
     Backend, DataType, PasswordPolicy, RotationInterval, RotationPolicy, RotationSchedule, SecretName,
@@ -109,8 +109,10 @@ async fn a_declared_dual_secret_without_a_value_gets_both_accounts_at_once() {
     engine.set_secrets(vec![entry(&fake)]).await;
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(engine.clone().run(stop_rx));
-    let start = Instant::now();
-    while value(&store, StageLabel::previous()).await.is_none() && start.elapsed() < Duration::from_secs(20) {
+    let start = rotd_core::Clock::system().instant();
+    while value(&store, StageLabel::previous()).await.is_none()
+        && rotd_core::Clock::system().elapsed(start) < Duration::from_secs(20)
+    {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let _ = stop.send(true);
@@ -134,7 +136,8 @@ async fn a_declared_dual_secret_without_a_value_gets_both_accounts_at_once() {
     assert!(fake.accepts(&current) && fake.accepts(&previous), "both log in");
     let meta = store.describe(NAME).await.expect("meta");
     assert!(
-        meta.next_rotation_at.expect("scheduled") > chrono::Utc::now() + chrono::Duration::days(29),
+        meta.next_rotation_at.expect("scheduled")
+            > rotd_core::Clock::system().now() + chrono::Duration::days(29),
         "and the next rotation is a whole interval away, so the clone is reset then"
     );
 }
@@ -174,7 +177,7 @@ async fn a_reload_storm_never_starts_two_rotations_of_one_secret() {
                 .expect("request"),
         );
     }
-    let start = Instant::now();
+    let start = rotd_core::Clock::system().instant();
     loop {
         let mut open = 0;
         for id in &ids {
@@ -187,7 +190,7 @@ async fn a_reload_storm_never_starts_two_rotations_of_one_secret() {
                 open += 1;
             }
         }
-        if open == 0 || start.elapsed() > Duration::from_secs(120) {
+        if open == 0 || rotd_core::Clock::system().elapsed(start) > Duration::from_secs(120) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -226,7 +229,7 @@ async fn a_reload_storm_never_starts_two_rotations_of_one_secret() {
 async fn until_done(store: &Store, engine: &Arc<Engine>, id: i64) -> String {
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(engine.clone().run(stop_rx));
-    let start = Instant::now();
+    let start = rotd_core::Clock::system().instant();
     let result = loop {
         if let Some(r) = store.request(id).await.expect("request")
             && let Some(result) = r.result
@@ -234,7 +237,7 @@ async fn until_done(store: &Store, engine: &Arc<Engine>, id: i64) -> String {
             break result.to_string();
         }
         assert!(
-            start.elapsed() < Duration::from_secs(20),
+            rotd_core::Clock::system().elapsed(start) < Duration::from_secs(20),
             "request {id} never finished"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -407,7 +410,9 @@ async fn a_reload_keeps_the_catch_up_spread() {
             .update_secret(
                 name,
                 rotd_store::SecretUpdate {
-                    last_rotation_at: Some(Some(chrono::Utc::now() - chrono::Duration::days(31))),
+                    last_rotation_at: Some(Some(
+                        rotd_core::Clock::system().now() - chrono::Duration::days(31),
+                    )),
                     ..Default::default()
                 },
             )
@@ -475,10 +480,10 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let start = Instant::now();
+    let start = rotd_core::Clock::system().instant();
     while !cond().await {
         assert!(
-            start.elapsed() < Duration::from_secs(20),
+            rotd_core::Clock::system().elapsed(start) < Duration::from_secs(20),
             "timed out waiting for: {what}"
         );
         tokio::time::sleep(Duration::from_millis(10)).await;

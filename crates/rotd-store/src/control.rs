@@ -362,7 +362,7 @@ impl Store {
         )
         .bind(handled)
         .bind(loaded)
-        .bind(Utc::now().timestamp())
+        .bind(self.clock().now().timestamp())
         .bind(error)
         .execute(&self.pool)
         .await?;

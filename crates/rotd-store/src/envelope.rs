@@ -161,7 +161,6 @@ fn unwrap(kek: &[u8; 32], wrapped: &[u8]) -> Result<Zeroizing<Vec<u8>>, ()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::Utc;
 
     fn ctx<'a>(s: &'a str, v: &'a str) -> Context<'a> {
         Context::SecretVersion {
@@ -172,7 +171,7 @@ mod tests {
 
     #[test]
     fn seal_open_round_trip_and_binding() {
-        let kr = Keyring::generate(Utc::now());
+        let kr = Keyring::generate(rotd_core::Clock::system().now());
         let value = Secret::from("correct horse battery staple");
         let sealed = seal(&kr, "default", ctx("a", "v1"), &value).unwrap();
         assert!(!sealed.ciphertext.windows(7).any(|w| w == b"correct"));
@@ -198,10 +197,10 @@ mod tests {
 
     #[test]
     fn rotation_and_rewrap() {
-        let mut kr = Keyring::generate(Utc::now());
+        let mut kr = Keyring::generate(rotd_core::Clock::system().now());
         let value = Secret::from("x");
         let old = seal(&kr, "default", ctx("a", "v1"), &value).unwrap();
-        kr.rotate("default", Utc::now());
+        kr.rotate("default", rotd_core::Clock::system().now());
         assert_eq!(
             open(&kr, ctx("a", "v1"), &old).unwrap(),
             value,
@@ -218,7 +217,7 @@ mod tests {
 
     #[test]
     fn missing_cmk_is_a_clear_error() {
-        let kr = Keyring::generate(Utc::now());
+        let kr = Keyring::generate(rotd_core::Clock::system().now());
         let e = seal(&kr, "nope", ctx("a", "v1"), &Secret::from("x"))
             .unwrap_err()
             .to_string();

@@ -243,7 +243,7 @@ mod tests {
 
     #[test]
     fn round_trips_and_rotates() {
-        let now = Utc::now();
+        let now = rotd_core::Clock::system().now();
         let mut k = Keyring::generate(now);
         assert_eq!(k.rotate(DEFAULT_CMK, now), 2);
         assert_eq!(k.rotate("other", now), 1);
@@ -259,7 +259,7 @@ mod tests {
 
     #[test]
     fn debug_shows_no_material() {
-        let k = Keyring::generate(Utc::now());
+        let k = Keyring::generate(rotd_core::Clock::system().now());
         let material = B64.encode(k.newest(DEFAULT_CMK).unwrap().material.as_ref());
         let dbg = format!("{k:?}");
         assert!(!dbg.contains(&material));

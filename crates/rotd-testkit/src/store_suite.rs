@@ -10,7 +10,7 @@
 
 use std::any::Any;
 
-use chrono::{Duration, Utc};
+use chrono::Duration;
 use rotd_core::{
     DataType, RotationInterval, RotationPolicy, RotationSchedule, Secret, SecretName, SecretType, StageLabel,
     Tag, Tags, VersionId,
@@ -78,7 +78,7 @@ macro_rules! store_conformance {
 
 /// A fresh keyring with one CMK, `default`, at version 1.
 pub fn keyring() -> Keyring {
-    Keyring::generate(Utc::now())
+    Keyring::generate(rotd_core::Clock::system().now())
 }
 
 fn name(s: &str) -> SecretName {
@@ -180,7 +180,12 @@ pub async fn create_and_describe_round_trip(h: &Handle) {
     assert_eq!(got.policy, new.policy);
     assert_eq!(got.managed_by.as_deref(), Some("/etc/rotd/secrets.d/db.toml"));
     assert!(got.planned_delete_at.is_none());
-    assert!((Utc::now() - got.created_at).num_seconds().abs() < 60);
+    assert!(
+        (rotd_core::Clock::system().now() - got.created_at)
+            .num_seconds()
+            .abs()
+            < 60
+    );
     let listed = s.list().await.expect("list");
     assert_eq!(listed, vec![got]);
     assert!(matches!(
@@ -592,7 +597,7 @@ pub async fn delete_with_recovery_window_and_restore(h: &Handle) {
         .delete_secret("a", DeleteMode::Recovery { days: 7 })
         .await
         .expect("delete");
-    let diff = planned - Utc::now();
+    let diff = planned - rotd_core::Clock::system().now();
     assert!(
         diff > Duration::days(7) - Duration::minutes(1) && diff <= Duration::days(7),
         "{diff}"
@@ -683,11 +688,14 @@ pub async fn purge_removes_expired_secrets(h: &Handle) {
         .await
         .expect("delete");
     assert!(
-        s.purge_expired(Utc::now()).await.expect("purge").is_empty(),
+        s.purge_expired(rotd_core::Clock::system().now())
+            .await
+            .expect("purge")
+            .is_empty(),
         "not yet expired"
     );
     let purged = s
-        .purge_expired(Utc::now() + Duration::days(8))
+        .purge_expired(rotd_core::Clock::system().now() + Duration::days(8))
         .await
         .expect("purge");
     assert_eq!(purged, ["a"]);
@@ -713,7 +721,7 @@ pub async fn cmk_rotation_and_rewrap(h: &Handle) {
 
     // Rotate: a keyring with the same version 1 plus a new version 2.
     let mut rotated = Keyring::parse(&handle_keyring_bytes(h)).expect("reparse");
-    assert_eq!(rotated.rotate("default", Utc::now()), 2);
+    assert_eq!(rotated.rotate("default", rotd_core::Clock::system().now()), 2);
     s.replace_keyring(Keyring::parse(&rotated.to_bytes()).expect("copy"));
     s.put_value("a", text("v2", "two"), None)
         .await
@@ -917,7 +925,7 @@ pub async fn metadata_updates(h: &Handle) {
     s.create_secret(generic("a"), Some(text("v1", "1")))
         .await
         .expect("create");
-    let next = Utc::now() + Duration::days(3);
+    let next = rotd_core::Clock::system().now() + Duration::days(3);
     let updated = s
         .update_secret(
             "a",

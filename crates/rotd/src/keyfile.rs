@@ -193,7 +193,7 @@ mod tests {
     fn refuses_group_readable_keyring_and_accepts_0600() {
         let dir = tempfile::tempdir().expect("dir");
         let path = dir.path().join("keyring.json");
-        create(&path, &Keyring::generate(chrono::Utc::now())).expect("create");
+        create(&path, &Keyring::generate(rotd_core::Clock::system().now())).expect("create");
         assert_eq!(
             fs::metadata(&path).expect("meta").permissions().mode() & 0o777,
             0o600
@@ -204,7 +204,7 @@ mod tests {
         assert!(e.contains("accessible by group or others (mode 0640)"), "{e}");
         fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).expect("chmod");
         assert!(
-            create(&path, &Keyring::generate(chrono::Utc::now())).is_err(),
+            create(&path, &Keyring::generate(rotd_core::Clock::system().now())).is_err(),
             "never overwrites"
         );
     }
@@ -213,9 +213,9 @@ mod tests {
     fn replace_is_atomic_and_private() {
         let dir = tempfile::tempdir().expect("dir");
         let path = dir.path().join("keyring.json");
-        let mut k = Keyring::generate(chrono::Utc::now());
+        let mut k = Keyring::generate(rotd_core::Clock::system().now());
         create(&path, &k).expect("create");
-        k.rotate("default", chrono::Utc::now());
+        k.rotate("default", rotd_core::Clock::system().now());
         replace(&path, &k).expect("replace");
         let back = load(&KeyringSource::File(path.clone())).expect("load");
         assert_eq!(back.list().len(), 2);
@@ -230,7 +230,7 @@ mod tests {
     fn a_symlink_a_fifo_or_a_directory_is_refused_without_blocking() {
         let dir = tempfile::tempdir().expect("dir");
         let real = dir.path().join("real.json");
-        create(&real, &Keyring::generate(chrono::Utc::now())).expect("create");
+        create(&real, &Keyring::generate(rotd_core::Clock::system().now())).expect("create");
         let link = dir.path().join("link.json");
         std::os::unix::fs::symlink(&real, &link).expect("symlink");
         let e = format!("{:#}", load(&KeyringSource::File(link)).unwrap_err());
@@ -257,7 +257,7 @@ mod tests {
     fn concurrent_updates_lose_no_cmk_version() {
         let dir = tempfile::tempdir().expect("dir");
         let path = dir.path().join("keyring.json");
-        create(&path, &Keyring::generate(chrono::Utc::now())).expect("create");
+        create(&path, &Keyring::generate(rotd_core::Clock::system().now())).expect("create");
         let threads: Vec<_> = (0..8)
             .map(|_| {
                 let path = path.clone();
@@ -266,7 +266,7 @@ mod tests {
                         update(&path, |k| {
                             // Widen the read-modify-write window, as a slow disk would.
                             std::thread::sleep(std::time::Duration::from_millis(2));
-                            Ok(k.rotate("default", chrono::Utc::now()))
+                            Ok(k.rotate("default", rotd_core::Clock::system().now()))
                         })
                         .expect("update");
                     }

@@ -21,7 +21,6 @@ mod target;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::Router;
 use axum::body::Body;
@@ -176,7 +175,8 @@ pub async fn serve(
 fn request_id() -> String {
     let mut b = [0u8; 16];
     if aws_lc_rs::rand::fill(&mut b).is_err() {
-        b = Utc::now()
+        b = rotd_core::Clock::system()
+            .now()
             .timestamp_nanos_opt()
             .unwrap_or(0)
             .to_be_bytes()
@@ -211,7 +211,7 @@ struct Trace {
 impl Trace {
     fn record<'a>(&'a self, request_id: &'a str, peer: SocketAddr, result: &'a str) -> AuditRecord<'a> {
         AuditRecord {
-            time: rotd_aliyun::format_timestamp(Utc::now()),
+            time: rotd_aliyun::format_timestamp(rotd_core::Clock::system().now()),
             request_id,
             access_key_id: self.access_key_id.as_deref(),
             source: peer.to_string(),
@@ -442,7 +442,7 @@ async fn process(
         Some(id) if !id.is_empty() && id.len() <= 128 => state.inner.store.access_key(id).await?,
         _ => None,
     };
-    let now = Utc::now();
+    let now = rotd_core::Clock::system().now();
     let request_parts = RequestParts {
         method: parts.method.as_str(),
         path: parts.uri.path(),
@@ -467,7 +467,11 @@ async fn process(
     if !info.enabled {
         return Err(ApiError::AccessKeyDisabled);
     }
-    if !state.inner.limiter.try_acquire(&info.id, Instant::now()) {
+    if !state
+        .inner
+        .limiter
+        .try_acquire(&info.id, rotd_core::Clock::system().instant())
+    {
         return Err(ApiError::Throttled);
     }
     // Only now is the nonce taken: a disabled or throttled key must not be able to fill the replay cache.
@@ -576,7 +580,7 @@ mod tests {
             key_id: "LTAIkey".to_owned(),
             key_policy: "{}".to_owned(),
             params,
-            now: Utc::now(),
+            now: rotd_core::Clock::system().now(),
         };
         let shown = format!("{call:?} {:?}", call.params);
         assert!(

@@ -66,7 +66,7 @@ mod tests {
             per_second: 1.0,
             burst: 2.0,
         });
-        let t = Instant::now();
+        let t = rotd_core::Clock::system().instant();
         assert!(rl.try_acquire("a", t));
         assert!(rl.try_acquire("a", t));
         assert!(!rl.try_acquire("a", t));

@@ -43,7 +43,7 @@ pub fn req<'a>(action: &'a str, query: &[(&'a str, &'a str)]) -> Req<'a> {
         action,
         query: query.to_vec(),
         body: None,
-        date: Utc::now(),
+        date: rotd_core::Clock::system().now(),
         nonce: random_nonce(),
         headers: Vec::new(),
     }
@@ -55,13 +55,13 @@ pub fn code(v: &Value) -> &str {
 
 impl Api {
     pub async fn start(config: ApiConfig) -> Self {
-        Self::start_with_keyring(config, Keyring::generate(Utc::now())).await
+        Self::start_with_keyring(config, Keyring::generate(rotd_core::Clock::system().now())).await
     }
 
     pub async fn start_with_keyring(config: ApiConfig, keyring: Keyring) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
-        tls::ensure(&dir.path().join("tls"), &names, Utc::now()).expect("tls");
+        tls::ensure(&dir.path().join("tls"), &names, rotd_core::Clock::system().now()).expect("tls");
         let store = Store::open_sqlite(&dir.path().join("rotd.db"), keyring)
             .await
             .expect("store");

@@ -176,7 +176,7 @@ pub fn tls(daemon: &DaemonConfig, cmd: &TlsCmd) -> anyhow::Result<()> {
     match cmd {
         TlsCmd::Rotate => {
             let dir = tls_dir(daemon);
-            rotd_api::tls::rotate_server_cert(&dir, &daemon.api.tls_names, chrono::Utc::now())
+            rotd_api::tls::rotate_server_cert(&dir, &daemon.api.tls_names, rotd_core::Clock::system().now())
                 .with_context(|| format!("re-issuing the server certificate in {}", dir.display()))?;
             println!(
                 "issued a new server certificate for {} in {}; send SIGHUP to a running daemon (systemctl reload rotd)",

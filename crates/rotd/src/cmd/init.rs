@@ -4,7 +4,6 @@ use std::fs::DirBuilder;
 use std::os::unix::fs::DirBuilderExt;
 
 use anyhow::{Context, bail};
-use chrono::Utc;
 use rotd_config::{DaemonConfig, KeyringSource};
 use rotd_store::{Keyring, Store};
 use serde_json::json;
@@ -49,7 +48,7 @@ pub async fn ensure(daemon: &DaemonConfig) -> anyhow::Result<(Store, Created)> {
         }
         match &daemon.keyring {
             KeyringSource::File(path) => {
-                keyfile::create(path, &Keyring::generate(Utc::now()))?;
+                keyfile::create(path, &Keyring::generate(rotd_core::Clock::system().now()))?;
                 created.keyring = true;
             }
             KeyringSource::Credential(name) => bail!(
@@ -61,8 +60,12 @@ pub async fn ensure(daemon: &DaemonConfig) -> anyhow::Result<(Store, Created)> {
     }
     created.store = !db.exists();
     // The API's CA ("instance CA certificate" clients trust) and server certificate.
-    let tls = rotd_api::tls::ensure(&super::api::tls_dir(daemon), &daemon.api.tls_names, Utc::now())
-        .context("creating the API's TLS certificates")?;
+    let tls = rotd_api::tls::ensure(
+        &super::api::tls_dir(daemon),
+        &daemon.api.tls_names,
+        rotd_core::Clock::system().now(),
+    )
+    .context("creating the API's TLS certificates")?;
     created.tls_ca = tls.created_ca;
     let keyring = keyfile::load(&daemon.keyring)?;
     let store = Store::open_sqlite(db, keyring)

@@ -10,7 +10,6 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 use anyhow::bail;
-use chrono::Utc;
 use rotd_config::{DaemonConfig, KeyringSource};
 use serde_json::json;
 
@@ -65,7 +64,9 @@ pub async fn run(cmd: &KeyCmd, out: Output, daemon: &DaemonConfig) -> anyhow::Re
                 );
             };
             let id = cmk.clone().unwrap_or_else(|| daemon.default_cmk.clone());
-            let version = keyfile::update(path, |keyring| Ok(keyring.rotate(&id, Utc::now())))?;
+            let version = keyfile::update(path, |keyring| {
+                Ok(keyring.rotate(&id, rotd_core::Clock::system().now()))
+            })?;
             let keyring = keyfile::load(&daemon.keyring)?;
             println!(
                 "CMK {id} is now at version {version}; new values use it. Run `rotd key rewrap` to move \
@@ -122,7 +123,7 @@ async fn daemon_follows(store: &rotd_store::Store, keyring: &rotd_store::Keyring
     }
     let wanted = keyring.newest_versions();
     let n = store.request_keyring_reload().await?;
-    let deadline = std::time::Instant::now() + RELOAD_WAIT;
+    let deadline = rotd_core::Clock::system().instant() + RELOAD_WAIT;
     loop {
         let state = store.keyring_reload().await?;
         if state.handled >= n {
@@ -142,7 +143,7 @@ async fn daemon_follows(store: &rotd_store::Store, keyring: &rotd_store::Keyring
                 missing.join(", ")
             )));
         }
-        if std::time::Instant::now() >= deadline {
+        if rotd_core::Clock::system().instant() >= deadline {
             return Ok(Follow::No(format!(
                 "the running daemon did not reload its keyring within {} s (send it SIGHUP, or check its log)",
                 RELOAD_WAIT.as_secs()

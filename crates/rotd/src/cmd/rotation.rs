@@ -32,7 +32,7 @@ pub(crate) async fn daemon_alive(store: &Store) -> anyhow::Result<bool> {
     Ok(store
         .last_heartbeat()
         .await?
-        .is_some_and(|h| (Utc::now() - h.beat_at).num_seconds() <= HEARTBEAT_STALE))
+        .is_some_and(|h| (rotd_core::Clock::system().now() - h.beat_at).num_seconds() <= HEARTBEAT_STALE))
 }
 
 pub async fn rotate(
@@ -76,7 +76,7 @@ pub async fn rotate(
         println!("queued rotation request {id} for {name}");
         return Ok(());
     }
-    let deadline = std::time::Instant::now() + Duration::from_secs(timeout);
+    let deadline = rotd_core::Clock::system().instant() + Duration::from_secs(timeout);
     let mut seen = since;
     loop {
         let last_seen = seen;
@@ -104,7 +104,7 @@ pub async fn rotate(
             }
             return Err(anyhow::anyhow!("{name}: {result}"));
         }
-        if std::time::Instant::now() >= deadline {
+        if rotd_core::Clock::system().instant() >= deadline {
             return Err(anyhow::anyhow!(
                 "the rotation of {name} did not finish within {timeout} s; it continues in the daemon (see `rotd status`)"
             ));
@@ -218,7 +218,7 @@ pub async fn control(store: &Store, cmd: &RotationCmd, out: Output) -> anyhow::R
                 .into());
             }
             let id = store.add_request(name, RequestKind::Abandon, None).await?;
-            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            let deadline = rotd_core::Clock::system().instant() + Duration::from_secs(60);
             loop {
                 if let Some(req) = store.request(id).await?
                     && let Some(result) = req.result
@@ -229,7 +229,7 @@ pub async fn control(store: &Store, cmd: &RotationCmd, out: Output) -> anyhow::R
                     }
                     return Err(Fail::data(format!("{name}: {}", result.message())));
                 }
-                if std::time::Instant::now() >= deadline {
+                if rotd_core::Clock::system().instant() >= deadline {
                     return Err(anyhow::anyhow!(
                         "the daemon did not answer the abandon request for {name} within 60 s"
                     ));
@@ -330,9 +330,10 @@ pub async fn plan(config: &Path, out: Output) -> anyhow::Result<()> {
             _ if first_value && check != "not rotated" => "at start: creating accounts".to_owned(),
             (Some(p), _) if !p.enabled => "disabled".to_owned(),
             (Some(p), meta) => {
-                let base = meta
-                    .as_ref()
-                    .map_or_else(Utc::now, |m| m.last_rotation_at.unwrap_or(m.created_at));
+                let base = meta.as_ref().map_or_else(
+                    || rotd_core::Clock::system().now(),
+                    |m| m.last_rotation_at.unwrap_or(m.created_at),
+                );
                 match rotd_core::compile(&p.schedule)
                     .ok()
                     .and_then(|c| c.next_due(base))

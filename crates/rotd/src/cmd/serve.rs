@@ -243,7 +243,7 @@ async fn feed_watchdog(engine: std::sync::Arc<Engine>, interval: Duration) {
 }
 
 async fn purge(store: &rotd_store::Store) {
-    match store.purge_expired(chrono::Utc::now()).await {
+    match store.purge_expired(rotd_core::Clock::system().now()).await {
         Ok(names) => {
             for name in names {
                 info!(secret = %name, "Deleted a secret whose recovery window ended.");
