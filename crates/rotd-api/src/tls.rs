@@ -9,18 +9,27 @@
 //! process-wide default provider being installed.
 //!
 //! Keys are written 0600 through a temporary file and a rename, so a crash never leaves a half-written key
-//! and a key is never readable by others, even for a moment.
+//! and a key is never readable by others, even for a moment. They are read the same way the keyring is:
+//! opened once without following a symlink, and refused unless the handle is a regular file owned by
+//! rotd's user with no group or other permission bits.
+//!
+//! A new CA carries X.509 name constraints for the names it was created for (`api.tls_names`: a DNS name
+//! and its subdomains, a `*.` name's parent domain, each IP address exactly), so its key, if stolen,
+//! cannot mint a certificate clients trusting `ca.pem` would accept for any other host. Every issued
+//! server certificate is verified against `ca.pem` for each of its names before it is written; a name
+//! the CA does not permit is refused with what to do. CAs created before this have no constraints and
+//! keep working.
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::io::{Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::{DateTime, Datelike, Utc};
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
-    KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, CidrSubnet, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
+    GeneralSubtree, IsCa, Issuer, KeyPair, KeyUsagePurpose, NameConstraints,
 };
 use rustls::ServerConfig;
 use rustls_pki_types::pem::PemObject;
@@ -92,7 +101,11 @@ pub fn ensure(dir: &Path, names: &[String], now: DateTime<Utc>) -> Result<Ensure
     let mut out = Ensured::default();
     if !paths.ca_cert.exists() || !paths.ca_key.exists() {
         let key = KeyPair::generate().map_err(gen_err)?;
+        if names.is_empty() {
+            return Err(TlsError::NoNames);
+        }
         let mut params = ca_params();
+        params.name_constraints = Some(name_constraints(names));
         let (y, m, d) = day(now, 0);
         params.not_before = rcgen::date_time_ymd(y, m, d);
         let (y, m, d) = day(now, CA_YEARS);
@@ -116,7 +129,7 @@ pub fn rotate_server_cert(dir: &Path, names: &[String], now: DateTime<Utc>) -> R
         return Err(TlsError::NoNames);
     }
     let paths = TlsPaths::in_dir(dir);
-    let ca_pem = read_string(&paths.ca_key)?;
+    let ca_pem = read_private(&paths.ca_key)?;
     let ca_key = KeyPair::from_pem(&ca_pem).map_err(|e| TlsError::Invalid {
         path: paths.ca_key.clone(),
         reason: format!("not a usable private key ({e})"),
@@ -140,6 +153,7 @@ pub fn rotate_server_cert(dir: &Path, names: &[String], now: DateTime<Utc>) -> R
     params.not_after = rcgen::date_time_ymd(y, m, d);
     let key = KeyPair::generate().map_err(gen_err)?;
     let cert = params.signed_by(&key, &issuer).map_err(gen_err)?;
+    check_chain(&paths.ca_cert, cert.der(), names, now)?;
     // The key goes first: a certificate on disk without its key would make the next start fail, while
     // a new key next to the old certificate is caught by `server_config` and fixed by running this again.
     write_file(&paths.server_key, key.serialize_pem().as_bytes(), 0o600)?;
@@ -152,8 +166,8 @@ pub fn rotate_server_cert(dir: &Path, names: &[String], now: DateTime<Utc>) -> R
 pub fn server_config(dir: &Path) -> Result<Arc<ServerConfig>, TlsError> {
     let paths = TlsPaths::in_dir(dir);
     let certs = read_certs(&paths.server_cert)?;
-    let key_bytes = fs::read(&paths.server_key).map_err(|e| io_err(&paths.server_key, e))?;
-    let key = PrivateKeyDer::from_pem_slice(&key_bytes).map_err(|e| TlsError::Invalid {
+    let key_bytes = read_private(&paths.server_key)?;
+    let key = PrivateKeyDer::from_pem_slice(key_bytes.as_bytes()).map_err(|e| TlsError::Invalid {
         path: paths.server_key.clone(),
         reason: format!("no private key found ({e})"),
     })?;
@@ -222,8 +236,117 @@ fn io_err(path: &Path, source: std::io::Error) -> TlsError {
     }
 }
 
-fn read_string(path: &Path) -> Result<String, TlsError> {
-    fs::read_to_string(path).map_err(|e| io_err(path, e))
+/// The largest key file read; a PEM private key is a few kilobytes.
+const MAX_KEY_BYTES: u64 = 64 << 10;
+
+/// Reads a private key file: opened once without following a symlink, checked on the handle (a regular
+/// file owned by this user, no group or other permission bits, not larger than a key) and read from it.
+fn read_private(path: &Path) -> Result<zeroize::Zeroizing<String>, TlsError> {
+    let invalid = |reason: String| TlsError::Invalid {
+        path: path.to_owned(),
+        reason,
+    };
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| io_err(path, e))?;
+    let meta = f.metadata().map_err(|e| io_err(path, e))?;
+    if !meta.file_type().is_file() {
+        return Err(invalid("not a regular file".to_owned()));
+    }
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(invalid(format!(
+            "a private key accessible by group or others (mode {mode:04o}); run `chmod 600 {}`",
+            path.display()
+        )));
+    }
+    // `/proc/self` is owned by the effective uid (no unsafe `geteuid` in a crate that forbids it).
+    let me = fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .map_err(|e| io_err(Path::new("/proc/self"), e))?;
+    if meta.uid() != me {
+        return Err(invalid(format!(
+            "a private key owned by uid {}, not by the user rotd runs as (uid {me})",
+            meta.uid()
+        )));
+    }
+    if meta.len() > MAX_KEY_BYTES {
+        return Err(invalid("too large to be a private key".to_owned()));
+    }
+    let mut out = zeroize::Zeroizing::new(String::new());
+    (&f).take(MAX_KEY_BYTES + 1)
+        .read_to_string(&mut out)
+        .map_err(|e| io_err(path, e))?;
+    Ok(out)
+}
+
+/// The subtrees a new CA may issue for: each DNS name with its subdomains (a `*.` name's parent
+/// domain), each IP address as a single-address subnet.
+fn name_constraints(names: &[String]) -> NameConstraints {
+    let mut permitted = Vec::new();
+    for n in names {
+        let subtree = match n.parse::<std::net::IpAddr>() {
+            Ok(ip) => GeneralSubtree::IpAddress(CidrSubnet::from_addr_prefix(
+                ip,
+                if ip.is_ipv4() { 32 } else { 128 },
+            )),
+            Err(_) => GeneralSubtree::DnsName(n.strip_prefix("*.").unwrap_or(n).to_owned()),
+        };
+        if !permitted.contains(&subtree) {
+            permitted.push(subtree);
+        }
+    }
+    NameConstraints {
+        permitted_subtrees: permitted,
+        excluded_subtrees: Vec::new(),
+    }
+}
+
+/// Verifies a new server certificate against `ca.pem` for each of `names`, as a client would (webpki,
+/// which enforces the CA's name constraints), so a certificate clients would refuse is never written.
+fn check_chain(
+    ca_cert: &Path,
+    server: &CertificateDer<'_>,
+    names: &[String],
+    now: DateTime<Utc>,
+) -> Result<(), TlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in read_certs(ca_cert)? {
+        roots.add(c).map_err(|e| TlsError::Invalid {
+            path: ca_cert.to_owned(),
+            reason: format!("not a usable CA certificate ({e})"),
+        })?;
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+        .build()
+        .map_err(|e| TlsError::Rustls(e.to_string()))?;
+    let at = rustls_pki_types::UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+        u64::try_from(now.timestamp()).unwrap_or(0),
+    ));
+    for name in names {
+        // A wildcard is checked with one concrete label under it.
+        let probe = match name.strip_prefix("*.") {
+            Some(parent) => format!("rotd-probe.{parent}"),
+            None => name.clone(),
+        };
+        let server_name = rustls_pki_types::ServerName::try_from(probe.as_str())
+            .map_err(|e| TlsError::Generate(format!("{name}: not a server name ({e})")))?;
+        use rustls::client::danger::ServerCertVerifier;
+        verifier
+            .verify_server_cert(server, &[], &server_name, &[], at)
+            .map_err(|e| TlsError::Invalid {
+                path: ca_cert.to_owned(),
+                reason: format!(
+                    "a certificate for {name} would not be trusted by clients ({e}); the CA permits only \
+                     the names it was created for. To serve other names, create a new CA (move ca.pem \
+                     and ca-key.pem away and run `rotd init`) and give clients the new ca.pem"
+                ),
+            })?;
+    }
+    Ok(())
 }
 
 /// Writes `bytes` to `path` with `mode` through a temporary file in the same directory, fsync'd and

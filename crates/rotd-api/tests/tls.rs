@@ -99,7 +99,10 @@ async fn a_client_trusting_only_the_ca_connects_by_ip_and_name() {
 #[tokio::test]
 async fn rotation_reissues_from_the_same_ca() {
     let dir = tempfile::tempdir().expect("tempdir");
-    tls::ensure(dir.path(), &names(), rotd_core::Clock::system().now()).expect("ensure");
+    // The CA is created for every name the rotation below uses: it may issue only for those.
+    let mut all = names();
+    all.extend(["rotd.internal".to_owned(), "::1".to_owned()]);
+    tls::ensure(dir.path(), &all, rotd_core::Clock::system().now()).expect("ensure");
     let p = TlsPaths::in_dir(dir.path());
     let ca = std::fs::read(&p.ca_cert).expect("ca");
     let before = std::fs::read(&p.server_cert).expect("cert");
@@ -131,4 +134,98 @@ fn errors_name_the_file() {
     let dir = tempfile::tempdir().expect("tempdir");
     let err = tls::server_config(dir.path()).expect_err("nothing there");
     assert!(err.to_string().contains("server.pem"), "{err}");
+}
+
+/// Signs a certificate for `name` with the CA key in `dir` directly, as someone who stole the key would,
+/// and installs it as the server certificate.
+fn forge(dir: &Path, name: &str) {
+    let p = TlsPaths::in_dir(dir);
+    let ca_key = rcgen::KeyPair::from_pem(&std::fs::read_to_string(&p.ca_key).expect("ca key")).expect("key");
+    let mut ca = rcgen::CertificateParams::default();
+    let mut dn = rcgen::DistinguishedName::new();
+    dn.push(rcgen::DnType::CommonName, "rotd instance CA");
+    dn.push(rcgen::DnType::OrganizationName, "rotd");
+    ca.distinguished_name = dn;
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+    let mut params = rcgen::CertificateParams::new(vec![name.to_owned()]).expect("params");
+    params.use_authority_key_identifier_extension = true;
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = params.signed_by(&key, &issuer).expect("sign");
+    std::fs::write(&p.server_cert, cert.pem()).expect("cert");
+    std::fs::write(&p.server_key, key.serialize_pem()).expect("key");
+}
+
+#[tokio::test]
+async fn the_ca_cannot_vouch_for_names_it_was_not_created_for() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    tls::ensure(dir.path(), &names(), rotd_core::Clock::system().now()).expect("ensure");
+    let p = TlsPaths::in_dir(dir.path());
+    let cert = std::fs::read(&p.server_cert).expect("cert");
+    // rotd refuses to issue what clients would refuse, and changes nothing.
+    let e = tls::rotate_server_cert(
+        dir.path(),
+        &["bank.example.com".to_owned()],
+        rotd_core::Clock::system().now(),
+    )
+    .expect_err("outside the CA's names");
+    assert!(e.to_string().contains("would not be trusted by clients"), "{e}");
+    assert!(e.to_string().contains("create a new CA"), "{e}");
+    assert_eq!(std::fs::read(&p.server_cert).expect("cert"), cert);
+    // A certificate forged with the CA key for a name inside its constraints is accepted (the forge
+    // works), one for any other host is refused by a client that trusts ca.pem.
+    forge(dir.path(), "localhost");
+    handshake(dir.path(), "localhost")
+        .await
+        .expect("inside the constraints");
+    forge(dir.path(), "bank.example.com");
+    let err = handshake(dir.path(), "bank.example.com")
+        .await
+        .expect_err("a stolen CA key cannot vouch for another host");
+    assert!(err.contains("NameConstraintViolation"), "{err}");
+    // A wildcard name permits its subdomains.
+    let wild = tempfile::tempdir().expect("tempdir");
+    tls::ensure(
+        wild.path(),
+        &["*.svc.internal".to_owned()],
+        rotd_core::Clock::system().now(),
+    )
+    .expect("wildcard");
+    tls::rotate_server_cert(
+        wild.path(),
+        &["api.svc.internal".to_owned()],
+        rotd_core::Clock::system().now(),
+    )
+    .expect("a name under the wildcard's domain");
+    handshake(wild.path(), "api.svc.internal")
+        .await
+        .expect("handshake");
+}
+
+#[tokio::test]
+async fn private_keys_readable_by_others_or_behind_a_symlink_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    tls::ensure(dir.path(), &names(), rotd_core::Clock::system().now()).expect("ensure");
+    let p = TlsPaths::in_dir(dir.path());
+    std::fs::set_permissions(&p.server_key, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+    let e = tls::server_config(dir.path()).expect_err("group-readable server key");
+    assert!(
+        e.to_string()
+            .contains("accessible by group or others (mode 0640)"),
+        "{e}"
+    );
+    std::fs::set_permissions(&p.server_key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    tls::server_config(dir.path()).expect("0600 is fine");
+    std::fs::set_permissions(&p.ca_key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let e = tls::rotate_server_cert(dir.path(), &names(), rotd_core::Clock::system().now())
+        .expect_err("world-readable CA key");
+    assert!(e.to_string().contains("ca-key.pem"), "{e}");
+    std::fs::set_permissions(&p.ca_key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let real = dir.path().join("elsewhere.pem");
+    std::fs::rename(&p.server_key, &real).expect("mv");
+    std::os::unix::fs::symlink(&real, &p.server_key).expect("symlink");
+    assert!(
+        tls::server_config(dir.path()).is_err(),
+        "a symlinked key is refused"
+    );
 }
