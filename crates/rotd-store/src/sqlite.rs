@@ -514,7 +514,10 @@ impl Store {
 
     /// Reads and decrypts one version. Refused while the secret is scheduled for deletion.
     pub async fn get_value(&self, name: &str, selector: &Selector) -> Result<VersionValue> {
-        let mut conn = self.pool.acquire().await?;
+        // One read transaction: the deletion check, the stage map and the version row come from one
+        // snapshot, so a value is never returned after its secret's deletion was scheduled, nor paired
+        // with stages another writer moved in between.
+        let mut conn = self.pool.begin().await?;
         if planned_delete(&mut conn, name).await?.is_some() {
             return Err(StoreError::PendingDeletion {
                 name: name.to_owned(),
@@ -547,6 +550,7 @@ impl Store {
                 version: version.to_string(),
             })?;
         info.stages = stages_of(&map, &info.version_id);
+        conn.commit().await?;
         let value = self.open(
             Context::SecretVersion {
                 secret: name,
