@@ -388,8 +388,9 @@ impl Backend for RedisBackend {
         }
     }
 
-    /// Resets the slot's account to the new password on every node, in order; a node that fails stops
-    /// the step (the nodes before it keep the change, and a repeat redoes it harmlessly).
+    /// Resets the slot's account to the new password (and its configured permissions) on every node, in
+    /// order; a node that fails stops the step (the nodes before it keep the change, and a repeat redoes
+    /// it harmlessly). An account that does not exist yet is created.
     fn apply<'a>(&'a self, slot: Slot, new: &'a Secret) -> BoxFuture<'a, BackendResult<()>> {
         Box::pin(async move {
             let account = self.account(slot)?;
@@ -405,9 +406,14 @@ impl Backend for RedisBackend {
             let hash = sha256_hex(&pw);
             let hashed = format!("#{}", hash.as_str());
             let hashed = zeroize::Zeroizing::new(hashed);
+            // The permissions are set exactly, every time: the account is created if it does not
+            // exist yet (a secret's first value), and drift on one node is repaired. One SETUSER is
+            // applied atomically, so no client sees the account between its old and new rules.
+            let mut rules = vec!["resetkeys", "resetchannels", "-@all"];
+            rules.extend(self.cfg.rules.split_whitespace());
+            rules.extend(["resetpass", hashed.as_str(), "on"]);
             for node in 0..self.cfg.nodes.len() {
-                self.setuser(node, "apply", account, &["resetpass", hashed.as_str(), "on"])
-                    .await?;
+                self.setuser(node, "apply", account, &rules).await?;
             }
             Ok(())
         })

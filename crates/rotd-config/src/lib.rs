@@ -32,7 +32,8 @@ pub use material::{MaterialError, read_material, read_material_with};
 pub use secret_ref::SecretRef;
 pub use spec::{
     AccountMode, Accounts, DbEngine, DbPrivilege, DbSpec, DbTls, EcsCredential, EcsSpec, Endpoint, ExecSpec,
-    GenericSpec, HookSpec, Provisioning, RamSpec, RedisPrivilege, RedisSpec, SecretSpec, SshKeyType, Target,
+    GenericSpec, HookSpec, Provisioning, RamSpec, RedisPersist, RedisPrivilege, RedisSpec, SecretSpec,
+    SshKeyType, Target,
 };
 
 use error::{ConfigError as Error, Diag, Source, io_error, io_message};

@@ -253,6 +253,17 @@ pub struct RedisSpec {
     pub instance_id: Option<String>,
     /// Every node the ACL change must reach. Empty means only `host:port`.
     pub nodes: Vec<Endpoint>,
+    /// How each node keeps an ACL change across a restart.
+    pub persist: RedisPersist,
+}
+
+/// `redis.persist`: `acl_file` (`ACL SAVE`, the default), `config` (`CONFIG REWRITE`, users in
+/// redis.conf) or `none` (a managed service that persists by itself).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedisPersist {
+    AclFile,
+    Config,
+    None,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -641,6 +652,7 @@ struct RawRedis {
     privilege: Opt<String>,
     instance_id: Opt<String>,
     nodes: Opt<Vec<S<String>>>,
+    persist: Opt<String>,
 }
 
 #[derive(Deserialize)]
@@ -1553,6 +1565,19 @@ fn validate_redis(d: &mut Diag<'_>, raw: &S<RawRedis>, base: &Path) -> Option<Re
         }
         None => Some(Vec::new()),
     };
+    let persist = match &r.persist {
+        Some(p) => check::choice(
+            d,
+            p,
+            "redis.persist",
+            &[
+                ("acl_file", RedisPersist::AclFile),
+                ("config", RedisPersist::Config),
+                ("none", RedisPersist::None),
+            ],
+        ),
+        None => Some(RedisPersist::AclFile),
+    };
     Some(RedisSpec {
         host: host?,
         port: r.port.as_ref().map_or(6379, |p| *p.get_ref()),
@@ -1565,6 +1590,7 @@ fn validate_redis(d: &mut Diag<'_>, raw: &S<RawRedis>, base: &Path) -> Option<Re
         privilege: privilege?,
         instance_id: instance_id?,
         nodes: nodes?,
+        persist: persist?,
     })
 }
 

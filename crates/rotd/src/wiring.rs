@@ -4,9 +4,11 @@
 use std::sync::Arc;
 
 use rotd_backend_exec::{ExecBackend, ExecConfig};
+use rotd_backend_redis::{RedisBackend, RedisConfig};
 use rotd_backend_sql::{SqlBackend, SqlConfig};
 use rotd_config::{
-    Accounts, Config, DaemonConfig, DbEngine, DbPrivilege, DbSpec, DbTls, Provisioning, SecretSpec, Target,
+    Accounts, Config, DaemonConfig, DbEngine, DbPrivilege, DbSpec, DbTls, Provisioning, RedisPersist,
+    RedisPrivilege, RedisSpec, SecretSpec, Target,
 };
 use rotd_core::{Backend, PasswordPolicy, Secret};
 use rotd_engine::{EngineConfig, FailurePolicy, Generator, Hook, Managed, SecretEntry, StepLimits};
@@ -116,11 +118,63 @@ async fn sql_backend(store: Option<&Store>, db: &DbSpec) -> Result<Arc<dyn Backe
         .map_err(|e| e.to_string())
 }
 
+/// Reads secret material for a backend: through the store (which also resolves other rotd secrets)
+/// when there is one, from the file or credential otherwise.
+async fn material(store: Option<&Store>, r: &rotd_config::SecretRef, what: &str) -> Result<Secret, String> {
+    match (store, r) {
+        (Some(store), r) => crate::reconcile::resolve(store, r).await,
+        (None, rotd_config::SecretRef::Secret { name, .. }) => {
+            return Err(format!(
+                "the {what} is the rotd secret {name}, and there is no store yet"
+            ));
+        }
+        (None, r) => rotd_config::read_material(r).map_err(anyhow::Error::from),
+    }
+    .map_err(|e| format!("reading the {what}: {e:#}"))
+}
+
+async fn redis_backend(store: Option<&Store>, r: &RedisSpec) -> Result<Arc<dyn Backend>, String> {
+    if r.tls {
+        return Err(
+            "redis.tls = true is not supported by this rotd yet; the secret is stored but not rotated (rotd never falls back to plain TCP)"
+                .to_owned(),
+        );
+    }
+    let admin_password = material(store, &r.admin, "redis admin password").await?;
+    let mut nodes = vec![(r.host.clone(), r.port)];
+    for n in &r.nodes {
+        if !nodes.iter().any(|(h, p)| *h == n.host && *p == n.port) {
+            nodes.push((n.host.clone(), n.port));
+        }
+    }
+    RedisBackend::new(RedisConfig {
+        nodes,
+        admin_user: r.admin_user.clone(),
+        admin_password,
+        user: r.user.clone(),
+        clone_user: r.clone_user.clone(),
+        rules: match r.privilege {
+            RedisPrivilege::ReadWrite => rotd_backend_redis::READ_WRITE_RULES,
+            RedisPrivilege::ReadOnly => rotd_backend_redis::READ_ONLY_RULES,
+        }
+        .to_owned(),
+        persist: match r.persist {
+            RedisPersist::AclFile => rotd_backend_redis::Persist::AclFile,
+            RedisPersist::Config => rotd_backend_redis::Persist::Config,
+            RedisPersist::None => rotd_backend_redis::Persist::None,
+        },
+        timeout: std::time::Duration::from_secs(10),
+    })
+    .map(|b| Arc::new(b) as Arc<dyn Backend>)
+    .map_err(|e| e.to_string())
+}
+
 /// The backend that rotates a declared secret, or why there is none (yet). `store` resolves admin
 /// credentials that are references to other rotd secrets.
 pub async fn backend_for(store: Option<&Store>, spec: &SecretSpec) -> Result<Arc<dyn Backend>, String> {
     match &spec.target {
         Target::Rds(db) | Target::PolarDb(db) => sql_backend(store, db).await,
+        Target::Redis(r) => redis_backend(store, r).await,
         Target::Generic(g) => match &g.exec {
             Some(exec) => ExecBackend::new(ExecConfig {
                 secret_name: spec.name.to_string(),
@@ -134,10 +188,9 @@ pub async fn backend_for(store: Option<&Store>, spec: &SecretSpec) -> Result<Arc
         other => Err(format!(
             "no {} backend is built into this rotd yet; the secret is stored but not rotated",
             match other {
-                Target::Redis(_) => "Redis",
                 Target::Ecs(_) => "ECS",
                 Target::Ram(_) => "RAM",
-                Target::Generic(_) | Target::Rds(_) | Target::PolarDb(_) => "generic",
+                Target::Generic(_) | Target::Rds(_) | Target::PolarDb(_) | Target::Redis(_) => "generic",
             }
         )),
     }
@@ -191,6 +244,9 @@ pub fn uses_admin_secret(cfg: &Config, name: &str) -> bool {
     cfg.secrets.iter().any(|s| match &s.target {
         Target::Rds(db) | Target::PolarDb(db) => {
             matches!(&db.admin, rotd_config::SecretRef::Secret { name: n, .. } if n.as_str() == name)
+        }
+        Target::Redis(r) => {
+            matches!(&r.admin, rotd_config::SecretRef::Secret { name: n, .. } if n.as_str() == name)
         }
         _ => false,
     })
