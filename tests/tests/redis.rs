@@ -11,21 +11,64 @@ use rotd_testkit::fixtures::Redis;
 
 const NAME: &str = "web/redis-sessions";
 
-/// Two nodes sharing the first one's admin credentials.
-fn nodes() -> Vec<Redis> {
-    let mut nodes = vec![Redis::start(), Redis::start()];
+/// `n` nodes sharing the first one's admin credentials.
+fn nodes(n: usize) -> Vec<Redis> {
+    let mut nodes: Vec<Redis> = (0..n).map(|_| Redis::start()).collect();
     let password = nodes[0].admin_password().to_owned();
-    let user = nodes[1].admin_user().to_owned();
-    nodes[1].admin_cli(&["ACL", "SETUSER", &user, "resetpass", &format!(">{password}")]);
-    nodes[1].set_admin_password(&password);
-    nodes[1].admin_cli(&["ACL", "SAVE"]);
+    for node in nodes.iter_mut().skip(1) {
+        let user = node.admin_user().to_owned();
+        node.admin_cli(&["ACL", "SETUSER", &user, "resetpass", &format!(">{password}")]);
+        node.set_admin_password(&password);
+        node.admin_cli(&["ACL", "SAVE"]);
+    }
     nodes
 }
 
+/// Makes every node after the first a replica of it (ACL users are not replicated; data is).
+fn replicate(nodes: &[Redis]) {
+    let primary = nodes[0].port().to_string();
+    for r in &nodes[1..] {
+        r.admin_cli(&["CONFIG", "SET", "masteruser", r.admin_user()]);
+        r.admin_cli(&["CONFIG", "SET", "masterauth", r.admin_password()]);
+        r.admin_cli(&["REPLICAOF", "127.0.0.1", &primary]);
+    }
+    nodes[0].admin_cli(&["SET", "rotd:e2e", "1"]);
+    let start = rotd_core::Clock::system().instant();
+    for r in &nodes[1..] {
+        while r.admin_cli(&["EXISTS", "rotd:e2e"]) != "1" {
+            assert!(
+                rotd_core::Clock::system().elapsed(start) < Duration::from_secs(30),
+                "replica never synced"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+type Account = (String, String, String);
+
+/// Waits until both stages are readable and returns (ACSCurrent, ACSPrevious).
+fn first_value(env: &Env, daemon: &Daemon) -> (Account, Account) {
+    let start = rotd_core::Clock::system().instant();
+    loop {
+        daemon.assert_alive();
+        if let Some(p) = read_account(env, NAME, "ACSPrevious")
+            && let Some(c) = read_account(env, NAME, "ACSCurrent")
+        {
+            return (c, p);
+        }
+        assert!(
+            rotd_core::Clock::system().elapsed(start) < Duration::from_secs(60),
+            "no value a minute after start:\n{}",
+            daemon.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Logs in as the account and reads a key (replicas refuse writes).
 fn logs_in(node: &Redis, account: &(String, String, String)) -> bool {
-    node.cli(&account.1, &account.2, &["SET", "rotd:e2e", "1"])
-        .as_deref()
-        == Ok("OK")
+    node.cli(&account.1, &account.2, &["EXISTS", "rotd:e2e"]).is_ok()
 }
 
 /// The example file with what differs on this machine: the node addresses, TLS off (the private servers
@@ -65,7 +108,7 @@ fn declare(env: &Env, nodes: &[Redis]) {
 
 #[test]
 fn a_declared_redis_secret_has_both_users_on_every_node_at_once_and_rotates_without_a_gap() {
-    let mut nodes = nodes();
+    let mut nodes = nodes(2);
     let env = Env::new();
     env.write(
         "rotd.toml",
@@ -73,21 +116,7 @@ fn a_declared_redis_secret_has_both_users_on_every_node_at_once_and_rotates_with
     );
     declare(&env, &nodes);
     let daemon = Daemon::start(&env, "serve.log", &[]);
-    let start = rotd_core::Clock::system().instant();
-    let (current, previous) = loop {
-        daemon.assert_alive();
-        if let Some(p) = read_account(&env, NAME, "ACSPrevious")
-            && let Some(c) = read_account(&env, NAME, "ACSCurrent")
-        {
-            break (c, p);
-        }
-        assert!(
-            rotd_core::Clock::system().elapsed(start) < Duration::from_secs(60),
-            "no value a minute after start:\n{}",
-            daemon.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let (current, previous) = first_value(&env, &daemon);
     assert_eq!(
         (current.1.as_str(), previous.1.as_str()),
         ("sessions", "sessions_clone")
@@ -122,4 +151,70 @@ fn a_declared_redis_secret_has_both_users_on_every_node_at_once_and_rotates_with
     let log = daemon.stop();
     assert!(!log.contains("panicked"), "{log}");
     assert!(!log.contains(held.2.as_str()), "a password reached the log");
+}
+
+#[test]
+fn a_rotation_waits_for_a_replica_that_is_down_and_the_new_account_survives_a_failover() {
+    let mut nodes = nodes(3);
+    replicate(&nodes);
+    let env = Env::new();
+    env.write(
+        "rotd.toml",
+        "data_dir = \"data\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[api]\nlisten = \"127.0.0.1:0\"\n\
+         [rotation]\nbackoff = \"1s\"\nbackoff_max = \"2s\"\n",
+    );
+    declare(&env, &nodes);
+    let daemon = Daemon::start(&env, "serve.log", &[]);
+    let (held, _) = first_value(&env, &daemon);
+    for n in &nodes {
+        assert!(logs_in(n, &held), "ACSCurrent on every node, replicas included");
+    }
+
+    // A replica goes down; a rotation is requested. It must not be promoted while that node lacks it.
+    nodes[2].stop();
+    let r = env.run(&["rotate", NAME, "--no-wait"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    std::thread::sleep(Duration::from_secs(4));
+    let during = read_account(&env, NAME, "ACSCurrent").expect("current");
+    assert_eq!(
+        during.0,
+        held.0,
+        "not promoted with a node down:\n{}",
+        daemon.log_text()
+    );
+    for n in &nodes[..2] {
+        assert!(
+            logs_in(n, &held),
+            "the credential applications hold keeps working meanwhile"
+        );
+    }
+    // Back up: the open rotation completes on its own.
+    nodes[2].restart();
+    let start = rotd_core::Clock::system().instant();
+    let now = loop {
+        let c = read_account(&env, NAME, "ACSCurrent").expect("current");
+        if c.0 != held.0 {
+            break c;
+        }
+        assert!(
+            rotd_core::Clock::system().elapsed(start) < Duration::from_secs(60),
+            "the rotation did not complete after the node came back:\n{}",
+            daemon.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    for n in &nodes {
+        assert!(logs_in(n, &now), "the new ACSCurrent logs in on every node");
+        assert!(logs_in(n, &held), "ACSPrevious still works on every node");
+    }
+    // Failover: a replica becomes the primary; the application's ACSCurrent writes there.
+    nodes[1].admin_cli(&["REPLICAOF", "NO", "ONE"]);
+    assert_eq!(
+        nodes[1].cli(&now.1, &now.2, &["SET", "rotd:e2e", "2"]).as_deref(),
+        Ok("OK"),
+        "ACSCurrent writes on the promoted replica"
+    );
+    let log = daemon.stop();
+    assert!(!log.contains("panicked"), "{log}");
+    assert!(!log.contains(now.2.as_str()), "a password reached the log");
 }
