@@ -249,3 +249,143 @@ async fn only_http1_is_served() {
     assert!(!settings_frame, "the server answered HTTP/2: {out:?}");
     assert!(out.is_empty() || out.starts_with(b"HTTP/1.1"), "{out:?}");
 }
+
+fn source_budget(burst: f64, trusted: &[&str]) -> ApiConfig {
+    ApiConfig {
+        per_source: RateLimit {
+            per_second: 0.1,
+            burst,
+        },
+        trusted_proxies: trusted.iter().map(|s| s.parse().expect("net")).collect(),
+        ..ApiConfig::default()
+    }
+}
+
+/// An unsigned request head carrying `X-Forwarded-For: xff`.
+fn junk_forwarded_for(xff: &str) -> String {
+    support::junk().replace(
+        "host: localhost\r\n",
+        &format!("host: localhost\r\nx-forwarded-for: {xff}\r\n"),
+    )
+}
+
+/// A flood from one address spends that address's budget, and then even a correctly signed request from
+/// it is throttled, before its key is looked up or its signature checked (its nonce is not taken: the
+/// same signed request is served from another address). Another address is served throughout.
+#[tokio::test]
+async fn a_flood_from_one_address_is_throttled_while_another_is_served() {
+    let api = Api::start(source_budget(20.0, &[])).await;
+    api.create("s1", "v1", "x").await;
+    let mut codes = Vec::new();
+    for _ in 0..30 {
+        let (s, b) = api.raw_from("127.0.0.1", support::junk(), b"").await;
+        codes.push((s, code(&b).to_owned()));
+    }
+    // The create above took one token.
+    let refused = codes.iter().filter(|c| c.0 == 400).count();
+    let throttled = codes
+        .iter()
+        .filter(|c| *c == &(429, "Rejected.Throttling".to_owned()))
+        .count();
+    assert_eq!((refused, throttled), (19, 11), "{codes:?}");
+    let r = req("GetSecretValue", &[("SecretName", "s1")]);
+    let (head, body) = api.signed_v3(&api.admin, &r);
+    let (s, b) = api.raw_from("127.0.0.1", head.clone(), &body).await;
+    assert_eq!((s, code(&b)), (429, "Rejected.Throttling"), "{b}");
+    let (s, b) = api.raw_from("127.0.0.2", head, &body).await;
+    assert_eq!(
+        s, 200,
+        "another address is served, and the throttled request took no nonce: {b}"
+    );
+    let lines = support::audit_lines(&api);
+    let last_throttled = lines
+        .iter()
+        .rev()
+        .find(|l| l["result"] == "Rejected.Throttling")
+        .expect("a throttled line");
+    assert!(
+        last_throttled["access_key_id"].is_null(),
+        "the key was never looked at: {last_throttled}"
+    );
+    assert!(
+        last_throttled["source"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("127.0.0.1:")),
+        "{last_throttled}"
+    );
+}
+
+/// `X-Forwarded-For` from a peer that is not a trusted proxy changes nothing: the peer is the source for
+/// the budget and the audit.
+#[tokio::test]
+async fn a_forged_forwarded_for_from_an_untrusted_peer_changes_nothing() {
+    // 127.0.0.2 is a trusted proxy; the requests come from 127.0.0.1.
+    let api = Api::start(source_budget(3.0, &["127.0.0.2"])).await;
+    let mut statuses = Vec::new();
+    for i in 0..5 {
+        let (s, _) = api
+            .raw_from("127.0.0.1", junk_forwarded_for(&format!("198.51.100.{i}")), b"")
+            .await;
+        statuses.push(s);
+    }
+    assert_eq!(
+        statuses,
+        [400, 400, 400, 429, 429],
+        "each forged address got its own budget"
+    );
+    for l in support::audit_lines(&api) {
+        assert!(
+            l["source"].as_str().is_some_and(|s| s.starts_with("127.0.0.1:")),
+            "{l}"
+        );
+        assert!(l.get("via").is_none(), "{l}");
+    }
+}
+
+/// From a trusted proxy, the right-most address of `X-Forwarded-For` that is not a trusted proxy is the
+/// source: each client behind the proxy has its own budget, a client cannot forge its way to another's
+/// by prepending addresses, and the audit names the client and the proxy.
+#[tokio::test]
+async fn a_forwarded_for_from_a_trusted_proxy_is_honoured() {
+    let api = Api::start(source_budget(2.0, &["127.0.0.0/30"])).await;
+    let send = |xff: &'static str| {
+        let api = &api;
+        async move { api.raw_from("127.0.0.2", junk_forwarded_for(xff), b"").await.0 }
+    };
+    assert_eq!(send("198.51.100.1").await, 400);
+    // A forged left part; the proxy chain (127.0.0.3 is trusted too) appended the real client.
+    assert_eq!(send("203.0.113.50, 198.51.100.1, 127.0.0.3").await, 400);
+    assert_eq!(send("198.51.100.1").await, 429, "the client's budget is spent");
+    assert_eq!(
+        send("203.0.113.50, 198.51.100.1").await,
+        429,
+        "forging does not help"
+    );
+    assert_eq!(
+        send("198.51.100.2").await,
+        400,
+        "another client behind the proxy is served"
+    );
+    // The proxy's own budget is untouched by its clients': a request without the header is the proxy's.
+    let (s, _) = api.raw_from("127.0.0.2", support::junk(), b"").await;
+    assert_eq!(s, 400);
+    let lines = support::audit_lines(&api);
+    let sources: Vec<(&str, &str)> = lines
+        .iter()
+        .map(|l| {
+            (
+                l["source"].as_str().unwrap_or(""),
+                l["via"].as_str().unwrap_or("-"),
+            )
+        })
+        .collect();
+    assert_eq!(sources.len(), 6, "{sources:?}");
+    for (source, via) in &sources[..5] {
+        assert!(source.starts_with("198.51.100."), "{sources:?}");
+        assert!(via.starts_with("127.0.0.2:"), "{sources:?}");
+    }
+    assert!(
+        sources[5].0.starts_with("127.0.0.2:") && sources[5].1 == "-",
+        "{sources:?}"
+    );
+}

@@ -18,7 +18,11 @@ pub struct AuditRecord<'a> {
     pub time: String,
     pub request_id: &'a str,
     pub access_key_id: Option<&'a str>,
+    /// The client address: the TCP peer (`ip:port`), or the address a trusted proxy forwarded for.
     pub source: String,
+    /// The trusted proxy a forwarded request came through; absent for direct requests.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
     pub action: Option<&'a str>,
     /// The secret the action operated on, resolved (an ARN is recorded as the name it names); `None`
     /// when it operates on none, or on a list (then see `secret_names`).

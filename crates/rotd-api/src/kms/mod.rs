@@ -2,7 +2,8 @@
 //! official SDKs call it: `POST /` with the parameters in the query string and `SecretData` in a form
 //! body, the action in `x-acs-action` (V3) or `Action` (V1), JSON answers with a `RequestId`.
 //!
-//! Every request goes through one pipeline ([`handle`]): size limit (before the body is read), strict
+//! Every request goes through one pipeline ([`handle`]): the budget of its source address (`source`,
+//! `ratelimit`: before any key lookup), size limit (before the body is read), strict
 //! parameter decoding with duplicates refused, signature verification by rotd-aliyun against the access
 //! key in the store (skew and replay included), the per-key rate limit, resolution of the secret name(s)
 //! the action operates on (`target`: the only names the action gets and the audit record shows),
@@ -16,6 +17,7 @@ pub mod error;
 pub mod policy;
 pub mod ratelimit;
 pub mod server;
+mod source;
 mod target;
 
 use std::collections::BTreeMap;
@@ -31,11 +33,12 @@ use chrono::{DateTime, Utc};
 use rotd_aliyun::{NonceCache, RequestParts, percent};
 use rotd_store::Store;
 use serde_json::{Map, Value};
+use source::Source;
 use tokio::sync::watch;
 
 pub use audit::{AuditLog, AuditRecord};
 pub use error::ApiError;
-pub use ratelimit::{RateLimit, RateLimiter};
+pub use ratelimit::{RateLimit, RateLimiter, SourceLimiter};
 pub use server::Limits;
 pub use target::MAX_SECRET_PARAM_CHARS;
 
@@ -62,7 +65,13 @@ pub struct ApiConfig {
     pub host_id: String,
     /// CMK that wraps new secrets unless `EncryptionKeyId` names another.
     pub default_cmk: String,
+    /// Budget of one access key, taken once its signature is checked.
     pub rate_limit: RateLimit,
+    /// Budget of one source address (an IPv6 address counts by its /64), taken before anything else.
+    pub per_source: RateLimit,
+    /// Peers whose `X-Forwarded-For` names the source (load balancers, reverse proxies); from anyone
+    /// else the header is ignored.
+    pub trusted_proxies: Vec<rotd_core::IpNet>,
     /// Connection limits: header and body timeouts, the most connections open at once.
     pub limits: Limits,
 }
@@ -75,6 +84,8 @@ impl Default for ApiConfig {
             host_id: "rotd".to_owned(),
             default_cmk: rotd_store::DEFAULT_CMK.to_owned(),
             rate_limit: RateLimit::default(),
+            per_source: RateLimit::PER_SOURCE,
+            trusted_proxies: Vec::new(),
             limits: Limits::default(),
         }
     }
@@ -108,6 +119,8 @@ struct Inner {
     /// Nonces seen within the replay window, per access key.
     nonces: NonceCache,
     limiter: RateLimiter,
+    /// Per-source-address budgets, checked before a request costs a key lookup.
+    sources: SourceLimiter,
     /// Whether the daemon has a rotation backend for a secret (RotateSecret is refused otherwise).
     rotatable: Rotatable,
 }
@@ -127,6 +140,7 @@ pub type Rotatable = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 impl ApiState {
     pub fn new(store: Store, audit: AuditLog, config: ApiConfig) -> Self {
         let limiter = RateLimiter::new(config.rate_limit);
+        let sources = SourceLimiter::new(config.per_source);
         Self {
             inner: Arc::new(Inner {
                 store,
@@ -134,6 +148,7 @@ impl ApiState {
                 config,
                 nonces: NonceCache::default(),
                 limiter,
+                sources,
                 rotatable: Arc::new(|_| true),
             }),
         }
@@ -209,12 +224,13 @@ struct Trace {
 }
 
 impl Trace {
-    fn record<'a>(&'a self, request_id: &'a str, peer: SocketAddr, result: &'a str) -> AuditRecord<'a> {
+    fn record<'a>(&'a self, request_id: &'a str, source: &Source, result: &'a str) -> AuditRecord<'a> {
         AuditRecord {
             time: rotd_aliyun::format_timestamp(rotd_core::Clock::system().now()),
             request_id,
             access_key_id: self.access_key_id.as_deref(),
-            source: peer.to_string(),
+            source: source.audit_source(),
+            via: source.audit_via(),
             action: self.action.as_deref(),
             secret_name: if self.batch {
                 None
@@ -322,12 +338,13 @@ async fn handle(
 ) -> Response {
     let request_id = request_id();
     let mut trace = Trace::default();
-    let result = process(&state, request, &mut trace, &request_id, peer).await;
+    let source = source::resolve(peer, request.headers(), &state.inner.config.trusted_proxies);
+    let result = process(&state, request, &mut trace, &request_id, &source).await;
     let code = match &result {
         Ok(_) => "Success",
         Err(e) => e.code(),
     };
-    let record = trace.record(&request_id, peer, code);
+    let record = trace.record(&request_id, &source, code);
     let result = match state.inner.audit.append(&record) {
         Ok(()) => result,
         Err(e) => {
@@ -371,8 +388,17 @@ async fn process(
     request: Request,
     trace: &mut Trace,
     request_id: &str,
-    peer: SocketAddr,
+    source: &Source,
 ) -> Result<Map<String, Value>, ApiError> {
+    // First, before the request costs anything (a body read, a key lookup, a signature check): the
+    // budget of the address it comes from.
+    if !state
+        .inner
+        .sources
+        .try_acquire(source.ip, rotd_core::Clock::system().instant())
+    {
+        return Err(ApiError::Throttled);
+    }
     let (parts, body) = request.into_parts();
     if parts.method != Method::POST {
         return Err(ApiError::UnsupportedMethod);
@@ -494,7 +520,7 @@ async fn process(
     // Fail closed: an action that changes something is recorded before it runs, so a change can never
     // happen without an audit record. Reads are recorded once, with their result, after they run.
     if !is_read_only(&action) {
-        let record = trace.record(request_id, peer, "Started");
+        let record = trace.record(request_id, source, "Started");
         if let Err(e) = state.inner.audit.append(&record) {
             tracing::error!(error = %e, path = %state.inner.audit.path().display(), request_id = %request_id,
                 "Audit log write failed; refusing the request.");

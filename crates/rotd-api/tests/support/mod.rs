@@ -49,6 +49,21 @@ pub fn req<'a>(action: &'a str, query: &[(&'a str, &'a str)]) -> Req<'a> {
     }
 }
 
+/// An unsigned request head, as junk from the network looks.
+pub fn junk() -> String {
+    "POST /?SecretName=s1 HTTP/1.1\r\nhost: localhost\r\nx-acs-action: GetSecretValue\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+        .to_owned()
+}
+
+/// The audit log's lines, parsed.
+pub fn audit_lines(api: &Api) -> Vec<Value> {
+    std::fs::read_to_string(&api.audit)
+        .expect("audit")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("an audit line is one JSON object"))
+        .collect()
+}
+
 pub fn code(v: &Value) -> &str {
     v["Code"].as_str().unwrap_or("")
 }
@@ -122,9 +137,29 @@ impl Api {
         self.connector.connect(name, tcp).await.expect("tls")
     }
 
+    /// A TLS connection from the local address `from` (any of 127.0.0.0/8 reaches the loopback
+    /// listener, so tests can be several clients).
+    pub async fn tls_from(&self, from: &str) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind(format!("{from}:0").parse().expect("local address"))
+            .expect("bind");
+        let tcp = socket
+            .connect(([127, 0, 0, 1], self.port).into())
+            .await
+            .expect("connect");
+        let name = rustls_pki_types::ServerName::try_from("localhost").expect("name");
+        self.connector.connect(name, tcp).await.expect("tls")
+    }
+
     /// Sends raw bytes on a new connection and returns (status, JSON body).
     pub async fn raw(&self, head: String, body: &[u8]) -> (u16, Value) {
-        let mut s = self.tls().await;
+        self.raw_from("127.0.0.1", head, body).await
+    }
+
+    /// Like [`Api::raw`], from the local address `from`.
+    pub async fn raw_from(&self, from: &str, head: String, body: &[u8]) -> (u16, Value) {
+        let mut s = self.tls_from(from).await;
         s.write_all(head.as_bytes()).await.expect("write");
         s.write_all(body).await.expect("write body");
         let mut out = Vec::new();

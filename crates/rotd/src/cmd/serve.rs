@@ -100,6 +100,11 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
                 body_timeout: cfg.daemon.api.body_timeout,
                 max_connections: cfg.daemon.api.max_connections,
             },
+            per_source: rotd_api::kms::RateLimit {
+                per_second: f64::from(cfg.daemon.api.per_source_rate),
+                burst: f64::from(cfg.daemon.api.per_source_burst),
+            },
+            trusted_proxies: cfg.daemon.api.trusted_proxies.clone(),
             ..Default::default()
         },
     )
