@@ -389,3 +389,82 @@ async fn a_forwarded_for_from_a_trusted_proxy_is_honoured() {
         "{sources:?}"
     );
 }
+
+/// Lifts the per-source budget: every test client comes from loopback.
+fn unthrottled() -> ApiConfig {
+    ApiConfig {
+        per_source: RateLimit {
+            per_second: 1e6,
+            burst: 1e6,
+        },
+        ..ApiConfig::default()
+    }
+}
+
+/// Sends `n` signed GetSecretValue requests at once, each on its own connection (all connected first,
+/// then all written together); returns each one's (status, request id).
+async fn concurrent_reads(api: &Arc<Api>, n: usize) -> Vec<(u16, String)> {
+    let barrier = Arc::new(tokio::sync::Barrier::new(n));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..n {
+        let api = api.clone();
+        let barrier = barrier.clone();
+        tasks.spawn(async move {
+            let (head, body) = api.signed_v3(&api.admin, &req("GetSecretValue", &[("SecretName", "s1")]));
+            let mut s = api.tls().await;
+            barrier.wait().await;
+            s.write_all(head.as_bytes()).await.expect("write");
+            s.write_all(&body).await.expect("write body");
+            let mut out = Vec::new();
+            let _ = s.read_to_end(&mut out).await;
+            let (status, b) = support::parse_response(&out);
+            (status, b["RequestId"].as_str().unwrap_or("").to_owned())
+        });
+    }
+    let mut out = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        out.push(r.expect("task"));
+    }
+    out
+}
+
+/// Group commit: 200 requests at once each get their own audit line, whole (every line parses), and
+/// before their response; the lines share syncs, so there are fewer syncs than lines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_share_audit_syncs_and_each_gets_its_line() {
+    const N: usize = 200;
+    let api = Arc::new(Api::start(unthrottled()).await);
+    api.create("s1", "v1", "x").await;
+    let before = api.state.audit_stats();
+    let answers = concurrent_reads(&api, N).await;
+    let after = api.state.audit_stats();
+    assert!(answers.iter().all(|(s, _)| *s == 200), "{answers:?}");
+    let lines = support::audit_lines(&api);
+    for (_, id) in &answers {
+        let mine: Vec<_> = lines.iter().filter(|l| l["request_id"] == id.as_str()).collect();
+        assert_eq!(mine.len(), 1, "request {id} has {} lines", mine.len());
+        assert_eq!(mine[0]["result"], "Success");
+    }
+    let (lines, syncs) = (after.lines - before.lines, after.syncs - before.syncs);
+    assert_eq!(lines, N as u64);
+    assert!(syncs < lines, "{syncs} syncs for {lines} lines");
+    eprintln!("{N} concurrent requests: {lines} audit lines, {syncs} syncs");
+}
+
+/// Fail-closed under concurrency: when the audit file cannot be written, every one of many concurrent
+/// requests is refused with InternalFailure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unwritable_audit_log_refuses_every_concurrent_request() {
+    let api = Arc::new(Api::start_with_audit(unthrottled(), "/dev/full".into()).await);
+    let answers = concurrent_reads(&api, 50).await;
+    assert!(
+        answers.iter().all(|(s, _)| *s == 500),
+        "a request was answered without its audit line: {answers:?}"
+    );
+    let stats = api.state.audit_stats();
+    assert_eq!(stats.lines, 0);
+    assert!(
+        stats.failed_batches > 0 && stats.failed_batches == stats.syncs,
+        "{stats:?}"
+    );
+}

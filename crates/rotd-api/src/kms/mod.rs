@@ -7,8 +7,9 @@
 //! parameter decoding with duplicates refused, signature verification by rotd-aliyun against the access
 //! key in the store (skew and replay included), the per-key rate limit, resolution of the secret name(s)
 //! the action operates on (`target`: the only names the action gets and the audit record shows),
-//! authorization by the key's policy and the secret's resource policy, the action itself, and an fsync'd
-//! audit record; if the record cannot be written the answer is `InternalFailure`. Errors leave through the
+//! authorization by the key's policy and the secret's resource policy, the action itself, and an audit
+//! record that is on disk before the answer leaves (`audit`: a writer thread that group-commits); if the
+//! record cannot be written the answer is `InternalFailure`. Errors leave through the
 //! one mapping in [`error`].
 
 mod actions;
@@ -36,7 +37,7 @@ use serde_json::{Map, Value};
 use source::Source;
 use tokio::sync::watch;
 
-pub use audit::{AuditLog, AuditRecord};
+pub use audit::{AuditLog, AuditRecord, AuditStats};
 pub use error::ApiError;
 pub use ratelimit::{RateLimit, RateLimiter, SourceLimiter};
 pub use server::Limits;
@@ -160,6 +161,11 @@ impl ApiState {
         Self {
             inner: Arc::new(Inner { rotatable, ..inner }),
         }
+    }
+
+    /// What the audit writer has done so far (lines, syncs, failed batches).
+    pub fn audit_stats(&self) -> audit::AuditStats {
+        self.inner.audit.stats()
     }
 
     pub(crate) fn can_rotate(&self, name: &str) -> bool {
@@ -345,7 +351,7 @@ async fn handle(
         Err(e) => e.code(),
     };
     let record = trace.record(&request_id, &source, code);
-    let result = match state.inner.audit.append(&record) {
+    let result = match state.inner.audit.append(&record).await {
         Ok(()) => result,
         Err(e) => {
             tracing::error!(error = %e, path = %state.inner.audit.path().display(), request_id = %request_id,
@@ -521,7 +527,7 @@ async fn process(
     // happen without an audit record. Reads are recorded once, with their result, after they run.
     if !is_read_only(&action) {
         let record = trace.record(request_id, source, "Started");
-        if let Err(e) = state.inner.audit.append(&record) {
+        if let Err(e) = state.inner.audit.append(&record).await {
             tracing::error!(error = %e, path = %state.inner.audit.path().display(), request_id = %request_id,
                 "Audit log write failed; refusing the request.");
             return Err(ApiError::Internal);

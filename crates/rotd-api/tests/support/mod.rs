@@ -74,6 +74,20 @@ impl Api {
     }
 
     pub async fn start_with_keyring(config: ApiConfig, keyring: Keyring) -> Self {
+        Self::start_full(config, keyring, None).await
+    }
+
+    /// Starts the API with its audit log at `audit` (`/dev/full` makes every write fail).
+    pub async fn start_with_audit(config: ApiConfig, audit: PathBuf) -> Self {
+        Self::start_full(
+            config,
+            Keyring::generate(rotd_core::Clock::system().now()),
+            Some(audit),
+        )
+        .await
+    }
+
+    async fn start_full(config: ApiConfig, keyring: Keyring, audit: Option<PathBuf>) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
         tls::ensure(&dir.path().join("tls"), &names, rotd_core::Clock::system().now()).expect("tls");
@@ -84,7 +98,7 @@ impl Api {
             .create_access_key("admin", ALL, rotd_store::DEFAULT_CMK)
             .await
             .expect("key");
-        let audit = dir.path().join("audit.log");
+        let audit = audit.unwrap_or_else(|| dir.path().join("audit.log"));
         let state = ApiState::new(store.clone(), AuditLog::open(&audit).expect("audit"), config);
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().expect("addr").port();
