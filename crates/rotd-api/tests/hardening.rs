@@ -297,22 +297,22 @@ async fn a_flood_from_one_address_is_throttled_while_another_is_served() {
         s, 200,
         "another address is served, and the throttled request took no nonce: {b}"
     );
-    let lines = support::audit_lines(&api);
-    let last_throttled = lines
-        .iter()
-        .rev()
-        .find(|l| l["result"] == "Rejected.Throttling")
-        .expect("a throttled line");
-    assert!(
-        last_throttled["access_key_id"].is_null(),
-        "the key was never looked at: {last_throttled}"
-    );
-    assert!(
-        last_throttled["source"]
-            .as_str()
-            .is_some_and(|s| s.starts_with("127.0.0.1:")),
-        "{last_throttled}"
-    );
+    // The throttled requests, the signed one included, failed before authentication: counted by
+    // reason, and none of them is a line naming a key.
+    let throttled = api
+        .state
+        .metrics()
+        .auth_failures(rotd_api::kms::AuthFailure::Throttled);
+    assert_eq!(throttled, 12);
+    for l in support::audit_lines(&api) {
+        if l["result"] == "Rejected.Throttling" {
+            assert!(l["access_key_id"].is_null(), "the key was looked at: {l}");
+            assert!(
+                l["source"].as_str().is_some_and(|s| s.starts_with("127.0.0.1:")),
+                "{l}"
+            );
+        }
+    }
 }
 
 /// `X-Forwarded-For` from a peer that is not a trusted proxy changes nothing: the peer is the source for
@@ -466,5 +466,86 @@ async fn an_unwritable_audit_log_refuses_every_concurrent_request() {
     assert!(
         stats.failed_batches > 0 && stats.failed_batches == stats.syncs,
         "{stats:?}"
+    );
+}
+
+/// Sends `heads` on one connection, pipelined (the last one closes it), and returns each answer's status.
+async fn pipelined(api: &Api, heads: Vec<String>) -> Vec<u16> {
+    let n = heads.len();
+    let (mut rd, mut wr) = tokio::io::split(api.tls().await);
+    let reader = tokio::spawn(async move {
+        let mut out = Vec::new();
+        let _ = rd.read_to_end(&mut out).await;
+        out
+    });
+    for (i, head) in heads.into_iter().enumerate() {
+        let head = if i + 1 == n {
+            head
+        } else {
+            head.replace("connection: close\r\n", "")
+        };
+        wr.write_all(head.as_bytes()).await.expect("write");
+    }
+    wr.flush().await.expect("flush");
+    let out = String::from_utf8_lossy(&reader.await.expect("reader")).into_owned();
+    out.match_indices("HTTP/1.1 ")
+        .map(|(i, _)| out[i + 9..i + 12].parse().expect("status"))
+        .collect()
+}
+
+/// 500 requests without a valid signature are all counted by reason but only sampled into the audit log
+/// (at most 10 a second), and the lines left out are accounted for by `suppressed` counts; a signed
+/// request among them is audited in full.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pre_authentication_failures_are_counted_and_sampled() {
+    use rotd_api::kms::AuthFailure;
+    let api = Api::start(unthrottled()).await;
+    api.create("s1", "v1", "x").await;
+    let started = rotd_core::Clock::system().instant();
+    let statuses = pipelined(&api, vec![support::junk(); 250]).await;
+    assert_eq!(statuses, vec![400; 250]);
+    let (s, b) = api
+        .v3(&api.admin, req("GetSecretValue", &[("SecretName", "s1")]))
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let signed_id = b["RequestId"].as_str().expect("id").to_owned();
+    let wrong = rotd_aliyun::AccessKey::new(api.admin.id(), rotd_core::Secret::from("nope"));
+    let unknown = rotd_aliyun::AccessKey::new("LTAIunknown", rotd_core::Secret::from("nope"));
+    let mut heads = Vec::new();
+    for i in 0..250 {
+        let key = if i < 150 { &wrong } else { &unknown };
+        heads.push(
+            api.signed_v3(key, &req("GetSecretValue", &[("SecretName", "s1")]))
+                .0,
+        );
+    }
+    let statuses = pipelined(&api, heads).await;
+    assert_eq!(statuses.len(), 250);
+    assert!(statuses[..150].iter().all(|s| *s == 400) && statuses[150..].iter().all(|s| *s == 404));
+    let took = rotd_core::Clock::system().elapsed(started);
+    // A last signed request carries the count of whatever was left out since the previous line.
+    let (s, _) = api.v3(&api.admin, req("ListSecrets", &[])).await;
+    assert_eq!(s, 200);
+
+    let m = api.state.metrics();
+    assert_eq!(m.auth_failures(AuthFailure::Unsigned), 250);
+    assert_eq!(m.auth_failures(AuthFailure::BadSignature), 150);
+    assert_eq!(m.auth_failures(AuthFailure::UnknownKey), 100);
+    let lines = support::audit_lines(&api);
+    let signed: Vec<_> = lines
+        .iter()
+        .filter(|l| l["request_id"] == signed_id.as_str())
+        .collect();
+    assert_eq!(signed.len(), 1);
+    assert_eq!(signed[0]["access_key_id"], api.admin.id());
+    assert_eq!(signed[0]["result"], "Success");
+    let sampled = lines.iter().filter(|l| l["access_key_id"].is_null()).count() as u64;
+    let suppressed: u64 = lines.iter().filter_map(|l| l["suppressed"].as_u64()).sum();
+    let bound = 10 * (took.as_secs() + 2);
+    assert!(sampled <= bound, "{sampled} pre-authentication lines in {took:?}");
+    assert_eq!(sampled + suppressed, 500, "every failure is a line or in a count");
+    eprintln!(
+        "500 junk requests in {took:?}: {sampled} audit lines, {suppressed} suppressed, {} lines in all",
+        lines.len()
     );
 }

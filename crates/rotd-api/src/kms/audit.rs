@@ -12,14 +12,20 @@
 //! commit), and a response still leaves only after its own line is on disk. A batch that fails (write or
 //! sync) fails every request in it, and the file is cut back to where the batch began, so no line of a
 //! refused request stays behind claiming it ran. Lines never interleave: one thread writes whole lines.
+//!
+//! Requests that fail before authentication (unsigned, a bad signature, an unknown key, malformed, over
+//! the source budget) cost nothing to send, so they are not each written: [`PreAuthSampler`] lets at most
+//! [`PRE_AUTH_LINES_PER_SECOND`] of them into the log per second, and the next line written (of any
+//! kind) carries `suppressed`, how many were left out since the previous line that carried a count.
+//! The metric `rotd_api_auth_failures_total` counts them all. Authenticated requests are always written.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tokio::sync::oneshot;
@@ -51,6 +57,76 @@ pub struct AuditRecord<'a> {
     pub version_id: Option<&'a str>,
     /// `Success` or the vendor error code.
     pub result: &'a str,
+    /// Pre-authentication failures left out of the log since the previous line that carried this
+    /// field; absent when none were.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub suppressed: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// The most pre-authentication failures written to the log per second.
+pub const PRE_AUTH_LINES_PER_SECOND: u32 = 10;
+
+/// Decides which pre-authentication failures are written, and counts the ones that are not.
+#[derive(Debug)]
+pub(crate) struct PreAuthSampler {
+    per_second: u32,
+    state: Mutex<SamplerState>,
+}
+
+#[derive(Debug, Default)]
+struct SamplerState {
+    /// The start of the current one-second window, and how many failures it let through.
+    window: Option<Instant>,
+    written: u32,
+    /// Failures left out and not yet reported on a line.
+    suppressed: u64,
+}
+
+impl PreAuthSampler {
+    pub fn new(per_second: u32) -> Self {
+        Self {
+            per_second,
+            state: Mutex::new(SamplerState::default()),
+        }
+    }
+
+    /// Whether a pre-authentication failure at `now` is written; if not, it is counted as suppressed.
+    pub fn admit(&self, now: Instant) -> bool {
+        let Ok(mut s) = self.state.lock() else {
+            return false;
+        };
+        if s.window
+            .is_none_or(|w| now.saturating_duration_since(w) >= Duration::from_secs(1))
+        {
+            s.window = Some(now);
+            s.written = 0;
+        }
+        if s.written < self.per_second {
+            s.written += 1;
+            true
+        } else {
+            s.suppressed += 1;
+            false
+        }
+    }
+
+    /// The suppressed count for the line about to be written; [`PreAuthSampler::restore`] gives it back
+    /// if that line fails.
+    pub fn take_suppressed(&self) -> u64 {
+        self.state
+            .lock()
+            .map_or(0, |mut s| std::mem::take(&mut s.suppressed))
+    }
+
+    pub fn restore(&self, n: u64) {
+        if let Ok(mut s) = self.state.lock() {
+            s.suppressed += n;
+        }
+    }
 }
 
 /// What the writer has done since the log was opened.
@@ -225,6 +301,7 @@ mod tests {
             secret_names: None,
             version_id: None,
             result: "Success",
+            suppressed: 0,
         }
     }
 
@@ -260,6 +337,19 @@ mod tests {
         assert_eq!(stats.lines, N as u64);
         assert!(stats.syncs < stats.lines, "no group commit: {stats:?}");
         eprintln!("{N} concurrent appends: {stats:?}");
+    }
+
+    #[test]
+    fn the_sampler_admits_n_per_second_and_counts_the_rest() {
+        let s = PreAuthSampler::new(3);
+        let t = rotd_core::Clock::system().instant();
+        let admitted = (0..10).filter(|_| s.admit(t)).count();
+        assert_eq!(admitted, 3);
+        assert_eq!(s.take_suppressed(), 7);
+        assert_eq!(s.take_suppressed(), 0);
+        s.restore(2);
+        assert!(s.admit(t + Duration::from_millis(1000)), "a new second");
+        assert_eq!(s.take_suppressed(), 2);
     }
 
     /// A failing file fails every appender, and the writer keeps serving later batches.

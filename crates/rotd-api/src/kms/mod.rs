@@ -15,6 +15,7 @@
 mod actions;
 pub mod audit;
 pub mod error;
+pub mod metrics;
 pub mod policy;
 pub mod ratelimit;
 pub mod server;
@@ -38,7 +39,8 @@ use source::Source;
 use tokio::sync::watch;
 
 pub use audit::{AuditLog, AuditRecord, AuditStats};
-pub use error::ApiError;
+pub use error::{ApiError, AuthFailure};
+pub use metrics::ApiMetrics;
 pub use ratelimit::{RateLimit, RateLimiter, SourceLimiter};
 pub use server::Limits;
 pub use target::MAX_SECRET_PARAM_CHARS;
@@ -122,6 +124,9 @@ struct Inner {
     limiter: RateLimiter,
     /// Per-source-address budgets, checked before a request costs a key lookup.
     sources: SourceLimiter,
+    /// Which pre-authentication failures reach the audit log.
+    pre_auth: audit::PreAuthSampler,
+    metrics: ApiMetrics,
     /// Whether the daemon has a rotation backend for a secret (RotateSecret is refused otherwise).
     rotatable: Rotatable,
 }
@@ -150,6 +155,8 @@ impl ApiState {
                 nonces: NonceCache::default(),
                 limiter,
                 sources,
+                pre_auth: audit::PreAuthSampler::new(audit::PRE_AUTH_LINES_PER_SECOND),
+                metrics: ApiMetrics::default(),
                 rotatable: Arc::new(|_| true),
             }),
         }
@@ -160,6 +167,27 @@ impl ApiState {
         let inner = Arc::try_unwrap(self.inner).expect("with_rotatable is called before the state is shared");
         Self {
             inner: Arc::new(Inner { rotatable, ..inner }),
+        }
+    }
+
+    /// The API's metrics, for the binary to register into its registry.
+    pub fn metrics(&self) -> &ApiMetrics {
+        &self.inner.metrics
+    }
+
+    /// Writes one audit record, carrying the count of pre-authentication failures left out since the
+    /// previous line (given back if this line fails).
+    async fn audit(&self, mut record: AuditRecord<'_>, request_id: &str) -> Result<(), ApiError> {
+        record.suppressed = self.inner.pre_auth.take_suppressed();
+        let suppressed = record.suppressed;
+        match self.inner.audit.append(&record).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.inner.pre_auth.restore(suppressed);
+                tracing::error!(error = %e, path = %self.inner.audit.path().display(), request_id = %request_id,
+                    "Audit log write failed; refusing the request.");
+                Err(ApiError::Internal)
+            }
         }
     }
 
@@ -246,6 +274,7 @@ impl Trace {
             secret_names: self.batch.then_some(self.secret_names.as_slice()),
             version_id: self.version_id.as_deref(),
             result,
+            suppressed: 0,
         }
     }
 }
@@ -350,14 +379,23 @@ async fn handle(
         Ok(_) => "Success",
         Err(e) => e.code(),
     };
-    let record = trace.record(&request_id, &source, code);
-    let result = match state.inner.audit.append(&record).await {
-        Ok(()) => result,
-        Err(e) => {
-            tracing::error!(error = %e, path = %state.inner.audit.path().display(), request_id = %request_id,
-                "Audit log write failed; refusing the request.");
-            Err(ApiError::Internal)
+    // A request that failed before it was authenticated is counted, and only sampled into the log:
+    // it cost its sender nothing, so it must not cost a sync each.
+    let written = match &result {
+        Err(e) if trace.access_key_id.is_none() => {
+            state.inner.metrics.auth_failure(e.auth_failure());
+            state.inner.pre_auth.admit(rotd_core::Clock::system().instant())
         }
+        _ => true,
+    };
+    let result = if written {
+        let record = trace.record(&request_id, &source, code);
+        match state.audit(record, &request_id).await {
+            Ok(()) => result,
+            Err(e) => Err(e),
+        }
+    } else {
+        result
     };
     match result {
         Ok(mut body) => {
@@ -527,11 +565,7 @@ async fn process(
     // happen without an audit record. Reads are recorded once, with their result, after they run.
     if !is_read_only(&action) {
         let record = trace.record(request_id, source, "Started");
-        if let Err(e) = state.inner.audit.append(&record).await {
-            tracing::error!(error = %e, path = %state.inner.audit.path().display(), request_id = %request_id,
-                "Audit log write failed; refusing the request.");
-            return Err(ApiError::Internal);
-        }
+        state.audit(record, request_id).await?;
     }
     let out = actions::dispatch(state, &action, call, target).await?;
     // A read records the version it returned (GetSecretValue without a VersionId reads a stage).
