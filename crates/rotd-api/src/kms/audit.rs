@@ -141,11 +141,13 @@ pub struct AuditStats {
 }
 
 /// Counters the writer thread updates and anyone may read.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Shared {
     lines: AtomicU64,
     syncs: AtomicU64,
     failed_batches: AtomicU64,
+    /// Seconds per batch (write and sync), exported as `rotd_api_audit_write_seconds`.
+    write_seconds: prometheus_client::metrics::histogram::Histogram,
 }
 
 /// A line waiting for its batch, and where its outcome goes.
@@ -182,7 +184,12 @@ impl AuditLog {
             .mode(0o600)
             .open(path)?;
         let (tx, rx) = mpsc::channel::<Pending>();
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared {
+            lines: AtomicU64::new(0),
+            syncs: AtomicU64::new(0),
+            failed_batches: AtomicU64::new(0),
+            write_seconds: super::metrics::audit_histogram(),
+        });
         let writer = Writer {
             file,
             rx,
@@ -200,6 +207,11 @@ impl AuditLog {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The batch latency histogram the writer observes.
+    pub(crate) fn write_histogram(&self) -> prometheus_client::metrics::histogram::Histogram {
+        self.shared.write_seconds.clone()
     }
 
     /// What the writer has done so far.
@@ -243,7 +255,12 @@ impl Writer {
                 buf.extend_from_slice(&next.line);
                 batch.push(next);
             }
+            let clock = rotd_core::Clock::system();
+            let started = clock.instant();
             let result = self.write_batch(&buf);
+            self.shared
+                .write_seconds
+                .observe(clock.elapsed(started).as_secs_f64());
             self.shared.syncs.fetch_add(1, Ordering::Relaxed);
             match &result {
                 Ok(()) => {

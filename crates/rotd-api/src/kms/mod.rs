@@ -147,6 +147,7 @@ impl ApiState {
     pub fn new(store: Store, audit: AuditLog, config: ApiConfig) -> Self {
         let limiter = RateLimiter::new(config.rate_limit);
         let sources = SourceLimiter::new(config.per_source);
+        let metrics = ApiMetrics::new(audit.write_histogram());
         Self {
             inner: Arc::new(Inner {
                 store,
@@ -156,7 +157,7 @@ impl ApiState {
                 limiter,
                 sources,
                 pre_auth: audit::PreAuthSampler::new(audit::PRE_AUTH_LINES_PER_SECOND),
-                metrics: ApiMetrics::default(),
+                metrics,
                 rotatable: Arc::new(|_| true),
             }),
         }
@@ -217,7 +218,9 @@ pub async fn serve(
     shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let limits = state.inner.config.limits;
-    server::run(listener, tls, router(state), limits, shutdown, Arc::new(|_| {})).await
+    let metrics = state.inner.metrics.clone();
+    let on_open = Arc::new(move |delta| metrics.connection(delta));
+    server::run(listener, tls, router(state), limits, shutdown, on_open).await
 }
 
 /// A request id shaped like the vendor's (a lowercase UUID).
@@ -371,6 +374,8 @@ async fn handle(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
 ) -> Response {
+    let clock = rotd_core::Clock::system();
+    let started = clock.instant();
     let request_id = request_id();
     let mut trace = Trace::default();
     let source = source::resolve(peer, request.headers(), &state.inner.config.trusted_proxies);
@@ -397,6 +402,15 @@ async fn handle(
     } else {
         result
     };
+    let code = match &result {
+        Ok(_) => "Success",
+        Err(e) => e.code(),
+    };
+    state.inner.metrics.request(
+        trace.action.as_deref(),
+        code,
+        clock.elapsed(started).as_secs_f64(),
+    );
     match result {
         Ok(mut body) => {
             body.insert("RequestId".to_owned(), Value::String(request_id));
