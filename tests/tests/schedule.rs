@@ -91,6 +91,17 @@ fn a_generic_secret_rotates_on_schedule_and_metrics_show_it() {
     );
     assert!(body.contains("rotd_build_info{version="), "{body}");
     assert!(body.contains("rotd_rotations_in_progress 0"), "{body}");
+    // The API registered its own series into the daemon's one registry.
+    assert!(body.contains("rotd_api_connections_open 0"), "{body}");
+    // (Label families with no series yet, like rotd_api_requests_total, are not rendered.)
+    assert!(
+        body.contains("# TYPE rotd_api_request_duration_seconds histogram"),
+        "{body}"
+    );
+    assert!(
+        body.contains("# TYPE rotd_api_audit_write_seconds histogram"),
+        "{body}"
+    );
     assert!(!body.contains(&first), "no secret in metrics");
     let log = d.stop();
     assert!(log.contains("Rotation promoted"), "{log}");

@@ -63,12 +63,27 @@ pub struct ApiConfig {
     pub body_timeout: Duration,
     /// The most API connections open at once.
     pub max_connections: usize,
+    /// Requests per second one source address (an IPv6 /64) may send on average, checked before any key
+    /// lookup.
+    pub per_source_rate: u32,
+    /// Requests one source address may send at once.
+    pub per_source_burst: u32,
+    /// Peers (load balancers, reverse proxies) whose `X-Forwarded-For` names the source; from any other
+    /// peer the header is ignored.
+    pub trusted_proxies: Vec<rotd_core::IpNet>,
 }
 
 /// Defaults of the API's connection limits.
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// Defaults of the per-source-address budget.
+pub const DEFAULT_PER_SOURCE_RATE: u32 = 100;
+pub const DEFAULT_PER_SOURCE_BURST: u32 = 200;
+/// The largest per-source rate and burst accepted.
+const MAX_PER_SOURCE: i64 = 1_000_000;
+/// The most `trusted_proxies` entries (each request is matched against all of them).
+const MAX_TRUSTED_PROXIES: usize = 256;
 
 /// The plain-HTTP admin listener with `/metrics`, `/healthz` and `/readyz`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -259,6 +274,9 @@ struct RawApi {
     header_timeout: Option<Spanned<String>>,
     body_timeout: Option<Spanned<String>>,
     max_connections: Option<Spanned<i64>>,
+    per_source_rate: Option<Spanned<i64>>,
+    per_source_burst: Option<Spanned<i64>>,
+    trusted_proxies: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 #[derive(Deserialize)]
@@ -483,12 +501,48 @@ fn validate_api(d: &mut Diag<'_>, raw: Option<&Spanned<RawApi>>) -> Option<ApiCo
         Some(n) if (1..=1_000_000).contains(n.get_ref()) => usize::try_from(*n.get_ref()).ok(),
         Some(n) => d.at(n, "api.max_connections", "must be between 1 and 1000000"),
     };
+    let mut budget = |v: Option<&Spanned<i64>>, key: &str, default: u32| match v {
+        None => Some(default),
+        Some(n) if (1..=MAX_PER_SOURCE).contains(n.get_ref()) => u32::try_from(*n.get_ref()).ok(),
+        Some(n) => d.at(n, key, format!("must be between 1 and {MAX_PER_SOURCE}")),
+    };
+    let per_source_rate = budget(
+        raw.and_then(|r| r.per_source_rate.as_ref()),
+        "api.per_source_rate",
+        DEFAULT_PER_SOURCE_RATE,
+    );
+    let per_source_burst = budget(
+        raw.and_then(|r| r.per_source_burst.as_ref()),
+        "api.per_source_burst",
+        DEFAULT_PER_SOURCE_BURST,
+    );
+    let trusted_proxies = match raw.and_then(|r| r.trusted_proxies.as_ref()) {
+        None => Some(Vec::new()),
+        Some(list) if list.get_ref().len() > MAX_TRUSTED_PROXIES => d.at(
+            list,
+            "api.trusted_proxies",
+            format!("must have at most {MAX_TRUSTED_PROXIES} entries"),
+        ),
+        Some(list) => {
+            let mut nets = Vec::new();
+            for n in list.get_ref() {
+                match n.get_ref().parse::<rotd_core::IpNet>() {
+                    Ok(net) => nets.push(net),
+                    Err(e) => d.error(n.span(), "api.trusted_proxies", e.to_string()),
+                }
+            }
+            (nets.len() == list.get_ref().len()).then_some(nets)
+        }
+    };
     Some(ApiConfig {
         listen: listen?,
         tls_names: tls_names?,
         header_timeout: header_timeout?,
         body_timeout: body_timeout?,
         max_connections: max_connections?,
+        per_source_rate: per_source_rate?,
+        per_source_burst: per_source_burst?,
+        trusted_proxies: trusted_proxies?,
     })
 }
 

@@ -356,7 +356,7 @@ fn an_unknown_daemon_key_is_a_toml_error_with_its_key_path() {
     assert_eq!((e.line, e.col, e.key.as_str()), (3, 1, "api.prot"));
     assert_eq!(
         e.message,
-        "unknown field `prot`, expected one of `listen`, `tls_names`, `header_timeout`, `body_timeout`, `max_connections`"
+        "unknown field `prot`, expected one of `listen`, `tls_names`, `header_timeout`, `body_timeout`, `max_connections`, `per_source_rate`, `per_source_burst`, `trusted_proxies`"
     );
 }
 
@@ -531,4 +531,42 @@ fn api_connection_limits_are_checked_at_their_lines() {
     assert_eq!(d.api.header_timeout, std::time::Duration::from_secs(5));
     assert_eq!(d.api.body_timeout, std::time::Duration::from_secs(60));
     assert_eq!(d.api.max_connections, 64);
+}
+
+#[test]
+fn api_source_budget_and_trusted_proxies_are_checked_at_their_lines() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "rotd.toml",
+        "[api]\nper_source_rate = 0\nper_source_burst = 2000000\ntrusted_proxies = [\n  \"10.0.0.0/8\",\n  \"10.0.0.0/33\",\n  \"lb.example\",\n]\n",
+    );
+    let errors = load_daemon(&dir.path().join("rotd.toml")).expect_err("invalid budget");
+    let keys: Vec<(usize, &str)> = errors.0.iter().map(|e| (e.line, e.key.as_str())).collect();
+    assert_eq!(
+        keys,
+        [
+            (2, "api.per_source_rate"),
+            (3, "api.per_source_burst"),
+            (6, "api.trusted_proxies"),
+            (7, "api.trusted_proxies")
+        ],
+        "{errors}"
+    );
+    let d = load_daemon_text(dir.path(), "[api]\n").expect("defaults");
+    assert_eq!((d.api.per_source_rate, d.api.per_source_burst), (100, 200));
+    assert!(d.api.trusted_proxies.is_empty());
+    let d = load_daemon_text(
+        dir.path(),
+        "[api]\nper_source_rate = 5\nper_source_burst = 10\ntrusted_proxies = [\"10.0.0.1\", \"fd00::/8\"]\n",
+    )
+    .expect("valid budget");
+    assert_eq!((d.api.per_source_rate, d.api.per_source_burst), (5, 10));
+    let shown: Vec<String> = d.api.trusted_proxies.iter().map(ToString::to_string).collect();
+    assert_eq!(shown, ["10.0.0.1/32", "fd00::/8"]);
+}
+
+fn load_daemon_text(dir: &Path, text: &str) -> Result<rotd_config::DaemonConfig, ConfigErrors> {
+    write(dir, "rotd.toml", text);
+    load_daemon(&dir.join("rotd.toml"))
 }

@@ -6,6 +6,7 @@
 mod backend;
 mod clock;
 mod error;
+mod net;
 mod password;
 mod rotation;
 mod schedule;
@@ -18,6 +19,7 @@ pub use backend::{
 };
 pub use clock::Clock;
 pub use error::ValidationError;
+pub use net::{IpNet, IpNetError, canonical_ip};
 pub use password::{PasswordPolicy, generate_password};
 pub use rotation::{RotationInterval, RotationPolicy, RotationSchedule};
 pub use schedule::{

@@ -175,7 +175,7 @@ async fn scenario(secrets: usize) {
         per_target: 16,
         ..Default::default()
     };
-    let engine = Engine::new(store.clone(), cfg, Metrics::new("bench"));
+    let engine = Engine::new(store.clone(), cfg, Metrics::default());
     engine.set_secrets(specs).await;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(engine.clone().run(stop_rx));

@@ -1,11 +1,10 @@
-//! The engine's Prometheus metrics. Label sets are bounded: `secret` comes from configuration, `kind`
+//! The engine's Prometheus metrics, registered into the registry the binary owns
+//! ([`Metrics::register`]). Label sets are bounded: `secret` comes from configuration, `kind`
 //! from the backend list, `result` and `op` from fixed sets here. No error text or account name is ever
 //! a label.
 
-use std::sync::Arc;
 use std::sync::atomic::AtomicI64;
 
-use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -26,10 +25,9 @@ fn duration_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.05, 2.0, 16))
 }
 
-/// Every metric rotd exports, registered once. Cheap to clone.
+/// Every metric the engine exports. Cheap to clone (the series are shared).
 #[derive(Clone, Debug)]
 pub struct Metrics {
-    registry: Arc<Registry>,
     rotations: Family<Labels, Counter>,
     duration: Family<Labels, Histogram, fn() -> Histogram>,
     last_success: Family<Labels, Gauge<i64, AtomicI64>>,
@@ -43,9 +41,16 @@ pub struct Metrics {
     backend_calls: Family<Labels, Counter>,
 }
 
+impl Default for Metrics {
+    /// Metrics registered nowhere (tests, benches).
+    fn default() -> Self {
+        Self::register(&mut Registry::default())
+    }
+}
+
 impl Metrics {
-    pub fn new(version: &str) -> Self {
-        let mut r = Registry::default();
+    /// Creates the engine's series and registers them into `r`.
+    pub fn register(r: &mut Registry) -> Self {
         let rotations = Family::<Labels, Counter>::default();
         r.register(
             "rotd_rotations",
@@ -114,11 +119,7 @@ impl Metrics {
             "Backend calls by backend and operation",
             backend_calls.clone(),
         );
-        let build = Family::<Labels, Gauge<i64, AtomicI64>>::default();
-        r.register("rotd_build_info", "rotd's version", build.clone());
-        build.get_or_create(&labels(&[("version", version)])).set(1);
         Self {
-            registry: Arc::new(r),
             rotations,
             duration,
             last_success,
@@ -131,13 +132,6 @@ impl Metrics {
             backend_errors,
             backend_calls,
         }
-    }
-
-    /// The OpenMetrics text exposition.
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
-        out
     }
 
     pub fn attempt_finished(&self, kind: &str, result: &str, seconds: f64) {

@@ -105,7 +105,7 @@ async fn a_declared_dual_secret_without_a_value_gets_both_accounts_at_once() {
     let store = store(&dir).await;
     declare(&store, None).await;
     let fake = FakeBackend::dual();
-    let engine = Engine::new(store.clone(), config(), Metrics::new("test"));
+    let engine = Engine::new(store.clone(), config(), Metrics::default());
     engine.set_secrets(vec![entry(&fake)]).await;
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(engine.clone().run(stop_rx));
@@ -149,7 +149,7 @@ async fn a_reload_storm_never_starts_two_rotations_of_one_secret() {
     let fake = FakeBackend::single();
     fake.set_password(Slot::Single, "imported-pw");
     declare(&store, Some(version("v0", "app", "imported-pw"))).await;
-    let engine = Engine::new(store.clone(), config(), Metrics::new("test"));
+    let engine = Engine::new(store.clone(), config(), Metrics::default());
     engine.set_secrets(vec![entry(&fake)]).await;
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(engine.clone().run(stop_rx));
@@ -265,7 +265,7 @@ async fn an_operator_abandons_a_rotation_that_cannot_finish_unless_it_would_kill
         .expect("clone value");
     // The clone's apply fails permanently: quarantined, with the rotation open at `pending`.
     fake.fail_next(rotd_testkit::fake_backend::Op::Apply, 100, true);
-    let engine = Engine::new(store.clone(), config(), Metrics::new("test"));
+    let engine = Engine::new(store.clone(), config(), Metrics::default());
     engine.set_secrets(vec![entry(&fake)]).await;
     let id = store
         .add_request(NAME, rotd_store::RequestKind::Rotate, None)
@@ -317,7 +317,7 @@ async fn abandoning_a_single_account_rotation_past_applied_is_refused() {
             },
             ..config()
         },
-        Metrics::new("test"),
+        Metrics::default(),
     );
     engine.set_secrets(vec![entry(&fake)]).await;
     let id = store
@@ -366,7 +366,7 @@ async fn a_hung_host_does_not_hold_every_slot_of_its_backend_kind() {
             max_concurrent: 4,
             ..config()
         },
-        Metrics::new("test"),
+        Metrics::default(),
     );
     engine.set_secrets(entries).await;
     store
@@ -428,7 +428,7 @@ async fn a_reload_keeps_the_catch_up_spread() {
             catch_up_spread: Duration::from_secs(3600),
             ..config()
         },
-        Metrics::new("test"),
+        Metrics::default(),
     );
     engine.set_secrets(entries.clone()).await;
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
@@ -504,7 +504,7 @@ async fn the_loop_rotates_each_secret_on_its_nominal_due_time_through_a_year_of_
     let fake = FakeBackend::dual();
     let mut e = entry(&fake);
     e.policy = Some(windowed);
-    let engine = Engine::new(store.clone(), config(), Metrics::new("test"));
+    let engine = Engine::new(store.clone(), config(), Metrics::default());
     engine.set_secrets(vec![e]).await;
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(engine.clone().run(stop_rx));
@@ -574,7 +574,7 @@ async fn the_loop_retires_a_minted_credential_after_each_grace() {
         first: Duration::from_secs(3600),
         between_steps: Duration::from_secs(86_400),
     };
-    let engine = Engine::new(store.clone(), config(), Metrics::new("test"));
+    let engine = Engine::new(store.clone(), config(), Metrics::default());
     engine.set_secrets(vec![e]).await;
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(engine.clone().run(stop_rx));

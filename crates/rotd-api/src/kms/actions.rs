@@ -28,6 +28,29 @@ const ROTATIONS_PER_HOUR: u64 = 50;
 /// The document `GetSecretPolicy` returns for a secret without one: nothing granted beyond key policies.
 const DEFAULT_POLICY: &str = r#"{"Version":"1","Statement":[]}"#;
 
+/// Every action [`dispatch`] serves, in its order; the `action` label of the API's metrics takes its
+/// values from this list only.
+pub(crate) const ACTIONS: [&str; 18] = [
+    "GetSecretValue",
+    "BatchGetSecretValue",
+    "DescribeSecret",
+    "ListSecrets",
+    "ListSecretVersionIds",
+    "CreateSecret",
+    "PutSecretValue",
+    "UpdateSecret",
+    "UpdateSecretVersionStage",
+    "UpdateSecretRotationPolicy",
+    "RotateSecret",
+    "DeleteSecret",
+    "RestoreSecret",
+    "GetRandomPassword",
+    "TagResource",
+    "UntagResource",
+    "SetSecretPolicy",
+    "GetSecretPolicy",
+];
+
 pub(super) async fn dispatch(state: &ApiState, action: &str, call: Call, target: Target) -> Out {
     let (name, entries) = match target {
         Target::Nothing => (None, Vec::new()),

@@ -117,6 +117,89 @@ impl ApiError {
     }
 }
 
+/// Why a request failed before it was authenticated: the `reason` label of
+/// `rotd_api_auth_failures_total`, a fixed set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AuthFailure {
+    /// The source address's budget was spent (nothing else was looked at).
+    Throttled,
+    /// No signature at all.
+    Unsigned,
+    /// A signature that does not match (wrong secret, altered request, body hash).
+    BadSignature,
+    /// A claimed access key id the store does not have.
+    UnknownKey,
+    /// A timestamp outside the allowed skew, or unreadable.
+    Timestamp,
+    /// Anything else: method, size, encoding, duplicates, a malformed signature, a body too slow.
+    Malformed,
+}
+
+impl AuthFailure {
+    pub const ALL: [Self; 6] = [
+        Self::Throttled,
+        Self::Unsigned,
+        Self::BadSignature,
+        Self::UnknownKey,
+        Self::Timestamp,
+        Self::Malformed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Throttled => "throttled",
+            Self::Unsigned => "unsigned",
+            Self::BadSignature => "bad_signature",
+            Self::UnknownKey => "unknown_key",
+            Self::Timestamp => "timestamp",
+            Self::Malformed => "malformed",
+        }
+    }
+}
+
+impl ApiError {
+    /// The reason label of an error that ended a request before authentication.
+    pub fn auth_failure(&self) -> AuthFailure {
+        match self {
+            Self::Throttled => AuthFailure::Throttled,
+            Self::Signature(e) => match e {
+                SignatureError::MissingSignature => AuthFailure::Unsigned,
+                SignatureError::SignatureMismatch | SignatureError::BodyHashMismatch => {
+                    AuthFailure::BadSignature
+                }
+                SignatureError::UnknownAccessKey => AuthFailure::UnknownKey,
+                SignatureError::TimestampUnparseable | SignatureError::TimestampSkew => {
+                    AuthFailure::Timestamp
+                }
+                SignatureError::Malformed(_)
+                | SignatureError::MissingField(_)
+                | SignatureError::UnsupportedAlgorithm
+                | SignatureError::MissingSignedHeader(_)
+                | SignatureError::UnsignedHeader(_)
+                | SignatureError::NonceReused
+                | SignatureError::NonceQuotaExceeded
+                | SignatureError::NonceCacheFull
+                | SignatureError::UnsupportedParameterName
+                | SignatureError::DuplicateParameter(_)
+                | SignatureError::MalformedEncoding(_) => AuthFailure::Malformed,
+            },
+            Self::MissingParameter(_)
+            | Self::InvalidParameter(_)
+            | Self::BodyTooLarge(_)
+            | Self::BodyTimeout
+            | Self::UnsupportedMethod
+            | Self::AccessKeyDisabled
+            | Self::NoPermission
+            | Self::NotFound
+            | Self::AlreadyExists
+            | Self::InDeleteWindow
+            | Self::LimitExceeded(_)
+            | Self::Unavailable
+            | Self::Internal => AuthFailure::Malformed,
+        }
+    }
+}
+
 impl From<SignatureError> for ApiError {
     fn from(e: SignatureError) -> Self {
         Self::Signature(e)

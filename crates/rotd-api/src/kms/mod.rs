@@ -2,20 +2,24 @@
 //! official SDKs call it: `POST /` with the parameters in the query string and `SecretData` in a form
 //! body, the action in `x-acs-action` (V3) or `Action` (V1), JSON answers with a `RequestId`.
 //!
-//! Every request goes through one pipeline ([`handle`]): size limit (before the body is read), strict
+//! Every request goes through one pipeline ([`handle`]): the budget of its source address (`source`,
+//! `ratelimit`: before any key lookup), size limit (before the body is read), strict
 //! parameter decoding with duplicates refused, signature verification by rotd-aliyun against the access
 //! key in the store (skew and replay included), the per-key rate limit, resolution of the secret name(s)
 //! the action operates on (`target`: the only names the action gets and the audit record shows),
-//! authorization by the key's policy and the secret's resource policy, the action itself, and an fsync'd
-//! audit record; if the record cannot be written the answer is `InternalFailure`. Errors leave through the
+//! authorization by the key's policy and the secret's resource policy, the action itself, and an audit
+//! record that is on disk before the answer leaves (`audit`: a writer thread that group-commits); if the
+//! record cannot be written the answer is `InternalFailure`. Errors leave through the
 //! one mapping in [`error`].
 
 mod actions;
 pub mod audit;
 pub mod error;
+pub mod metrics;
 pub mod policy;
 pub mod ratelimit;
 pub mod server;
+mod source;
 mod target;
 
 use std::collections::BTreeMap;
@@ -31,11 +35,13 @@ use chrono::{DateTime, Utc};
 use rotd_aliyun::{NonceCache, RequestParts, percent};
 use rotd_store::Store;
 use serde_json::{Map, Value};
+use source::Source;
 use tokio::sync::watch;
 
-pub use audit::{AuditLog, AuditRecord};
-pub use error::ApiError;
-pub use ratelimit::{RateLimit, RateLimiter};
+pub use audit::{AuditLog, AuditRecord, AuditStats};
+pub use error::{ApiError, AuthFailure};
+pub use metrics::ApiMetrics;
+pub use ratelimit::{RateLimit, RateLimiter, SourceLimiter};
 pub use server::Limits;
 pub use target::MAX_SECRET_PARAM_CHARS;
 
@@ -62,7 +68,13 @@ pub struct ApiConfig {
     pub host_id: String,
     /// CMK that wraps new secrets unless `EncryptionKeyId` names another.
     pub default_cmk: String,
+    /// Budget of one access key, taken once its signature is checked.
     pub rate_limit: RateLimit,
+    /// Budget of one source address (an IPv6 address counts by its /64), taken before anything else.
+    pub per_source: RateLimit,
+    /// Peers whose `X-Forwarded-For` names the source (load balancers, reverse proxies); from anyone
+    /// else the header is ignored.
+    pub trusted_proxies: Vec<rotd_core::IpNet>,
     /// Connection limits: header and body timeouts, the most connections open at once.
     pub limits: Limits,
 }
@@ -75,6 +87,8 @@ impl Default for ApiConfig {
             host_id: "rotd".to_owned(),
             default_cmk: rotd_store::DEFAULT_CMK.to_owned(),
             rate_limit: RateLimit::default(),
+            per_source: RateLimit::PER_SOURCE,
+            trusted_proxies: Vec::new(),
             limits: Limits::default(),
         }
     }
@@ -108,6 +122,11 @@ struct Inner {
     /// Nonces seen within the replay window, per access key.
     nonces: NonceCache,
     limiter: RateLimiter,
+    /// Per-source-address budgets, checked before a request costs a key lookup.
+    sources: SourceLimiter,
+    /// Which pre-authentication failures reach the audit log.
+    pre_auth: audit::PreAuthSampler,
+    metrics: ApiMetrics,
     /// Whether the daemon has a rotation backend for a secret (RotateSecret is refused otherwise).
     rotatable: Rotatable,
 }
@@ -127,6 +146,8 @@ pub type Rotatable = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 impl ApiState {
     pub fn new(store: Store, audit: AuditLog, config: ApiConfig) -> Self {
         let limiter = RateLimiter::new(config.rate_limit);
+        let sources = SourceLimiter::new(config.per_source);
+        let metrics = ApiMetrics::new(audit.write_histogram());
         Self {
             inner: Arc::new(Inner {
                 store,
@@ -134,6 +155,9 @@ impl ApiState {
                 config,
                 nonces: NonceCache::default(),
                 limiter,
+                sources,
+                pre_auth: audit::PreAuthSampler::new(audit::PRE_AUTH_LINES_PER_SECOND),
+                metrics,
                 rotatable: Arc::new(|_| true),
             }),
         }
@@ -145,6 +169,32 @@ impl ApiState {
         Self {
             inner: Arc::new(Inner { rotatable, ..inner }),
         }
+    }
+
+    /// The API's metrics, for the binary to register into its registry.
+    pub fn metrics(&self) -> &ApiMetrics {
+        &self.inner.metrics
+    }
+
+    /// Writes one audit record, carrying the count of pre-authentication failures left out since the
+    /// previous line (given back if this line fails).
+    async fn audit(&self, mut record: AuditRecord<'_>, request_id: &str) -> Result<(), ApiError> {
+        record.suppressed = self.inner.pre_auth.take_suppressed();
+        let suppressed = record.suppressed;
+        match self.inner.audit.append(&record).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.inner.pre_auth.restore(suppressed);
+                tracing::error!(error = %e, path = %self.inner.audit.path().display(), request_id = %request_id,
+                    "Audit log write failed; refusing the request.");
+                Err(ApiError::Internal)
+            }
+        }
+    }
+
+    /// What the audit writer has done so far (lines, syncs, failed batches).
+    pub fn audit_stats(&self) -> audit::AuditStats {
+        self.inner.audit.stats()
     }
 
     pub(crate) fn can_rotate(&self, name: &str) -> bool {
@@ -168,7 +218,9 @@ pub async fn serve(
     shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let limits = state.inner.config.limits;
-    server::run(listener, tls, router(state), limits, shutdown, Arc::new(|_| {})).await
+    let metrics = state.inner.metrics.clone();
+    let on_open = Arc::new(move |delta| metrics.connection(delta));
+    server::run(listener, tls, router(state), limits, shutdown, on_open).await
 }
 
 /// A request id shaped like the vendor's (a lowercase UUID).
@@ -209,12 +261,13 @@ struct Trace {
 }
 
 impl Trace {
-    fn record<'a>(&'a self, request_id: &'a str, peer: SocketAddr, result: &'a str) -> AuditRecord<'a> {
+    fn record<'a>(&'a self, request_id: &'a str, source: &Source, result: &'a str) -> AuditRecord<'a> {
         AuditRecord {
             time: rotd_aliyun::format_timestamp(rotd_core::Clock::system().now()),
             request_id,
             access_key_id: self.access_key_id.as_deref(),
-            source: peer.to_string(),
+            source: source.audit_source(),
+            via: source.audit_via(),
             action: self.action.as_deref(),
             secret_name: if self.batch {
                 None
@@ -224,6 +277,7 @@ impl Trace {
             secret_names: self.batch.then_some(self.secret_names.as_slice()),
             version_id: self.version_id.as_deref(),
             result,
+            suppressed: 0,
         }
     }
 }
@@ -320,22 +374,43 @@ async fn handle(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
 ) -> Response {
+    let clock = rotd_core::Clock::system();
+    let started = clock.instant();
     let request_id = request_id();
     let mut trace = Trace::default();
-    let result = process(&state, request, &mut trace, &request_id, peer).await;
+    let source = source::resolve(peer, request.headers(), &state.inner.config.trusted_proxies);
+    let result = process(&state, request, &mut trace, &request_id, &source).await;
     let code = match &result {
         Ok(_) => "Success",
         Err(e) => e.code(),
     };
-    let record = trace.record(&request_id, peer, code);
-    let result = match state.inner.audit.append(&record) {
-        Ok(()) => result,
-        Err(e) => {
-            tracing::error!(error = %e, path = %state.inner.audit.path().display(), request_id = %request_id,
-                "Audit log write failed; refusing the request.");
-            Err(ApiError::Internal)
+    // A request that failed before it was authenticated is counted, and only sampled into the log:
+    // it cost its sender nothing, so it must not cost a sync each.
+    let written = match &result {
+        Err(e) if trace.access_key_id.is_none() => {
+            state.inner.metrics.auth_failure(e.auth_failure());
+            state.inner.pre_auth.admit(rotd_core::Clock::system().instant())
         }
+        _ => true,
     };
+    let result = if written {
+        let record = trace.record(&request_id, &source, code);
+        match state.audit(record, &request_id).await {
+            Ok(()) => result,
+            Err(e) => Err(e),
+        }
+    } else {
+        result
+    };
+    let code = match &result {
+        Ok(_) => "Success",
+        Err(e) => e.code(),
+    };
+    state.inner.metrics.request(
+        trace.action.as_deref(),
+        code,
+        clock.elapsed(started).as_secs_f64(),
+    );
     match result {
         Ok(mut body) => {
             body.insert("RequestId".to_owned(), Value::String(request_id));
@@ -371,8 +446,17 @@ async fn process(
     request: Request,
     trace: &mut Trace,
     request_id: &str,
-    peer: SocketAddr,
+    source: &Source,
 ) -> Result<Map<String, Value>, ApiError> {
+    // First, before the request costs anything (a body read, a key lookup, a signature check): the
+    // budget of the address it comes from.
+    if !state
+        .inner
+        .sources
+        .try_acquire(source.ip, rotd_core::Clock::system().instant())
+    {
+        return Err(ApiError::Throttled);
+    }
     let (parts, body) = request.into_parts();
     if parts.method != Method::POST {
         return Err(ApiError::UnsupportedMethod);
@@ -494,12 +578,8 @@ async fn process(
     // Fail closed: an action that changes something is recorded before it runs, so a change can never
     // happen without an audit record. Reads are recorded once, with their result, after they run.
     if !is_read_only(&action) {
-        let record = trace.record(request_id, peer, "Started");
-        if let Err(e) = state.inner.audit.append(&record) {
-            tracing::error!(error = %e, path = %state.inner.audit.path().display(), request_id = %request_id,
-                "Audit log write failed; refusing the request.");
-            return Err(ApiError::Internal);
-        }
+        let record = trace.record(request_id, source, "Started");
+        state.audit(record, request_id).await?;
     }
     let out = actions::dispatch(state, &action, call, target).await?;
     // A read records the version it returned (GetSecretValue without a VersionId reads a stage).

@@ -49,6 +49,21 @@ pub fn req<'a>(action: &'a str, query: &[(&'a str, &'a str)]) -> Req<'a> {
     }
 }
 
+/// An unsigned request head, as junk from the network looks.
+pub fn junk() -> String {
+    "POST /?SecretName=s1 HTTP/1.1\r\nhost: localhost\r\nx-acs-action: GetSecretValue\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+        .to_owned()
+}
+
+/// The audit log's lines, parsed.
+pub fn audit_lines(api: &Api) -> Vec<Value> {
+    std::fs::read_to_string(&api.audit)
+        .expect("audit")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("an audit line is one JSON object"))
+        .collect()
+}
+
 pub fn code(v: &Value) -> &str {
     v["Code"].as_str().unwrap_or("")
 }
@@ -59,6 +74,20 @@ impl Api {
     }
 
     pub async fn start_with_keyring(config: ApiConfig, keyring: Keyring) -> Self {
+        Self::start_full(config, keyring, None).await
+    }
+
+    /// Starts the API with its audit log at `audit` (`/dev/full` makes every write fail).
+    pub async fn start_with_audit(config: ApiConfig, audit: PathBuf) -> Self {
+        Self::start_full(
+            config,
+            Keyring::generate(rotd_core::Clock::system().now()),
+            Some(audit),
+        )
+        .await
+    }
+
+    async fn start_full(config: ApiConfig, keyring: Keyring, audit: Option<PathBuf>) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
         tls::ensure(&dir.path().join("tls"), &names, rotd_core::Clock::system().now()).expect("tls");
@@ -69,7 +98,7 @@ impl Api {
             .create_access_key("admin", ALL, rotd_store::DEFAULT_CMK)
             .await
             .expect("key");
-        let audit = dir.path().join("audit.log");
+        let audit = audit.unwrap_or_else(|| dir.path().join("audit.log"));
         let state = ApiState::new(store.clone(), AuditLog::open(&audit).expect("audit"), config);
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().expect("addr").port();
@@ -122,9 +151,29 @@ impl Api {
         self.connector.connect(name, tcp).await.expect("tls")
     }
 
+    /// A TLS connection from the local address `from` (any of 127.0.0.0/8 reaches the loopback
+    /// listener, so tests can be several clients).
+    pub async fn tls_from(&self, from: &str) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind(format!("{from}:0").parse().expect("local address"))
+            .expect("bind");
+        let tcp = socket
+            .connect(([127, 0, 0, 1], self.port).into())
+            .await
+            .expect("connect");
+        let name = rustls_pki_types::ServerName::try_from("localhost").expect("name");
+        self.connector.connect(name, tcp).await.expect("tls")
+    }
+
     /// Sends raw bytes on a new connection and returns (status, JSON body).
     pub async fn raw(&self, head: String, body: &[u8]) -> (u16, Value) {
-        let mut s = self.tls().await;
+        self.raw_from("127.0.0.1", head, body).await
+    }
+
+    /// Like [`Api::raw`], from the local address `from`.
+    pub async fn raw_from(&self, from: &str, head: String, body: &[u8]) -> (u16, Value) {
+        let mut s = self.tls_from(from).await;
         s.write_all(head.as_bytes()).await.expect("write");
         s.write_all(body).await.expect("write body");
         let mut out = Vec::new();

@@ -84,7 +84,10 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
     let audit = rotd_api::kms::AuditLog::open(&super::api::audit_path(&cfg.daemon))
         .context("opening the audit log")?;
 
-    let metrics = Metrics::new(env!("CARGO_PKG_VERSION"));
+    // The one Prometheus registry: the binary owns it, each crate registers its own series into it.
+    let mut registry = prometheus_client::registry::Registry::default();
+    register_build_info(&mut registry);
+    let metrics = Metrics::register(&mut registry);
     let engine = Engine::new(store.clone(), wiring::engine_config(&cfg.daemon), metrics.clone());
     let rotatable = {
         let engine = engine.clone();
@@ -100,10 +103,17 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
                 body_timeout: cfg.daemon.api.body_timeout,
                 max_connections: cfg.daemon.api.max_connections,
             },
+            per_source: rotd_api::kms::RateLimit {
+                per_second: f64::from(cfg.daemon.api.per_source_rate),
+                burst: f64::from(cfg.daemon.api.per_source_burst),
+            },
+            trusted_proxies: cfg.daemon.api.trusted_proxies.clone(),
             ..Default::default()
         },
     )
     .with_rotatable(rotatable);
+    api_state.metrics().register(&mut registry);
+    let registry = std::sync::Arc::new(registry);
 
     apply(&store, &engine, &cfg).await;
     purge(&store).await;
@@ -117,12 +127,7 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
         api_state,
         stop_rx.clone(),
     ));
-    let admin_task = tokio::spawn(rotd_api::admin::serve(
-        admin,
-        metrics.clone(),
-        ready_rx,
-        stop_rx.clone(),
-    ));
+    let admin_task = tokio::spawn(rotd_api::admin::serve(admin, registry, ready_rx, stop_rx.clone()));
     let engine_task = tokio::spawn(engine.clone().run(stop_rx));
     let _ = ready_tx.send(true);
     notify(&[
@@ -216,6 +221,17 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
     store.close().await;
     info!("rotd stopped.");
     Ok(())
+}
+
+/// `rotd_build_info{version} 1`.
+fn register_build_info(registry: &mut prometheus_client::registry::Registry) {
+    use prometheus_client::metrics::family::Family;
+    use prometheus_client::metrics::gauge::Gauge;
+    let build = Family::<[(&'static str, &'static str); 1], Gauge>::default();
+    registry.register("rotd_build_info", "rotd's version", build.clone());
+    build
+        .get_or_create(&[("version", env!("CARGO_PKG_VERSION"))])
+        .set(1);
 }
 
 /// Tells systemd about a state change; a no-op outside systemd (no `$NOTIFY_SOCKET`).
