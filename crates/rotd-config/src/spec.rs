@@ -266,17 +266,21 @@ pub enum RedisPersist {
     None,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RedisPrivilege {
     ReadWrite,
     ReadOnly,
+    /// `redis.rules`: the operator's own ACL permission rules (keys, channels, commands), checked by
+    /// `rotd check` against what rotd owns and what is dangerous.
+    Custom(String),
 }
 
 impl RedisPrivilege {
-    pub fn as_str(self) -> &'static str {
+    pub fn as_str(&self) -> &'static str {
         match self {
             RedisPrivilege::ReadWrite => "ReadWrite",
             RedisPrivilege::ReadOnly => "ReadOnly",
+            RedisPrivilege::Custom(_) => "Custom",
         }
     }
 }
@@ -653,6 +657,8 @@ struct RawRedis {
     instance_id: Opt<String>,
     nodes: Opt<Vec<S<String>>>,
     persist: Opt<String>,
+    rules: Opt<String>,
+    allow_dangerous: Opt<bool>,
 }
 
 #[derive(Deserialize)]
@@ -1539,17 +1545,61 @@ fn validate_redis(d: &mut Diag<'_>, raw: &S<RawRedis>, base: &Path) -> Option<Re
         (Some(c), _) => check::account_name(d, c, "redis.clone_user"),
         (None, u) => u.as_ref().map(|u| format!("{u}_clone")),
     };
-    let privilege = check::required(d, r.privilege.as_ref(), span.clone(), "redis.privilege").and_then(|p| {
-        check::choice(
-            d,
-            p,
-            "redis.privilege",
-            &[
-                ("ReadWrite", RedisPrivilege::ReadWrite),
-                ("ReadOnly", RedisPrivilege::ReadOnly),
-            ],
-        )
-    });
+    let allow_dangerous = r.allow_dangerous.as_ref().is_some_and(|a| *a.get_ref());
+    let privilege = match (&r.privilege, &r.rules) {
+        (Some(_), Some(rules)) => d.at(
+            rules,
+            "redis.rules",
+            "set only one of redis.privilege (a preset) and redis.rules (your own ACL rules)",
+        ),
+        (None, Some(rules)) => {
+            let text = rules.get_ref();
+            if text.split_whitespace().next().is_none() {
+                d.at(
+                    rules,
+                    "redis.rules",
+                    "is empty; give ACL rules such as \"~app:* +@read\"",
+                )
+            } else if let Some(bad) = rotd_backend_redis::forbidden_rule(text) {
+                d.at(
+                    rules,
+                    "redis.rules",
+                    format!(
+                        "must not contain {}: rotd sets the accounts' passwords and on/off state itself",
+                        rule_shown(bad)
+                    ),
+                )
+            } else if let Some(bad) = rotd_backend_redis::dangerous_rule(text).filter(|_| !allow_dangerous) {
+                d.at(
+                    rules,
+                    "redis.rules",
+                    format!(
+                        "{bad} grants administrative or dangerous commands to an application account; set \
+                         redis.allow_dangerous = true if that is intended"
+                    ),
+                )
+            } else {
+                Some(RedisPrivilege::Custom(
+                    text.split_whitespace().collect::<Vec<_>>().join(" "),
+                ))
+            }
+        }
+        (p, None) => check::required(d, p.as_ref(), span.clone(), "redis.privilege").and_then(|p| {
+            check::choice(
+                d,
+                p,
+                "redis.privilege",
+                &[("ReadWrite", true), ("ReadOnly", false)],
+            )
+            .map(|rw| {
+                if rw {
+                    RedisPrivilege::ReadWrite
+                } else {
+                    RedisPrivilege::ReadOnly
+                }
+            })
+        }),
+    };
     let instance_id = match &r.instance_id {
         Some(v) => check::ident(d, v, "redis.instance_id").map(Some),
         None => Some(None),
@@ -1592,6 +1642,18 @@ fn validate_redis(d: &mut Diag<'_>, raw: &S<RawRedis>, base: &Path) -> Option<Re
         nodes: nodes?,
         persist: persist?,
     })
+}
+
+/// How an offending ACL rule is named in an error: a password rule (`>…`, `<…`, `#…`, `!…`) only by
+/// its kind, never its text.
+fn rule_shown(rule: &str) -> String {
+    match rule.chars().next() {
+        Some('>') => "a password (>…)".to_owned(),
+        Some('<') => "a password removal (<…)".to_owned(),
+        Some('#') => "a password hash (#…)".to_owned(),
+        Some('!') => "a password hash removal (!…)".to_owned(),
+        _ => format!("{rule:?}"),
+    }
 }
 
 /// `SHA256:` and the 43 unpadded base64 characters of a 32-byte digest, as `ssh-keygen -lf` prints.

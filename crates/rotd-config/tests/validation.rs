@@ -327,6 +327,41 @@ fn redis_rules() {
 }
 
 #[test]
+fn redis_custom_acl_rules_are_checked() {
+    let base =
+        "name = \"a\"\ntype = \"Redis\"\n[redis]\nhost = \"r\"\nadmin = { file = \"/a\" }\nuser = \"app\"\n";
+    let (_, s) = ok(&format!("{base}rules = \"~cache:*  +@read +@write\"\n"));
+    let Target::Redis(r) = &s.target else {
+        panic!("redis")
+    };
+    assert_eq!(
+        r.privilege,
+        rotd_config::RedisPrivilege::Custom("~cache:* +@read +@write".to_owned())
+    );
+    // A password in the rules is refused without being repeated.
+    let e = errs(&format!("{base}rules = \"~* +@all >s3cr3t-in-rules\"\n"));
+    assert_eq!((e[0].0, e[0].1.as_str()), (7, "redis.rules"), "{e:?}");
+    assert!(
+        e[0].2.contains("a password (>…)") && !e[0].2.contains("s3cr3t"),
+        "{e:?}"
+    );
+    for owned in ["on", "off", "nopass", "resetpass", "reset"] {
+        let e = errs(&format!("{base}rules = \"~* +@read {owned}\"\n"));
+        assert_eq!(e[0].1, "redis.rules", "{owned}: {e:?}");
+    }
+    for dangerous in ["+@admin", "+@dangerous", "+acl", "allcommands", "+@all"] {
+        let rules = format!("rules = \"~* {dangerous}\"\n");
+        let e = errs(&format!("{base}{rules}"));
+        assert!(e[0].2.contains("allow_dangerous = true"), "{dangerous}: {e:?}");
+        ok(&format!("{base}{rules}allow_dangerous = true\n"));
+    }
+    let e = errs(&format!(
+        "{base}privilege = \"ReadOnly\"\nrules = \"~* +@read\"\n"
+    ));
+    assert!(e[0].2.starts_with("set only one of"), "{e:?}");
+}
+
+#[test]
 fn ecs_rules() {
     let fp = format!("SHA256:{}", "a".repeat(43));
     let base = format!(

@@ -153,11 +153,11 @@ async fn redis_backend(store: Option<&Store>, r: &RedisSpec) -> Result<Arc<dyn B
         admin_password,
         user: r.user.clone(),
         clone_user: r.clone_user.clone(),
-        rules: match r.privilege {
-            RedisPrivilege::ReadWrite => rotd_backend_redis::READ_WRITE_RULES,
-            RedisPrivilege::ReadOnly => rotd_backend_redis::READ_ONLY_RULES,
-        }
-        .to_owned(),
+        rules: match &r.privilege {
+            RedisPrivilege::ReadWrite => rotd_backend_redis::READ_WRITE_RULES.to_owned(),
+            RedisPrivilege::ReadOnly => rotd_backend_redis::READ_ONLY_RULES.to_owned(),
+            RedisPrivilege::Custom(rules) => rules.clone(),
+        },
         persist: match r.persist {
             RedisPersist::AclFile => rotd_backend_redis::Persist::AclFile,
             RedisPersist::Config => rotd_backend_redis::Persist::Config,
