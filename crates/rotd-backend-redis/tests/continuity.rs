@@ -1,0 +1,147 @@
+//! Continuity under rotation, with the real engine and store: while rotd rotates the account pair 200
+//! times on two real nodes, a client reads `ACSCurrent` from the store every ~3 ms, opens a fresh
+//! connection to a node (alternating) and `AUTH`s with it. Zero refused logins.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use rotd_backend_redis::{Persist, READ_WRITE_RULES, RedisBackend, RedisConfig};
+use rotd_core::{Backend, PasswordPolicy, Secret, SecretName, SecretType, Slot, Tags};
+use rotd_engine::{Managed, StepLimits, rotate};
+use rotd_store::{NewSecret, Selector, Store};
+use rotd_testkit::fixtures::redis::Redis;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const NAME: &str = "cache/app";
+
+/// A fresh connection, `AUTH user password` (RESP), and the reply's first byte: `+` is OK.
+async fn auth(port: u16, value: &Secret) -> bool {
+    let v: serde_json::Value = serde_json::from_slice(value.expose_secret()).expect("json");
+    let (user, pw) = (
+        v["AccountName"].as_str().expect("user"),
+        v["AccountPassword"].as_str().expect("pw"),
+    );
+    let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+        return false;
+    };
+    let cmd = format!(
+        "*3\r\n$4\r\nAUTH\r\n${}\r\n{user}\r\n${}\r\n{pw}\r\n",
+        user.len(),
+        pw.len()
+    );
+    if s.write_all(cmd.as_bytes()).await.is_err() {
+        return false;
+    }
+    let mut b = [0u8; 64];
+    matches!(s.read(&mut b).await, Ok(n) if n > 0 && b[0] == b'+')
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_hundred_rotations_on_two_nodes_refuse_no_login() {
+    let mut nodes = vec![Redis::start(), Redis::start()];
+    let password = nodes[0].admin_password().to_owned();
+    let user = nodes[1].admin_user().to_owned();
+    nodes[1].admin_cli(&["ACL", "SETUSER", &user, "resetpass", &format!(">{password}")]);
+    nodes[1].set_admin_password(&password);
+    let ports: Vec<u16> = nodes.iter().map(Redis::port).collect();
+    let backend = Arc::new(
+        RedisBackend::new(RedisConfig {
+            nodes: ports.iter().map(|p| ("127.0.0.1".to_owned(), *p)).collect(),
+            admin_user: nodes[0].admin_user().to_owned(),
+            admin_password: Secret::from(password.as_str()),
+            user: "app".to_owned(),
+            clone_user: "app_clone".to_owned(),
+            rules: READ_WRITE_RULES.to_owned(),
+            persist: Persist::AclFile,
+            timeout: Duration::from_secs(5),
+        })
+        .expect("config"),
+    );
+    let dir = tempfile::tempdir().expect("dir");
+    let store = Store::open_sqlite(&dir.path().join("rotd.db"), rotd_testkit::store_suite::keyring())
+        .await
+        .expect("store");
+    store
+        .create_secret(
+            NewSecret {
+                name: SecretName::parse(NAME).expect("name"),
+                kind: SecretType::Redis,
+                description: String::new(),
+                tags: Tags::default(),
+                cmk_id: "default".into(),
+                extended_config: None,
+                rotation: None,
+                policy: None,
+                managed_by: None,
+            },
+            None,
+        )
+        .await
+        .expect("create");
+    let managed = Managed {
+        name: SecretName::parse(NAME).expect("name"),
+        kind: SecretType::Redis,
+        backend: backend.clone() as Arc<dyn Backend>,
+        password: PasswordPolicy::default(),
+        grace: rotd_engine::Grace::NONE,
+    };
+    let limits = StepLimits::default();
+    // The first value: both accounts, as the daemon creates them at declaration.
+    while rotd_engine::needs_first_value(&store, &managed)
+        .await
+        .expect("state")
+    {
+        rotate(&store, &managed, &limits, None)
+            .await
+            .expect("first value");
+    }
+    assert_eq!(
+        backend.slot_of(
+            &store
+                .get_value(NAME, &Selector::current())
+                .await
+                .expect("current")
+                .value
+        ),
+        Some(Slot::Primary)
+    );
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let client = {
+        let (store, stop, ports) = (store.clone(), stop.clone(), ports.clone());
+        tokio::spawn(async move {
+            let (mut attempts, mut failures) = (0u32, 0u32);
+            while !stop.load(Ordering::SeqCst) {
+                let current = store
+                    .get_value(NAME, &Selector::current())
+                    .await
+                    .expect("ACSCurrent")
+                    .value;
+                let port = ports[attempts as usize % ports.len()];
+                attempts += 1;
+                if !auth(port, &current).await {
+                    failures += 1;
+                }
+                tokio::time::sleep(Duration::from_millis(3)).await;
+            }
+            (attempts, failures)
+        })
+    };
+    let started = rotd_core::Clock::system().instant();
+    for i in 0..200 {
+        rotate(&store, &managed, &limits, None)
+            .await
+            .unwrap_or_else(|e| panic!("rotation {i}: {e}"));
+    }
+    let took = rotd_core::Clock::system().elapsed(started);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    stop.store(true, Ordering::SeqCst);
+    let (attempts, failures) = client.await.expect("client");
+    println!(
+        "redis dual, 2 nodes: 200 rotations in {took:?} ({:.1} ms each); {attempts} fresh logins, {failures} refused",
+        took.as_secs_f64() * 1000.0 / 200.0
+    );
+    assert!(attempts >= 200, "the client kept logging in ({attempts})");
+    assert_eq!(failures, 0, "a rotation refused the credential applications read");
+}
