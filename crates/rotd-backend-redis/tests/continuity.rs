@@ -39,7 +39,7 @@ async fn auth(port: u16, value: &Secret) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_hundred_rotations_on_two_nodes_refuse_no_login() {
-    let mut nodes = vec![Redis::start(), Redis::start()];
+    let mut nodes = [Redis::start(), Redis::start()];
     let password = nodes[0].admin_password().to_owned();
     let user = nodes[1].admin_user().to_owned();
     nodes[1].admin_cli(&["ACL", "SETUSER", &user, "resetpass", &format!(">{password}")]);
