@@ -13,6 +13,8 @@
 mod actions;
 pub mod audit;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod policy;
 pub mod ratelimit;
 pub mod server;
