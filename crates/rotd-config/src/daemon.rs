@@ -310,6 +310,11 @@ pub(crate) fn load(path: &Path) -> Result<LoadedDaemon, Vec<ConfigError>> {
             format!("cannot read: {}", crate::error::io_message(&e)),
         )]
     })?;
+    from_text(file, text)
+}
+
+/// [`load`] on text already read from `file` (an absolute path).
+pub(crate) fn from_text(file: PathBuf, text: String) -> Result<LoadedDaemon, Vec<ConfigError>> {
     let source = Source::new(file.clone(), text);
     let raw: RawDaemon = source.parse()?;
     let mut d = Diag::new(&source);

@@ -55,6 +55,38 @@ pub fn load_daemon(path: &Path) -> Result<DaemonConfig, ConfigErrors> {
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     let daemon = daemon::load(path).map_err(ConfigErrors)?;
     let files = secret_files(&daemon).map_err(|e| ConfigErrors(vec![e]))?;
+    let texts = files.into_iter().map(|file| {
+        let text = std::fs::read_to_string(&file)
+            .map_err(|e| io_error(&file, "(file)", format!("cannot read: {}", io_message(&e))));
+        (file, text)
+    });
+    load_secrets(daemon, texts)
+}
+
+/// [`load`] on texts instead of files, for the fuzz targets in `fuzz/` (not an API): `daemon_file` is
+/// where `rotd.toml` would be (an absolute path) and `secrets` are the secret files as (path, text), in
+/// the order `load` would read them. Nothing is read from the file system.
+#[doc(hidden)]
+pub fn load_from_text(
+    daemon_file: &Path,
+    daemon_text: &str,
+    secrets: &[(PathBuf, String)],
+) -> Result<Config, ConfigErrors> {
+    let daemon = daemon::from_text(daemon_file.to_owned(), daemon_text.to_owned()).map_err(ConfigErrors)?;
+    load_secrets(
+        daemon,
+        secrets
+            .iter()
+            .map(|(path, text)| (path.clone(), Ok(text.clone()))),
+    )
+}
+
+/// Validates every secret file against a loaded daemon file. Every file is validated even if earlier
+/// ones fail, and the error lists every problem found.
+fn load_secrets(
+    daemon: daemon::LoadedDaemon,
+    files: impl Iterator<Item = (PathBuf, Result<String, Error>)>,
+) -> Result<Config, ConfigErrors> {
     let ctx = spec::Context {
         base: daemon.config.config_dir(),
         default_cmk: &daemon.config.default_cmk,
@@ -62,8 +94,11 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     let mut errors = Vec::new();
     let mut secrets = Vec::new();
     let mut seen = HashMap::new();
-    for file in files {
-        match load_secret(&file, &ctx, &mut seen) {
+    for (file, text) in files {
+        match text
+            .map_err(|e| vec![e])
+            .and_then(|text| load_secret(&file, text, &ctx, &mut seen))
+        {
             Ok(spec) => secrets.push(spec),
             Err(mut e) => {
                 e.sort_by_key(|e| (e.line, e.col));
@@ -119,16 +154,10 @@ fn secret_files(daemon: &daemon::LoadedDaemon) -> Result<Vec<PathBuf>, Error> {
 
 fn load_secret(
     path: &Path,
+    text: String,
     ctx: &spec::Context<'_>,
     seen: &mut HashMap<SecretName, PathBuf>,
 ) -> Result<SecretSpec, Vec<Error>> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        vec![io_error(
-            path,
-            "(file)",
-            format!("cannot read: {}", io_message(&e)),
-        )]
-    })?;
     let source = Source::new(path.to_owned(), text);
     let raw: spec::RawSecret = source.parse()?;
     let mut d = Diag::new(&source);

@@ -15,6 +15,8 @@
 mod actions;
 pub mod audit;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod metrics;
 pub mod policy;
 pub mod ratelimit;
