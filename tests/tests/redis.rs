@@ -11,19 +11,6 @@ use rotd_testkit::fixtures::Redis;
 
 const NAME: &str = "web/redis-sessions";
 
-/// `n` nodes sharing the first one's admin credentials.
-fn nodes(n: usize) -> Vec<Redis> {
-    let mut nodes: Vec<Redis> = (0..n).map(|_| Redis::start()).collect();
-    let password = nodes[0].admin_password().to_owned();
-    for node in nodes.iter_mut().skip(1) {
-        let user = node.admin_user().to_owned();
-        node.admin_cli(&["ACL", "SETUSER", &user, "resetpass", &format!(">{password}")]);
-        node.set_admin_password(&password);
-        node.admin_cli(&["ACL", "SAVE"]);
-    }
-    nodes
-}
-
 /// Makes every node after the first a replica of it (ACL users are not replicated; data is).
 fn replicate(nodes: &[Redis]) {
     let primary = nodes[0].port().to_string();
@@ -108,7 +95,7 @@ fn declare(env: &Env, nodes: &[Redis]) {
 
 #[test]
 fn a_declared_redis_secret_has_both_users_on_every_node_at_once_and_rotates_without_a_gap() {
-    let mut nodes = nodes(2);
+    let mut nodes = Redis::start_nodes(2);
     let env = Env::new();
     env.write(
         "rotd.toml",
@@ -155,7 +142,7 @@ fn a_declared_redis_secret_has_both_users_on_every_node_at_once_and_rotates_with
 
 #[test]
 fn a_rotation_waits_for_a_replica_that_is_down_and_the_new_account_survives_a_failover() {
-    let mut nodes = nodes(3);
+    let mut nodes = Redis::start_nodes(3);
     replicate(&nodes);
     let env = Env::new();
     env.write(

@@ -10,19 +10,6 @@ use rotd_core::{Backend, BoxFuture, Secret, Slot};
 use rotd_testkit::backend_suite::{BackendUnderTest, NodeControl};
 use rotd_testkit::fixtures::redis::Redis;
 
-/// `n` servers sharing node 0's admin credentials.
-fn servers(n: usize) -> Vec<Redis> {
-    let mut servers: Vec<Redis> = (0..n).map(|_| Redis::start()).collect();
-    let password = servers[0].admin_password().to_owned();
-    for s in servers.iter_mut().skip(1) {
-        let user = s.admin_user().to_owned();
-        s.admin_cli(&["ACL", "SETUSER", &user, "resetpass", &format!(">{password}")]);
-        s.set_admin_password(&password);
-        s.admin_cli(&["ACL", "SAVE"]);
-    }
-    servers
-}
-
 fn backend(servers: &[Redis]) -> RedisBackend {
     RedisBackend::new(RedisConfig {
         nodes: servers.iter().map(|s| (s.host().to_owned(), s.port())).collect(),
@@ -80,7 +67,7 @@ impl NodeControl for RedisNodes {
 }
 
 async fn under_test(n: usize) -> BackendUnderTest {
-    let servers = servers(n);
+    let servers = Redis::start_nodes(n);
     let b = backend(&servers);
     let initial = b.create_accounts().await.expect("create the accounts");
     let shared = Arc::new(servers.into_iter().map(Mutex::new).collect::<Vec<_>>());

@@ -39,11 +39,8 @@ async fn auth(port: u16, value: &Secret) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_hundred_rotations_on_two_nodes_refuse_no_login() {
-    let mut nodes = [Redis::start(), Redis::start()];
+    let nodes = Redis::start_nodes(2);
     let password = nodes[0].admin_password().to_owned();
-    let user = nodes[1].admin_user().to_owned();
-    nodes[1].admin_cli(&["ACL", "SETUSER", &user, "resetpass", &format!(">{password}")]);
-    nodes[1].set_admin_password(&password);
     let ports: Vec<u16> = nodes.iter().map(Redis::port).collect();
     let backend = Arc::new(
         RedisBackend::new(RedisConfig {
