@@ -137,6 +137,25 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A plain HTTP/1.1 GET to 127.0.0.1:`port` (the admin listener): the status code and the whole response.
+pub fn http_get(port: u16, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect admin");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).expect("read");
+    let status = buf
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, buf)
+}
+
 /// Polls `f` every 100 ms until it returns true, panicking after `timeout`.
 pub fn wait_for(what: &str, timeout: std::time::Duration, mut f: impl FnMut() -> bool) {
     let start = rotd_core::Clock::system().instant();

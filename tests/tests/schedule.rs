@@ -2,25 +2,7 @@
 
 use std::time::Duration;
 
-use rotd_e2e::{Daemon, Env, free_port, wait_for};
-
-fn http_get(port: u16, path: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect admin");
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .expect("write");
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).expect("read");
-    let status = buf
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (status, buf)
-}
+use rotd_e2e::{Daemon, Env, free_port, http_get, wait_for};
 
 fn setup(interval: &str) -> (Env, u16) {
     let env = Env::new();

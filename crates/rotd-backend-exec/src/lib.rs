@@ -312,6 +312,7 @@ impl ExecBackend {
             operation: op,
             class,
             message,
+            node: None,
         };
 
         let Some(code) = status.code() else {

@@ -12,11 +12,14 @@
 //!
 //! Values are `{"AccountName","AccountPassword"}`, so `slot_of` reads the account from the value.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo};
+use redis::{
+    AsyncConnectionConfig, ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo, TlsCertificates,
+};
 use rotd_core::{
     Backend, BackendError, BackendResult, BoxFuture, Capabilities, PasswordPolicy, Secret, Slot,
 };
@@ -41,18 +44,33 @@ pub enum Persist {
     None,
 }
 
+/// TLS to every node, verified against `ca_pem` (PEM certificates) or, without one, the Mozilla root
+/// set. The node's host name (or IP address) must be in its certificate. There is no plain-TCP fallback.
+#[derive(Debug, Clone, Default)]
+pub struct Tls {
+    pub ca_pem: Option<Vec<u8>>,
+}
+
+/// A node's address.
+pub type Node = (String, u16);
+
 /// One secret's Redis deployment and accounts.
 #[derive(Clone)]
 pub struct RedisConfig {
     /// Every node the ACL change must reach, `(host, port)`; the first is the secret's target.
-    pub nodes: Vec<(String, u16)>,
+    pub nodes: Vec<Node>,
+    /// Also ask each listed primary for its replicas (`ROLE`) and change them too.
+    pub discover: bool,
+    pub tls: Option<Tls>,
     /// The ACL user rotd manages the accounts as, and its password.
     pub admin_user: String,
     pub admin_password: Secret,
-    /// The account pair: `user` (slot primary) and `user_clone` (slot clone).
+    /// The account (slot primary, or the single account of overlap mode).
     pub user: String,
-    pub clone_user: String,
-    /// The permission rules both accounts get at creation (e.g. [`READ_WRITE_RULES`]).
+    /// The second account of a dual pair (slot clone); `None` is overlap mode: one account whose new
+    /// password is added next to the old one, which is removed by the retire step after the grace period.
+    pub clone_user: Option<String>,
+    /// The permission rules the accounts get at creation and at every change (e.g. [`READ_WRITE_RULES`]).
     pub rules: String,
     pub persist: Persist,
     /// The limit of each connection attempt and each command.
@@ -63,6 +81,8 @@ impl fmt::Debug for RedisConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisConfig")
             .field("nodes", &self.nodes)
+            .field("discover", &self.discover)
+            .field("tls", &self.tls.is_some())
             .field("admin_user", &self.admin_user)
             .field("user", &self.user)
             .field("clone_user", &self.clone_user)
@@ -78,15 +98,24 @@ pub struct RedisBackend {
     cfg: RedisConfig,
 }
 
+fn node_name((h, p): &Node) -> String {
+    if h.contains(':') {
+        format!("[{h}]:{p}")
+    } else {
+        format!("{h}:{p}")
+    }
+}
+
 impl RedisBackend {
     /// Checks the shape of the configuration (at least one node, two distinct account names, rules
-    /// that do not set passwords or switch the account on or off); reaching the nodes is `check`'s job.
+    /// that do not set passwords or switch the account on or off, a CA that parses); reaching the nodes
+    /// is `check`'s job.
     pub fn new(cfg: RedisConfig) -> Result<Self, BackendError> {
         let invalid = |m: String| BackendError::permanent(KIND, "configure", m);
         if cfg.nodes.is_empty() {
             return Err(invalid("no node: give host and port, or nodes".to_owned()));
         }
-        if cfg.user == cfg.clone_user {
+        if cfg.clone_user.as_deref() == Some(cfg.user.as_str()) {
             return Err(invalid("user and clone_user must differ".to_owned()));
         }
         if let Some(bad) = forbidden_rule(&cfg.rules) {
@@ -95,48 +124,91 @@ impl RedisBackend {
                  and the on/off state itself"
             )));
         }
-        Ok(Self { cfg })
+        if let Some(Tls { ca_pem: Some(pem) }) = &cfg.tls {
+            use rustls_pki_types::CertificateDer;
+            use rustls_pki_types::pem::PemObject;
+            match CertificateDer::pem_slice_iter(pem).collect::<Result<Vec<_>, _>>() {
+                Ok(certs) if !certs.is_empty() => {}
+                Ok(_) => return Err(invalid("the TLS CA file holds no PEM certificate".to_owned())),
+                Err(e) => return Err(invalid(format!("the TLS CA file does not parse: {e}"))),
+            }
+        }
+        let b = Self { cfg };
+        b.client(&b.cfg.nodes[0])
+            .map_err(|e| invalid(format!("the TLS settings: {}", redact(&e))))?;
+        Ok(b)
+    }
+
+    fn overlap(&self) -> bool {
+        self.cfg.clone_user.is_none()
     }
 
     fn account(&self, slot: Slot) -> BackendResult<&str> {
-        match slot {
-            Slot::Primary => Ok(&self.cfg.user),
-            Slot::Clone => Ok(&self.cfg.clone_user),
-            Slot::Single => Err(BackendError::permanent(
+        match (slot, &self.cfg.clone_user) {
+            (Slot::Primary, Some(_)) | (Slot::Single, None) => Ok(&self.cfg.user),
+            (Slot::Clone, Some(c)) => Ok(c),
+            (Slot::Single, Some(_)) => Err(BackendError::permanent(
                 KIND,
                 "slot",
-                "redis secrets have two accounts (user and user_clone), no single slot",
+                "this redis secret has two accounts (user and user_clone), no single slot",
+            )),
+            (Slot::Primary | Slot::Clone, None) => Err(BackendError::permanent(
+                KIND,
+                "slot",
+                "this redis secret has one account with overlapping passwords, no dual slots",
             )),
         }
     }
 
-    fn node_name(&self, node: usize) -> String {
-        let (h, p) = &self.cfg.nodes[node];
-        format!("{h}:{p}")
+    /// The accounts rotd manages.
+    fn accounts(&self) -> Vec<&str> {
+        std::iter::once(self.cfg.user.as_str())
+            .chain(self.cfg.clone_user.as_deref())
+            .collect()
+    }
+
+    fn client(&self, (host, port): &Node) -> redis::RedisResult<redis::Client> {
+        let addr = match &self.cfg.tls {
+            Some(_) => ConnectionAddr::TcpTls {
+                host: host.clone(),
+                port: *port,
+                insecure: false,
+                tls_params: None,
+            },
+            None => ConnectionAddr::Tcp(host.clone(), *port),
+        };
+        let info = addr
+            .into_connection_info()?
+            .set_redis_settings(RedisConnectionInfo::default().set_skip_set_lib_name());
+        match &self.cfg.tls {
+            Some(tls) => redis::Client::build_with_tls(
+                info,
+                TlsCertificates {
+                    client_tls: None,
+                    root_cert: tls.ca_pem.clone(),
+                },
+            ),
+            None => redis::Client::open(info),
+        }
     }
 
     /// A fresh connection to `node`, not yet authenticated (the `default` user is expected to be off).
-    async fn connect(&self, node: usize, op: &'static str) -> BackendResult<MultiplexedConnection> {
-        let (host, port) = &self.cfg.nodes[node];
-        let info = ConnectionAddr::Tcp(host.clone(), *port)
-            .into_connection_info()
-            .map_err(|e| self.node_err(node, op, &e))?
-            .set_redis_settings(RedisConnectionInfo::default().set_skip_set_lib_name());
-        let client = redis::Client::open(info).map_err(|e| self.node_err(node, op, &e))?;
+    async fn connect(&self, node: &Node, op: &'static str) -> BackendResult<MultiplexedConnection> {
+        let client = self.client(node).map_err(|e| node_err(node, op, &e))?;
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.cfg.timeout))
             .set_response_timeout(Some(self.cfg.timeout));
         client
             .get_multiplexed_async_connection_with_config(&config)
             .await
-            .map_err(|e| self.node_err(node, op, &e))
+            .map_err(|e| node_err(node, op, &e))
     }
 
     /// Authenticates `con` as `user`. The password goes only into this command's buffer.
     async fn auth(
         &self,
         con: &mut MultiplexedConnection,
-        node: usize,
+        node: &Node,
         op: &'static str,
         user: &str,
         password: &Secret,
@@ -149,11 +221,11 @@ impl RedisBackend {
             .arg(pw)
             .query_async::<()>(con)
             .await
-            .map_err(|e| self.node_err(node, op, &e))
+            .map_err(|e| node_err(node, op, &e))
     }
 
     /// A connection to `node` authenticated as the admin user.
-    async fn admin(&self, node: usize, op: &'static str) -> BackendResult<MultiplexedConnection> {
+    async fn admin(&self, node: &Node, op: &'static str) -> BackendResult<MultiplexedConnection> {
         let mut con = self.connect(node, op).await?;
         self.auth(&mut con, node, op, &self.cfg.admin_user, &self.cfg.admin_password)
             .await
@@ -167,24 +239,39 @@ impl RedisBackend {
         Ok(con)
     }
 
-    /// Runs `ACL SETUSER <user> <rules…>` on `node` and persists it there.
-    async fn setuser(&self, node: usize, op: &'static str, user: &str, rules: &[&str]) -> BackendResult<()> {
-        let mut con = self.admin(node, op).await?;
-        let mut cmd = redis::cmd("ACL");
-        cmd.arg("SETUSER").arg(user);
-        for r in rules {
-            cmd.arg(*r);
+    /// Every node a change must reach: the listed ones and, with `discover`, the replicas each listed
+    /// primary reports. A listed node that cannot be asked is still in the list (the step fails there).
+    async fn nodes(&self, op: &'static str) -> Vec<Node> {
+        let mut nodes = self.cfg.nodes.clone();
+        if !self.cfg.discover {
+            return nodes;
         }
-        cmd.query_async::<()>(&mut con)
-            .await
-            .map_err(|e| self.node_err(node, op, &e))?;
+        for listed in &self.cfg.nodes {
+            let Ok(mut con) = self.admin(listed, op).await else {
+                continue;
+            };
+            if let Ok(Role::Primary { replicas }) = role(&mut con).await {
+                for r in replicas {
+                    if !nodes.contains(&r) {
+                        nodes.push(r);
+                    }
+                }
+            }
+        }
+        nodes
+    }
+
+    /// Runs `ACL SETUSER <user> <rules…>` on `node` and persists it there.
+    async fn setuser(&self, node: &Node, op: &'static str, user: &str, rules: &[&str]) -> BackendResult<()> {
+        let mut con = self.admin(node, op).await?;
+        setuser(&mut con, node, op, user, rules).await?;
         self.persist(&mut con, node, op).await
     }
 
     async fn persist(
         &self,
         con: &mut MultiplexedConnection,
-        node: usize,
+        node: &Node,
         op: &'static str,
     ) -> BackendResult<()> {
         let cmd = match self.cfg.persist {
@@ -201,32 +288,157 @@ impl RedisBackend {
             Persist::None => return Ok(()),
         };
         cmd.query_async::<()>(con).await.map_err(|e| {
-            let mut err = self.node_err(node, op, &e);
+            let mut err = node_err(node, op, &e);
             err.message = format!("persisting the ACL change: {}", err.message);
             err
         })
     }
 
-    /// A Redis error on `node`, classified: connection and timeout failures are retryable (the node
-    /// may come back), a refused login or command is permanent. Redis error texts never hold a
-    /// password (they name the command, not its arguments).
-    fn node_err(&self, node: usize, op: &'static str, e: &redis::RedisError) -> BackendError {
-        let retryable = e.is_io_error()
-            || e.is_timeout()
-            || e.is_connection_dropped()
-            || e.is_connection_refusal()
-            || matches!(
-                e.kind(),
-                redis::ErrorKind::Server(
-                    redis::ServerErrorKind::BusyLoading | redis::ServerErrorKind::TryAgain
-                )
-            );
-        let message = format!("node {}: {}", self.node_name(node), redact(e));
-        if retryable {
-            BackendError::retryable(KIND, op, message)
-        } else {
-            BackendError::permanent(KIND, op, message)
+    /// The hashed form of a `{"AccountName","AccountPassword"}` value for `slot`'s account.
+    fn hashed_for(&self, slot: Slot, value: &Secret, op: &'static str) -> BackendResult<(&str, Hashed)> {
+        let account = self.account(slot)?;
+        let (named, pw) = parse_value(value)
+            .ok_or_else(|| BackendError::permanent(KIND, op, "the value is not an account JSON"))?;
+        if named != account {
+            return Err(BackendError::permanent(
+                KIND,
+                op,
+                format!("the value is for account {named}, not {account}"),
+            ));
         }
+        Ok((account, Hashed::of(&pw)))
+    }
+
+    /// The permission rules, exactly, every time: drift on one node is repaired, and one SETUSER is
+    /// applied atomically, so no client sees the account between its old and new rules.
+    fn permission_rules(&self) -> Vec<&str> {
+        let mut rules = vec!["resetkeys", "resetchannels", "-@all"];
+        rules.extend(self.cfg.rules.split_whitespace());
+        rules
+    }
+}
+
+/// A node's place in replication, from `ROLE`.
+enum Role {
+    Primary { replicas: Vec<Node> },
+    Replica { primary: Node, linked: bool },
+    Other(String),
+}
+
+async fn role(con: &mut MultiplexedConnection) -> redis::RedisResult<Role> {
+    let reply: Vec<redis::Value> = redis::cmd("ROLE").query_async(con).await?;
+    let kind = reply.first().and_then(text).unwrap_or_default();
+    Ok(match kind.as_str() {
+        "master" => Role::Primary {
+            replicas: match reply.get(2) {
+                Some(redis::Value::Array(items)) => items
+                    .iter()
+                    .filter_map(|r| match r {
+                        redis::Value::Array(f) => {
+                            let host = f.first().and_then(text)?;
+                            let port = f.get(1).and_then(text)?.parse().ok()?;
+                            Some((host, port))
+                        }
+                        _ => None,
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            },
+        },
+        "slave" => Role::Replica {
+            primary: (
+                reply.get(1).and_then(text).unwrap_or_default(),
+                reply
+                    .get(2)
+                    .and_then(|v| match v {
+                        redis::Value::Int(i) => u16::try_from(*i).ok(),
+                        v => text(v)?.parse().ok(),
+                    })
+                    .unwrap_or(0),
+            ),
+            linked: reply.get(3).and_then(text).as_deref() == Some("connected"),
+        },
+        other => Role::Other(other.to_owned()),
+    })
+}
+
+async fn setuser(
+    con: &mut MultiplexedConnection,
+    node: &Node,
+    op: &'static str,
+    user: &str,
+    rules: &[&str],
+) -> BackendResult<()> {
+    let mut cmd = redis::cmd("ACL");
+    cmd.arg("SETUSER").arg(user);
+    for r in rules {
+        cmd.arg(*r);
+    }
+    cmd.query_async::<()>(con)
+        .await
+        .map_err(|e| node_err(node, op, &e))
+}
+
+/// `ACL GETUSER <user>` as a map of field to value (`None`: no such user).
+async fn getuser(
+    con: &mut MultiplexedConnection,
+    node: &Node,
+    op: &'static str,
+    user: &str,
+) -> BackendResult<Option<BTreeMap<String, redis::Value>>> {
+    let reply: Option<Vec<redis::Value>> = redis::cmd("ACL")
+        .arg("GETUSER")
+        .arg(user)
+        .query_async(con)
+        .await
+        .map_err(|e| node_err(node, op, &e))?;
+    Ok(reply.map(|fields| {
+        fields
+            .chunks(2)
+            .filter_map(|pair| Some((pair.first().and_then(text)?, pair.get(1)?.clone())))
+            .collect()
+    }))
+}
+
+/// The text of a string reply.
+fn text(v: &redis::Value) -> Option<String> {
+    match v {
+        redis::Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        redis::Value::SimpleString(s) => Some(s.clone()),
+        redis::Value::VerbatimString { text, .. } => Some(text.clone()),
+        _ => None,
+    }
+}
+
+/// The strings of a list (or set) reply.
+fn texts(v: Option<&redis::Value>) -> Vec<String> {
+    match v {
+        Some(redis::Value::Array(items) | redis::Value::Set(items)) => {
+            items.iter().filter_map(text).collect()
+        }
+        Some(v) => text(v).into_iter().collect(),
+        None => Vec::new(),
+    }
+}
+
+/// A Redis error on `node`, classified: connection and timeout failures are retryable (the node may
+/// come back), a refused login or command is permanent. Redis error texts never hold a password (they
+/// name the command, not its arguments).
+fn node_err(node: &Node, op: &'static str, e: &redis::RedisError) -> BackendError {
+    let retryable = e.is_io_error()
+        || e.is_timeout()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || matches!(
+            e.kind(),
+            redis::ErrorKind::Server(redis::ServerErrorKind::BusyLoading | redis::ServerErrorKind::TryAgain)
+        );
+    let name = node_name(node);
+    let message = format!("node {name}: {}", redact(e));
+    if retryable {
+        BackendError::retryable(KIND, op, message).on_node(name)
+    } else {
+        BackendError::permanent(KIND, op, message).on_node(name)
     }
 }
 
@@ -236,6 +448,24 @@ fn redact(e: &redis::RedisError) -> String {
     // Server replies such as "WRONGPASS invalid username-password pair" hold no argument; keep the
     // text, bounded.
     text.chars().take(300).collect()
+}
+
+/// A password's SHA-256 in the forms ACL rules take: `#<hex>` adds it, `!<hex>` removes it.
+struct Hashed(zeroize::Zeroizing<String>);
+
+impl Hashed {
+    fn of(password: &Secret) -> Self {
+        Self(sha256_hex(password))
+    }
+    fn hex(&self) -> &str {
+        &self.0
+    }
+    fn add(&self) -> zeroize::Zeroizing<String> {
+        zeroize::Zeroizing::new(format!("#{}", self.hex()))
+    }
+    fn remove(&self) -> zeroize::Zeroizing<String> {
+        zeroize::Zeroizing::new(format!("!{}", self.hex()))
+    }
 }
 
 /// The lowercase hex SHA-256 of a password, the form `ACL SETUSER … #<hash>` takes.
@@ -274,25 +504,6 @@ pub fn dangerous_rule(rules: &str) -> Option<&str> {
     })
 }
 
-/// The `flags` of an `ACL GETUSER` reply (a flat list of names and values).
-fn user_flags(reply: &[redis::Value]) -> Vec<String> {
-    let text = |v: &redis::Value| match v {
-        redis::Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
-        redis::Value::SimpleString(s) => Some(s.clone()),
-        _ => None,
-    };
-    reply
-        .chunks(2)
-        .find(|pair| pair.first().and_then(text).as_deref() == Some("flags"))
-        .and_then(|pair| match pair.get(1) {
-            Some(redis::Value::Array(items) | redis::Value::Set(items)) => {
-                Some(items.iter().filter_map(text).collect())
-            }
-            _ => None,
-        })
-        .unwrap_or_default()
-}
-
 fn account_value(account: &str, password: &str) -> Secret {
     Secret::from(serde_json::json!({"AccountName": account, "AccountPassword": password}).to_string())
 }
@@ -306,66 +517,177 @@ fn parse_value(value: &Secret) -> Option<(String, Secret)> {
     ))
 }
 
+/// How one node's copy of a managed account compares, for `rotd plan`.
+#[derive(PartialEq, Eq)]
+enum AccountState {
+    Missing,
+    /// The password hashes (sorted) and everything else `ACL GETUSER` says (flags, commands, keys,
+    /// channels, selectors), as text.
+    Present {
+        passwords: Vec<String>,
+        rest: String,
+    },
+}
+
+impl AccountState {
+    fn of(fields: Option<BTreeMap<String, redis::Value>>) -> Self {
+        let Some(mut fields) = fields else {
+            return AccountState::Missing;
+        };
+        let mut passwords = texts(fields.remove("passwords").as_ref());
+        passwords.sort();
+        AccountState::Present {
+            passwords,
+            rest: format!("{fields:?}"),
+        }
+    }
+
+    /// How `self` differs from the majority's `other`, in words without any hash.
+    fn differs(&self, other: &AccountState) -> Option<&'static str> {
+        match (self, other) {
+            (a, b) if a == b => None,
+            (AccountState::Missing, _) => Some("missing"),
+            (_, AccountState::Missing) => Some("present where the other nodes have none"),
+            (AccountState::Present { passwords: p, .. }, AccountState::Present { passwords: q, .. })
+                if p != q =>
+            {
+                Some("has different passwords")
+            }
+            _ => Some("has different permissions or flags"),
+        }
+    }
+}
+
 impl Backend for RedisBackend {
     fn kind(&self) -> &str {
         KIND
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            dual_accounts: true,
-            creates_accounts: true,
-            ..Capabilities::default()
+        if self.overlap() {
+            Capabilities {
+                overlap: true,
+                retire_steps: 1,
+                creates_accounts: true,
+                ..Capabilities::default()
+            }
+        } else {
+            Capabilities {
+                dual_accounts: true,
+                creates_accounts: true,
+                ..Capabilities::default()
+            }
         }
     }
 
     fn target(&self) -> Option<String> {
-        Some(self.node_name(0))
+        Some(node_name(&self.cfg.nodes[0]))
     }
 
-    /// Every node answers the admin user, persists the way the secret says, and has its `default` user
-    /// off or passworded (otherwise a wrong password would "verify" as the default user).
+    /// Every node answers the admin user, can persist the way the secret says, and has its `default`
+    /// user off or passworded (otherwise a wrong password would "verify" as the default user).
     fn check(&self) -> BoxFuture<'_, BackendResult<()>> {
         Box::pin(async move {
-            for node in 0..self.cfg.nodes.len() {
+            for node in &self.nodes("check").await {
                 let mut con = self.admin(node, "check").await?;
-                let flags: Vec<redis::Value> = redis::cmd("ACL")
-                    .arg("GETUSER")
-                    .arg("default")
-                    .query_async(&mut con)
-                    .await
-                    .map_err(|e| self.node_err(node, "check", &e))?;
-                let flags = user_flags(&flags);
+                let default = getuser(&mut con, node, "check", "default").await?;
+                let flags = texts(default.as_ref().and_then(|f| f.get("flags")));
                 if flags.iter().any(|f| f == "on") && flags.iter().any(|f| f == "nopass") {
                     return Err(BackendError::permanent(
                         KIND,
                         "check",
                         format!(
                             "node {}: the default user is on without a password; a wrong password would log in as it",
-                            self.node_name(node)
+                            node_name(node)
                         ),
-                    ));
+                    )
+                    .on_node(node_name(node)));
                 }
-                if self.cfg.persist == Persist::AclFile {
-                    let v: Vec<String> = redis::cmd("CONFIG")
-                        .arg("GET")
-                        .arg("aclfile")
-                        .query_async(&mut con)
-                        .await
-                        .map_err(|e| self.node_err(node, "check", &e))?;
-                    if v.get(1).is_none_or(String::is_empty) {
-                        return Err(BackendError::permanent(
-                            KIND,
-                            "check",
-                            format!(
-                                "node {}: persist = \"acl_file\" but the node has no aclfile; use persist = \"config\"",
-                                self.node_name(node)
-                            ),
+                let aclfile = aclfile(&mut con, node, "check").await?;
+                let problem = match (self.cfg.persist, aclfile.is_some()) {
+                    (Persist::AclFile, false) => Some(
+                        "persist = \"acl_file\" but the node has no aclfile; use persist = \"config\" if its users live in redis.conf",
+                    ),
+                    (Persist::Config, true) => Some(
+                        "persist = \"config\" but the node loads its users from an aclfile, which CONFIG REWRITE does not write; use persist = \"acl_file\"",
+                    ),
+                    _ => None,
+                };
+                if let Some(p) = problem {
+                    return Err(BackendError::permanent(
+                        KIND,
+                        "check",
+                        format!("node {}: {p}", node_name(node)),
+                    )
+                    .on_node(node_name(node)));
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Per node: its role, how it keeps ACL changes, and whether the managed accounts on it differ from
+    /// the other nodes' (a replica added later, a failed-over node restarted from an old file).
+    fn inspect(&self) -> BoxFuture<'_, BackendResult<Vec<String>>> {
+        Box::pin(async move {
+            let nodes = self.nodes("inspect").await;
+            let mut lines = Vec::new();
+            let mut states: Vec<(Node, Vec<AccountState>)> = Vec::new();
+            for node in &nodes {
+                let name = node_name(node);
+                let listed = if self.cfg.nodes.contains(node) {
+                    ""
+                } else {
+                    " (discovered)"
+                };
+                let mut con = match self.admin(node, "inspect").await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        lines.push(format!("{name}{listed}: unreachable: {}", e.message));
+                        continue;
+                    }
+                };
+                let role = match role(&mut con).await {
+                    Ok(Role::Primary { replicas }) => format!("primary with {} replica(s)", replicas.len()),
+                    Ok(Role::Replica { primary, linked }) => format!(
+                        "replica of {}{}",
+                        node_name(&primary),
+                        if linked { "" } else { " (link down)" }
+                    ),
+                    Ok(Role::Other(r)) => r,
+                    Err(e) => format!("role unknown ({})", redact(&e)),
+                };
+                let keeps = match (aclfile(&mut con, node, "inspect").await?, self.cfg.persist) {
+                    (Some(f), Persist::AclFile) => format!("ACL SAVE to {f}"),
+                    (None, Persist::Config) => "CONFIG REWRITE of its redis.conf".to_owned(),
+                    (_, Persist::None) => "not persisted by rotd (persist = \"none\"): a restart loses a change unless the service keeps it".to_owned(),
+                    (Some(f), Persist::Config) => format!("loads an aclfile ({f}) that persist = \"config\" would not write"),
+                    (None, Persist::AclFile) => "no aclfile, so persist = \"acl_file\" cannot save".to_owned(),
+                };
+                lines.push(format!("{name}{listed}: {role}; changes kept by {keeps}"));
+                let mut accounts = Vec::new();
+                for a in self.accounts() {
+                    accounts.push(AccountState::of(getuser(&mut con, node, "inspect", a).await?));
+                }
+                states.push((node.clone(), accounts));
+            }
+            // The majority of reachable nodes is the reference (the first node breaks ties).
+            for (i, account) in self.accounts().into_iter().enumerate() {
+                let reference = states
+                    .iter()
+                    .map(|(_, a)| &a[i])
+                    .max_by_key(|s| states.iter().filter(|(_, a)| &a[i] == *s).count());
+                let Some(reference) = reference else { continue };
+                for (node, a) in &states {
+                    if let Some(how) = a[i].differs(reference) {
+                        lines.push(format!(
+                            "{}: account {account} {how} compared with the other nodes; the next rotation sets it",
+                            node_name(node)
                         ));
                     }
                 }
             }
-            Ok(())
+            Ok(lines)
         })
     }
 
@@ -379,40 +701,28 @@ impl Backend for RedisBackend {
 
     fn slot_of(&self, value: &Secret) -> Option<Slot> {
         let (account, _) = parse_value(value)?;
-        if account == self.cfg.user {
-            Some(Slot::Primary)
-        } else if account == self.cfg.clone_user {
-            Some(Slot::Clone)
-        } else {
-            None
+        match &self.cfg.clone_user {
+            None if account == self.cfg.user => Some(Slot::Single),
+            Some(_) if account == self.cfg.user => Some(Slot::Primary),
+            Some(c) if account == *c => Some(Slot::Clone),
+            _ => None,
         }
     }
 
-    /// Resets the slot's account to the new password (and its configured permissions) on every node, in
-    /// order; a node that fails stops the step (the nodes before it keep the change, and a repeat redoes
-    /// it harmlessly). An account that does not exist yet is created.
+    /// Dual: resets the slot's account to the new password (and its configured permissions) on every
+    /// node, in order. Overlap: adds the new password next to the ones the account has. A node that fails
+    /// stops the step (the nodes before it keep the change, and a repeat redoes it harmlessly). An account
+    /// that does not exist yet is created.
     fn apply<'a>(&'a self, slot: Slot, new: &'a Secret) -> BoxFuture<'a, BackendResult<()>> {
         Box::pin(async move {
-            let account = self.account(slot)?;
-            let (named, pw) = parse_value(new)
-                .ok_or_else(|| BackendError::permanent(KIND, "apply", "the value is not an account JSON"))?;
-            if named != account {
-                return Err(BackendError::permanent(
-                    KIND,
-                    "apply",
-                    format!("the value is for account {named}, not {account}"),
-                ));
+            let (account, hashed) = self.hashed_for(slot, new, "apply")?;
+            let add = hashed.add();
+            let mut rules = self.permission_rules();
+            if !self.overlap() {
+                rules.push("resetpass");
             }
-            let hash = sha256_hex(&pw);
-            let hashed = format!("#{}", hash.as_str());
-            let hashed = zeroize::Zeroizing::new(hashed);
-            // The permissions are set exactly, every time: the account is created if it does not
-            // exist yet (a secret's first value), and drift on one node is repaired. One SETUSER is
-            // applied atomically, so no client sees the account between its old and new rules.
-            let mut rules = vec!["resetkeys", "resetchannels", "-@all"];
-            rules.extend(self.cfg.rules.split_whitespace());
-            rules.extend(["resetpass", hashed.as_str(), "on"]);
-            for node in 0..self.cfg.nodes.len() {
+            rules.extend([add.as_str(), "on"]);
+            for node in &self.nodes("apply").await {
                 self.setuser(node, "apply", account, &rules).await?;
             }
             Ok(())
@@ -423,40 +733,65 @@ impl Backend for RedisBackend {
     fn verify<'a>(&'a self, slot: Slot, secret: &'a Secret) -> BoxFuture<'a, BackendResult<()>> {
         Box::pin(async move {
             let account = self.account(slot)?;
-            let (named, pw) = parse_value(secret)
-                .ok_or_else(|| BackendError::permanent(KIND, "verify", "the value is not an account JSON"))?;
-            if named != account {
-                return Err(BackendError::permanent(
-                    KIND,
-                    "verify",
-                    format!("the value is for account {named}, not {account}"),
-                ));
-            }
-            for node in 0..self.cfg.nodes.len() {
+            let (_, pw) = parse_value(secret)
+                .filter(|(named, _)| named == account)
+                .ok_or_else(|| {
+                    BackendError::permanent(KIND, "verify", format!("the value is not for account {account}"))
+                })?;
+            for node in &self.nodes("verify").await {
                 let mut con = self.connect(node, "verify").await?;
                 self.auth(&mut con, node, "verify", account, &pw).await?;
                 redis::cmd("PING")
                     .query_async::<()>(&mut con)
                     .await
-                    .map_err(|e| self.node_err(node, "verify", &e))?;
+                    .map_err(|e| node_err(node, "verify", &e))?;
             }
             Ok(())
         })
     }
 
-    /// Creates (or resets) both accounts on every node with the configured permissions and fresh
+    /// Overlap mode: removes the old password from the account on every node where it still is.
+    fn retire<'a>(&'a self, slot: Slot, old: &'a Secret, _step: u8) -> BoxFuture<'a, BackendResult<()>> {
+        Box::pin(async move {
+            if !self.overlap() {
+                return Ok(());
+            }
+            let (account, hashed) = self.hashed_for(slot, old, "retire")?;
+            let remove = hashed.remove();
+            for node in &self.nodes("retire").await {
+                let mut con = self.admin(node, "retire").await?;
+                let has = match getuser(&mut con, node, "retire", account).await? {
+                    Some(f) => texts(f.get("passwords")).iter().any(|p| p == hashed.hex()),
+                    None => false,
+                };
+                if has {
+                    setuser(&mut con, node, "retire", account, &[remove.as_str()]).await?;
+                    self.persist(&mut con, node, "retire").await?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Creates (or resets) the accounts on every node with the configured permissions and fresh
     /// passwords, sent as hashes.
     fn create_accounts<'a>(&'a self) -> BoxFuture<'a, BackendResult<Vec<(Slot, Secret)>>> {
         Box::pin(async move {
+            let slots: &[Slot] = if self.overlap() {
+                &[Slot::Single]
+            } else {
+                &[Slot::Primary, Slot::Clone]
+            };
+            let nodes = self.nodes("create accounts").await;
             let mut out = Vec::new();
-            for slot in [Slot::Primary, Slot::Clone] {
+            for &slot in slots {
                 let account = self.account(slot)?;
                 let pw = rotd_core::generate_password(&PasswordPolicy::default())
                     .map_err(|e| BackendError::permanent(KIND, "create accounts", e.to_string()))?;
-                let hashed = zeroize::Zeroizing::new(format!("#{}", sha256_hex(&pw).as_str()));
-                let mut rules = vec!["reset", "on", hashed.as_str()];
+                let add = Hashed::of(&pw).add();
+                let mut rules = vec!["reset", "on", add.as_str()];
                 rules.extend(self.cfg.rules.split_whitespace());
-                for node in 0..self.cfg.nodes.len() {
+                for node in &nodes {
                     self.setuser(node, "create accounts", account, &rules).await?;
                 }
                 out.push((slot, self.compose(slot, &pw)?));
@@ -464,6 +799,21 @@ impl Backend for RedisBackend {
             Ok(out)
         })
     }
+}
+
+/// The node's `aclfile` setting, `None` when it has none (its users live in redis.conf).
+async fn aclfile(
+    con: &mut MultiplexedConnection,
+    node: &Node,
+    op: &'static str,
+) -> BackendResult<Option<String>> {
+    let v: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("aclfile")
+        .query_async(con)
+        .await
+        .map_err(|e| node_err(node, op, &e))?;
+    Ok(v.into_iter().nth(1).filter(|f| !f.is_empty()))
 }
 
 #[cfg(test)]

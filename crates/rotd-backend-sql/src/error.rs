@@ -175,6 +175,7 @@ pub(crate) fn from_sqlx(
         operation,
         class: classify(e),
         message,
+        node: None,
     }
 }
 

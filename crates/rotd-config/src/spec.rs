@@ -35,7 +35,7 @@ pub struct SecretSpec {
     pub initial_version: VersionId,
     pub target: Target,
     /// How long an old credential keeps working after a rotation before rotd revokes it, for backends
-    /// that revoke (`grace`; RAM: deactivation; default 24h for RAM, zero elsewhere). Backends that
+    /// that revoke (`grace`; RAM: deactivation; default 24h for RAM and Redis overlap, zero elsewhere). Backends that
     /// never revoke the old credential (dual accounts keep it until the next rotation) ignore it.
     pub grace: Duration,
     /// Commands run after every promotion (`[[hooks]]`), e.g. `systemctl reload app`.
@@ -237,7 +237,8 @@ impl DbPrivilege {
     }
 }
 
-/// Redis ACL users, always a dual pair.
+/// Redis ACL users: a dual pair (the vendor's type), or with `mode = "overlap"` one account whose old and
+/// new passwords overlap for the grace period.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisSpec {
     pub host: String,
@@ -248,11 +249,15 @@ pub struct RedisSpec {
     pub admin: SecretRef,
     pub admin_user: String,
     pub user: String,
-    pub clone_user: String,
+    /// The second account; `None` in overlap mode.
+    pub clone_user: Option<String>,
     pub privilege: RedisPrivilege,
     pub instance_id: Option<String>,
+    pub region_id: Option<String>,
     /// Every node the ACL change must reach. Empty means only `host:port`.
     pub nodes: Vec<Endpoint>,
+    /// Also change the replicas each listed primary reports (`ROLE`).
+    pub discover: bool,
     /// How each node keeps an ACL change across a restart.
     pub persist: RedisPersist,
 }
@@ -405,7 +410,7 @@ impl SecretSpec {
     pub fn is_dual(&self) -> bool {
         match &self.target {
             Target::Rds(db) | Target::PolarDb(db) => db.accounts.clone_user().is_some(),
-            Target::Redis(_) => true,
+            Target::Redis(r) => r.clone_user.is_some(),
             Target::Generic(_) | Target::Ecs(_) | Target::Ram(_) => false,
         }
     }
@@ -420,7 +425,8 @@ impl SecretSpec {
                     db.accounts.clone_user().is_some() && clone_password.is_none()
                 }
             },
-            Target::Generic(_) | Target::Redis(_) | Target::Ecs(_) | Target::Ram(_) => false,
+            Target::Redis(_) => true,
+            Target::Generic(_) | Target::Ecs(_) | Target::Ram(_) => false,
         }
     }
 
@@ -447,11 +453,16 @@ impl SecretSpec {
                 custom_data,
             }),
             Target::Redis(r) => serde_json::to_string(&RedisExt {
-                secret_sub_type: "DoubleUsers",
+                secret_sub_type: if r.clone_user.is_some() {
+                    "DoubleUsers"
+                } else {
+                    "SingleUser"
+                },
                 account_name: &r.user,
-                clone_account_name: &r.clone_user,
+                clone_account_name: r.clone_user.as_deref(),
                 account_privilege: r.privilege.as_str(),
                 instance_id: r.instance_id.as_deref(),
+                region_id: r.region_id.as_deref(),
                 custom_data,
             }),
             Target::Ecs(e) => serde_json::to_string(&EcsExt {
@@ -503,10 +514,13 @@ struct PolarDbExt<'a> {
 struct RedisExt<'a> {
     secret_sub_type: &'a str,
     account_name: &'a str,
-    clone_account_name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    clone_account_name: Option<&'a str>,
     account_privilege: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     instance_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    region_id: Option<&'a str>,
     custom_data: serde_json::Map<String, serde_json::Value>,
 }
 
@@ -659,6 +673,9 @@ struct RawRedis {
     persist: Opt<String>,
     rules: Opt<String>,
     allow_dangerous: Opt<bool>,
+    mode: Opt<String>,
+    discover: Opt<bool>,
+    region_id: Opt<String>,
 }
 
 #[derive(Deserialize)]
@@ -750,7 +767,7 @@ pub(crate) fn validate(
     let kind = kind?;
     let grace = match &raw.grace {
         Some(g) => check::duration_at_most(d, g, "grace", MAX_GRACE),
-        None if kind == SecretType::RamCredentials => Some(DEFAULT_RAM_GRACE),
+        None if kind == SecretType::RamCredentials || redis_overlap(raw) => Some(DEFAULT_RAM_GRACE),
         None => Some(Duration::ZERO),
     };
     let target = validate_target(
@@ -1065,7 +1082,8 @@ fn validate_target(
             None => missing(d, "polardb"),
         },
         SecretType::Redis => match &raw.redis {
-            Some(r) => validate_redis(d, r, base).map(Target::Redis),
+            Some(r) => validate_redis(d, r, base, rotation, grace.map(|g| (g, raw.grace.as_ref())))
+                .map(Target::Redis),
             None => missing(d, "redis"),
         },
         SecretType::Ecs => match &raw.ecs {
@@ -1517,7 +1535,32 @@ fn backend_accepts(
     }
 }
 
-fn validate_redis(d: &mut Diag<'_>, raw: &S<RawRedis>, base: &Path) -> Option<RedisSpec> {
+/// Whether the file asks for a Redis secret in overlap mode (whose old password, like a RAM user's old
+/// AccessKey, stays valid for the grace period: 24h unless `grace` says otherwise).
+fn redis_overlap(raw: &RawSecret) -> bool {
+    raw.redis
+        .as_ref()
+        .and_then(|r| r.get_ref().mode.as_ref())
+        .is_some_and(|m| m.get_ref() == "overlap")
+}
+
+/// The shortest time between two rotations of a policy, in seconds (`None`: no automatic rotation).
+fn shortest_gap(rotation: Option<&RotationPolicy>) -> Option<u64> {
+    rotation.and_then(|p| match &p.schedule {
+        RotationSchedule::Interval { interval } => Some(interval.as_secs()),
+        cron @ RotationSchedule::Cron { .. } => {
+            rotd_core::compile(cron).ok().and_then(|c| c.min_interval_secs())
+        }
+    })
+}
+
+fn validate_redis(
+    d: &mut Diag<'_>,
+    raw: &S<RawRedis>,
+    base: &Path,
+    rotation: Option<&RotationPolicy>,
+    grace: Option<(Duration, Option<&S<String>>)>,
+) -> Option<RedisSpec> {
     let span = raw.span();
     let r = raw.get_ref();
     let host = check::required(d, r.host.as_ref(), span.clone(), "redis.host")
@@ -1540,11 +1583,44 @@ fn validate_redis(d: &mut Diag<'_>, raw: &S<RawRedis>, base: &Path) -> Option<Re
     };
     let user = check::required(d, r.user.as_ref(), span.clone(), "redis.user")
         .and_then(|u| check::account_name(d, u, "redis.user"));
-    let clone_user = match (&r.clone_user, &user) {
-        (Some(c), Some(u)) if c.get_ref() == u => d.at(c, "redis.clone_user", "must differ from redis.user"),
-        (Some(c), _) => check::account_name(d, c, "redis.clone_user"),
-        (None, u) => u.as_ref().map(|u| format!("{u}_clone")),
+    let overlap = match &r.mode {
+        Some(m) => check::choice(d, m, "redis.mode", &[("dual", false), ("overlap", true)]),
+        None => Some(false),
     };
+    let clone_user = match (&r.clone_user, &user, overlap) {
+        (Some(c), _, Some(true)) => d.at(
+            c,
+            "redis.clone_user",
+            "has no effect with mode = \"overlap\" (one account whose passwords overlap); remove it",
+        ),
+        (None, _, Some(true)) => Some(None),
+        (Some(c), Some(u), _) if c.get_ref() == u => {
+            d.at(c, "redis.clone_user", "must differ from redis.user")
+        }
+        (Some(c), _, _) => check::account_name(d, c, "redis.clone_user").map(Some),
+        (None, u, _) => u.as_ref().map(|u| Some(format!("{u}_clone"))),
+    };
+    // Overlap keeps the old password until the grace period ends, which must come before the next
+    // rotation adds another one (the account then has at most two).
+    if overlap == Some(true)
+        && let Some((g, raw_grace)) = grace
+        && let Some(gap) = shortest_gap(rotation)
+        && g.as_secs() >= gap
+    {
+        let msg = format!(
+            "grace ({}) must be shorter than the time between rotations ({}): with mode = \"overlap\" the old password is removed when it ends",
+            RotationInterval::from_secs(g.as_secs()),
+            RotationInterval::from_secs(gap),
+        );
+        match raw_grace {
+            Some(v) => d.error(v.span(), "grace", msg),
+            None => d.error(
+                span.clone(),
+                "redis",
+                format!("{msg}; the default grace is 24h, set a shorter grace"),
+            ),
+        }
+    }
     let allow_dangerous = r.allow_dangerous.as_ref().is_some_and(|a| *a.get_ref());
     let privilege = match (&r.privilege, &r.rules) {
         (Some(_), Some(rules)) => d.at(
@@ -1604,6 +1680,10 @@ fn validate_redis(d: &mut Diag<'_>, raw: &S<RawRedis>, base: &Path) -> Option<Re
         Some(v) => check::ident(d, v, "redis.instance_id").map(Some),
         None => Some(None),
     };
+    let region_id = match &r.region_id {
+        Some(v) => check::ident(d, v, "redis.region_id").map(Some),
+        None => Some(None),
+    };
     let nodes = match &r.nodes {
         Some(list) => {
             let nodes: Vec<Option<Endpoint>> = list
@@ -1639,7 +1719,9 @@ fn validate_redis(d: &mut Diag<'_>, raw: &S<RawRedis>, base: &Path) -> Option<Re
         clone_user: clone_user?,
         privilege: privilege?,
         instance_id: instance_id?,
+        region_id: region_id?,
         nodes: nodes?,
+        discover: r.discover.as_ref().is_some_and(|v| *v.get_ref()),
         persist: persist?,
     })
 }
@@ -1813,13 +1895,7 @@ fn validate_ram(
     };
     // A RAM user holds at most two AccessKeys, inactive ones included, so the old key must be
     // deleted before the next rotation creates a new one.
-    let shortest_gap = rotation.and_then(|p| match &p.schedule {
-        RotationSchedule::Interval { interval } => Some(interval.as_secs()),
-        cron @ RotationSchedule::Cron { .. } => {
-            rotd_core::compile(cron).ok().and_then(|c| c.min_interval_secs())
-        }
-    });
-    if let (Some((g, raw_grace)), Some(del), Some(gap)) = (grace, delete_after, shortest_gap)
+    if let (Some((g, raw_grace)), Some(del), Some(gap)) = (grace, delete_after, shortest_gap(rotation))
         && g.as_secs().saturating_add(del.as_secs()) >= gap
     {
         let msg = format!(

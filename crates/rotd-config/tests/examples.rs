@@ -193,12 +193,12 @@ fn production_examples_load_one_secret_per_type() {
     let Target::Redis(r) = &redis.target else {
         panic!("redis")
     };
-    assert_eq!(r.clone_user, "sessions_clone");
+    assert_eq!(r.clone_user.as_deref(), Some("sessions_clone"));
     assert_eq!(r.nodes.len(), 3);
     assert_eq!(
         redis.extended_config().as_deref(),
         Some(
-            r#"{"SecretSubType":"DoubleUsers","AccountName":"sessions","CloneAccountName":"sessions_clone","AccountPrivilege":"ReadWrite","InstanceId":"r-bp1web0001","CustomData":{}}"#
+            r#"{"SecretSubType":"DoubleUsers","AccountName":"sessions","CloneAccountName":"sessions_clone","AccountPrivilege":"ReadWrite","InstanceId":"r-bp1web0001","RegionId":"cn-hangzhou","CustomData":{}}"#
         )
     );
 

@@ -312,7 +312,7 @@ fn redis_rules() {
         panic!("redis")
     };
     assert_eq!((r.port, r.tls, r.admin_user.as_str()), (6379, false, "default"));
-    assert_eq!(r.clone_user, "app_clone");
+    assert_eq!(r.clone_user.as_deref(), Some("app_clone"));
     let e = errs(
         "name = \"a\"\ntype = \"Redis\"\n[redis]\nhost = \"r\"\nadmin = { file = \"/a\" }\nuser = \"app\"\nclone_user = \"app\"\nnodes = [\"r1\"]\n",
     );
@@ -324,6 +324,45 @@ fn redis_rules() {
     );
     assert_eq!(e[0].0, 3, "a missing key is reported on its table's header");
     assert_eq!(e[0].2, "is required");
+}
+
+#[test]
+fn redis_overlap_mode_has_one_account_and_a_grace_shorter_than_the_interval() {
+    let base = "name = \"a\"\ntype = \"Redis\"\n[rotation]\ninterval = \"7d\"\n[redis]\nhost = \"r\"\nadmin = { file = \"/a\" }\nuser = \"app\"\nprivilege = \"ReadWrite\"\n";
+    let (_, s) = ok(&format!(
+        "{base}mode = \"overlap\"\ndiscover = true\nregion_id = \"cn-hangzhou\"\n"
+    ));
+    let Target::Redis(r) = &s.target else {
+        panic!("redis")
+    };
+    assert_eq!((r.clone_user.as_deref(), r.discover), (None, true));
+    assert!(!s.is_dual());
+    assert_eq!(
+        s.grace,
+        std::time::Duration::from_secs(86_400),
+        "overlap's default grace is 24h"
+    );
+    assert_eq!(
+        s.extended_config().as_deref(),
+        Some(
+            r#"{"SecretSubType":"SingleUser","AccountName":"app","AccountPrivilege":"ReadWrite","RegionId":"cn-hangzhou","CustomData":{}}"#
+        )
+    );
+    // Dual mode keeps a grace of zero: the old account stays valid until the next rotation anyway.
+    let (_, s) = ok(base);
+    assert_eq!((s.grace, s.is_dual()), (std::time::Duration::ZERO, true));
+
+    let e = errs(&format!("{base}mode = \"overlap\"\nclone_user = \"app2\"\n"));
+    assert_eq!(e[0].1, "redis.clone_user", "{e:?}");
+    let e = errs(&format!("{base}mode = \"both\"\n"));
+    assert_eq!(e[0].1, "redis.mode", "{e:?}");
+    // The old password must be gone before the next rotation adds another.
+    let e = errs(&format!("grace = \"7d\"\n{base}mode = \"overlap\"\n"));
+    assert_eq!((e[0].0, e[0].1.as_str()), (1, "grace"), "{e:?}");
+    let short = base.replace("\"7d\"", "\"12h\"");
+    let e = errs(&format!("{short}mode = \"overlap\"\n"));
+    assert!(e[0].2.contains("the default grace is 24h"), "{e:?}");
+    ok(&format!("grace = \"2h\"\n{short}mode = \"overlap\"\n"));
 }
 
 #[test]

@@ -143,6 +143,9 @@ pub struct BackendError {
     pub operation: &'static str,
     pub class: ErrorClass,
     pub message: String,
+    /// The node of a several-node target that failed (`host:port`), so status and metrics can say which
+    /// node holds a rotation back. Already part of `message`.
+    pub node: Option<String>,
 }
 
 impl BackendError {
@@ -156,6 +159,7 @@ impl BackendError {
             operation,
             class: ErrorClass::Retryable,
             message: message.into(),
+            node: None,
         }
     }
 
@@ -169,7 +173,14 @@ impl BackendError {
             operation,
             class: ErrorClass::Permanent,
             message: message.into(),
+            node: None,
         }
+    }
+
+    /// Names the node of a several-node target this failure happened on.
+    pub fn on_node(mut self, node: impl Into<String>) -> Self {
+        self.node = Some(node.into());
+        self
     }
 
     pub fn is_retryable(&self) -> bool {
@@ -195,6 +206,13 @@ pub trait Backend: Send + Sync {
 
     /// Checks the admin connection and privileges without changing anything.
     fn check(&self) -> BoxFuture<'_, BackendResult<()>>;
+
+    /// Observations for `rotd plan`, without changing anything: how each node keeps a change, which nodes
+    /// were discovered, a node whose accounts differ from the others'. Each line is shown as is; none
+    /// may hold secret material. Called after a successful `check`.
+    fn inspect(&self) -> BoxFuture<'_, BackendResult<Vec<String>>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
 
     /// Builds the secret value for `slot` from a freshly generated password, in the vendor's format
     /// (`{"AccountName","AccountPassword"}` for databases). Pure: it must not touch the target.

@@ -103,6 +103,12 @@ impl Backend for Limited {
             self.inner.check().await
         })
     }
+    fn inspect(&self) -> BoxFuture<'_, BackendResult<Vec<String>>> {
+        Box::pin(async move {
+            let _permits = self.permits().await;
+            self.inner.inspect().await
+        })
+    }
     fn mint<'a>(&'a self, rotation_id: &'a str, slot: Slot) -> BoxFuture<'a, BackendResult<Secret>> {
         Box::pin(async move {
             let _permits = self.permits().await;
@@ -145,6 +151,9 @@ impl Backend for Measured {
     delegate_sync!();
     fn check(&self) -> BoxFuture<'_, BackendResult<()>> {
         Box::pin(self.record("check", self.inner.check()))
+    }
+    fn inspect(&self) -> BoxFuture<'_, BackendResult<Vec<String>>> {
+        Box::pin(self.record("inspect", self.inner.inspect()))
     }
     fn mint<'a>(&'a self, rotation_id: &'a str, slot: Slot) -> BoxFuture<'a, BackendResult<Secret>> {
         Box::pin(self.record("mint", self.inner.mint(rotation_id, slot)))

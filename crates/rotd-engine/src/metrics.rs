@@ -39,6 +39,9 @@ pub struct Metrics {
     journal_open: Gauge<i64, AtomicI64>,
     backend_errors: Family<Labels, Counter>,
     backend_calls: Family<Labels, Counter>,
+    lagging: Family<Labels, Gauge<i64, AtomicI64>>,
+    /// The node each secret's `lagging` series names, so a change of node (or recovery) removes it.
+    lagging_node: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, String>>>,
 }
 
 impl Default for Metrics {
@@ -95,6 +98,12 @@ impl Metrics {
             "1 while a declared secret has no value yet (its accounts are being created) or, with dual accounts, only one",
             awaiting_first.clone(),
         );
+        let lagging = Family::<Labels, Gauge<i64, AtomicI64>>::default();
+        r.register(
+            "rotd_rotation_lagging_node",
+            "1 while a secret's rotation is held back by one node of its target (down, or refusing the change); the node label names it",
+            lagging.clone(),
+        );
         let in_progress = Gauge::<i64, AtomicI64>::default();
         r.register(
             "rotd_rotations_in_progress",
@@ -130,6 +139,8 @@ impl Metrics {
             in_progress,
             journal_open,
             backend_errors,
+            lagging,
+            lagging_node: Default::default(),
             backend_calls,
         }
     }
@@ -189,8 +200,27 @@ impl Metrics {
         }
     }
 
+    /// Which node holds `secret`'s rotation back (`None`: none, after a success or a failure that names
+    /// no node). A secret has at most one such series.
+    pub fn set_lagging_node(&self, secret: &str, node: Option<&str>) {
+        let mut known = self.lagging_node.lock().expect("lagging nodes");
+        if let Some(old) = known.get(secret)
+            && Some(old.as_str()) != node
+        {
+            self.lagging.remove(&labels(&[("secret", secret), ("node", old)]));
+            known.remove(secret);
+        }
+        if let Some(node) = node {
+            self.lagging
+                .get_or_create(&labels(&[("secret", secret), ("node", node)]))
+                .set(1);
+            known.insert(secret.to_owned(), node.to_owned());
+        }
+    }
+
     /// Drops the per-secret series of a secret that is no longer managed.
     pub fn forget(&self, secret: &str) {
+        self.set_lagging_node(secret, None);
         let l = labels(&[("secret", secret)]);
         self.last_success.remove(&l);
         self.next_due.remove(&l);

@@ -131,6 +131,14 @@ pub enum RotationError {
 }
 
 impl RotationError {
+    /// The node of a several-node target the failure happened on, if the backend named one.
+    pub fn node(&self) -> Option<&str> {
+        match self {
+            RotationError::Backend { source, .. } => source.node.as_deref(),
+            _ => None,
+        }
+    }
+
     pub fn class(&self) -> ErrorClass {
         match self {
             RotationError::Backend { source, .. } => source.class,

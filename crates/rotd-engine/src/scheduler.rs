@@ -395,6 +395,7 @@ impl Engine {
             let summary = match &result {
                 AttemptResult::Done(o) => {
                     this.metrics.attempt_finished(kind, "success", secs);
+                    this.metrics.set_lagging_node(managed.name.as_str(), None);
                     if !o.already_done {
                         let now = this.clock().now();
                         let last = rotd_core::recorded_rotation_time(policy_next.as_ref(), nominal, now);
@@ -414,10 +415,12 @@ impl Engine {
                 }
                 AttemptResult::Retry { error, .. } => {
                     this.metrics.attempt_finished(kind, "failure", secs);
+                    this.metrics.set_lagging_node(managed.name.as_str(), error.node());
                     RequestOutcome::Error(error.to_string())
                 }
                 AttemptResult::Quarantined { error, .. } => {
                     this.metrics.attempt_finished(kind, "quarantined", secs);
+                    this.metrics.set_lagging_node(managed.name.as_str(), error.node());
                     RequestOutcome::Quarantined(error.to_string())
                 }
             };

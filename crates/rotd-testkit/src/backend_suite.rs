@@ -345,6 +345,10 @@ pub async fn every_node_or_none(t: &BackendUnderTest) {
         e.is_retryable(),
         "a node that is down is a retryable failure: {e}"
     );
+    assert!(
+        e.node.is_some(),
+        "a failure on one node names it, so status and metrics can show which node lags: {e}"
+    );
     if let Some((cs, cv)) = current {
         for node in 0..down {
             assert!(

@@ -468,7 +468,7 @@ impl Backend for FakeBackend {
 }
 
 fn unreachable(node: usize, op: &'static str) -> BackendError {
-    BackendError::retryable("fake", op, format!("node {node} is unreachable"))
+    BackendError::retryable("fake", op, format!("node {node} is unreachable")).on_node(format!("node{node}"))
 }
 
 /// The nodes of a [`FakeBackend`] with replicas, for the conformance suite's multi-node case.

@@ -134,12 +134,15 @@ async fn material(store: Option<&Store>, r: &rotd_config::SecretRef, what: &str)
 }
 
 async fn redis_backend(store: Option<&Store>, r: &RedisSpec) -> Result<Arc<dyn Backend>, String> {
-    if r.tls {
-        return Err(
-            "redis.tls = true is not supported by this rotd yet; the secret is stored but not rotated (rotd never falls back to plain TCP)"
-                .to_owned(),
-        );
-    }
+    let tls = match (r.tls, &r.ca_file) {
+        (false, _) => None,
+        (true, None) => Some(rotd_backend_redis::Tls::default()),
+        (true, Some(path)) => Some(rotd_backend_redis::Tls {
+            ca_pem: Some(
+                read_ca(path).map_err(|e| format!("reading redis.ca_file {}: {e}", path.display()))?,
+            ),
+        }),
+    };
     let admin_password = material(store, &r.admin, "redis admin password").await?;
     let mut nodes = vec![(r.host.clone(), r.port)];
     for n in &r.nodes {
@@ -149,6 +152,8 @@ async fn redis_backend(store: Option<&Store>, r: &RedisSpec) -> Result<Arc<dyn B
     }
     RedisBackend::new(RedisConfig {
         nodes,
+        discover: r.discover,
+        tls,
         admin_user: r.admin_user.clone(),
         admin_password,
         user: r.user.clone(),
@@ -167,6 +172,23 @@ async fn redis_backend(store: Option<&Store>, r: &RedisSpec) -> Result<Arc<dyn B
     })
     .map(|b| Arc::new(b) as Arc<dyn Backend>)
     .map_err(|e| e.to_string())
+}
+
+/// A CA bundle (public certificates, PEM): a regular file of at most 1 MiB.
+fn read_ca(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    const MAX: u64 = 1 << 20;
+    let f = std::fs::File::open(path)?;
+    let meta = f.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    let mut pem = Vec::new();
+    f.take(MAX + 1).read_to_end(&mut pem)?;
+    if pem.len() as u64 > MAX {
+        return Err(std::io::Error::other("larger than 1 MiB"));
+    }
+    Ok(pem)
 }
 
 /// The backend that rotates a declared secret, or why there is none (yet). `store` resolves admin
@@ -266,6 +288,10 @@ pub fn describe_action(spec: &SecretSpec, backend: &dyn Backend) -> String {
         _ if caps.dual_accounts => {
             "reset the account holding ACSPrevious, verify it, swap the labels".to_owned()
         }
+        _ if caps.overlap => format!(
+            "add a new password next to the current one, verify it, promote it, remove the old one after the grace period ({})",
+            rotd_core::RotationInterval::from_secs(spec.grace.as_secs())
+        ),
         _ => "reset the account's password, verify it, promote it".to_owned(),
     }
 }

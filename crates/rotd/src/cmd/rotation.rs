@@ -288,17 +288,26 @@ pub async fn plan(config: &Path, out: Output) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     let mut docs = Vec::new();
     let mut problems = 0;
+    let mut notes_text = Vec::new();
     let tty = std::io::stderr().is_terminal();
     let total = cfg.secrets.len();
     for (i, spec) in cfg.secrets.iter().enumerate() {
         if tty {
             eprint!("\rchecking {}/{total}: {}\x1b[K", i + 1, spec.name);
         }
+        let mut notes = Vec::new();
         let (check, action) = match wiring::backend_for(store.as_ref(), spec).await {
             Ok(b) => {
                 let action = wiring::describe_action(spec, b.as_ref());
                 match tokio::time::timeout(cfg.daemon.rotation.step_timeout, b.check()).await {
-                    Ok(Ok(())) => ("ok".to_owned(), action),
+                    Ok(Ok(())) => {
+                        match tokio::time::timeout(cfg.daemon.rotation.step_timeout, b.inspect()).await {
+                            Ok(Ok(n)) => notes = n,
+                            Ok(Err(e)) => notes.push(format!("could not inspect: {e}")),
+                            Err(_) => notes.push("could not inspect: timed out".to_owned()),
+                        }
+                        ("ok".to_owned(), action)
+                    }
                     Ok(Err(e)) => {
                         problems += 1;
                         (format!("failed: {e}"), action)
@@ -351,7 +360,10 @@ pub async fn plan(config: &Path, out: Output) -> anyhow::Result<()> {
             check.clone(),
             action.clone(),
         ]);
-        docs.push(json!({"SecretName": spec.name.as_str(), "SecretType": spec.kind.as_str(), "NextRotation": next, "Check": check, "Action": action}));
+        for n in &notes {
+            notes_text.push(format!("{}: {n}", spec.name));
+        }
+        docs.push(json!({"SecretName": spec.name.as_str(), "SecretType": spec.kind.as_str(), "NextRotation": next, "Check": check, "Action": action, "Notes": notes}));
     }
     if tty {
         eprint!("\r\x1b[K");
@@ -362,6 +374,12 @@ pub async fn plan(config: &Path, out: Output) -> anyhow::Result<()> {
         rows,
         docs,
     );
+    if out == Output::Table && !notes_text.is_empty() {
+        println!();
+        for n in notes_text {
+            println!("{n}");
+        }
+    }
     if problems > 0 {
         return Err(anyhow::anyhow!(
             "{problems} backend check{} failed",
