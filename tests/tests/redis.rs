@@ -308,3 +308,51 @@ fn with_discover_the_replicas_the_primary_reports_are_changed_too_and_plan_names
     assert!(!log.contains("panicked"), "{log}");
     assert!(!log.contains(now.2.as_str()), "a password reached the log");
 }
+
+#[test]
+fn in_overlap_mode_one_account_keeps_its_old_password_for_the_grace_period_and_then_loses_it() {
+    let nodes = Redis::start_nodes(2);
+    let env = Env::new();
+    env.write(
+        "rotd.toml",
+        "data_dir = \"data\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[api]\nlisten = \"127.0.0.1:0\"\n",
+    );
+    declare(&env, &nodes, 2, "mode = \"overlap\"\n");
+    // grace goes at the top of the file, before any table.
+    let path = env.path("secrets.d/redis.toml");
+    let text = std::fs::read_to_string(&path).expect("declared file");
+    env.write(
+        "secrets.d/redis.toml",
+        &format!("grace = \"4s\"\n{}", text.replace("clone_user", "# clone_user")),
+    );
+    env.ok(&["check"]);
+    let daemon = Daemon::start(&env, "serve.log", &[]);
+    wait_for("the first value", Duration::from_secs(60), || {
+        read_account(&env, NAME, "ACSCurrent").is_some()
+    });
+    let old = read_account(&env, NAME, "ACSCurrent").expect("current");
+    assert_eq!(old.1, "sessions", "one account, no clone");
+    assert!(nodes.iter().all(|n| logs_in(n, &old)), "on every node");
+
+    let r = env.run(&["rotate", NAME]);
+    assert_eq!(r.code, 0, "{}{}\n{}", r.stdout, r.stderr, daemon.log_text());
+    let new = read_account(&env, NAME, "ACSCurrent").expect("current");
+    assert_eq!(new.1, "sessions", "the same account");
+    assert_ne!(new.2, old.2, "a new password");
+    for n in &nodes {
+        assert!(
+            logs_in(n, &new) && logs_in(n, &old),
+            "old and new password both work during the grace period"
+        );
+    }
+    wait_for("the old password to be removed", Duration::from_secs(60), || {
+        nodes.iter().all(|n| !logs_in(n, &old))
+    });
+    assert!(
+        nodes.iter().all(|n| logs_in(n, &new)),
+        "the new password still works on every node"
+    );
+    let log = daemon.stop();
+    assert!(!log.contains("panicked"), "{log}");
+    assert!(!log.contains(new.2.as_str()), "a password reached the log");
+}
