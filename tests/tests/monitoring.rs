@@ -30,7 +30,10 @@ fn registered() -> BTreeSet<String> {
         }
     }
     let mut out = BTreeSet::new();
-    for c in std::fs::read_dir(rotd_e2e::repo_root().join("crates")).expect("crates").flatten() {
+    for c in std::fs::read_dir(rotd_e2e::repo_root().join("crates"))
+        .expect("crates")
+        .flatten()
+    {
         let src = c.path().join("src");
         if src.is_dir() {
             walk(&src, &mut out);
@@ -67,9 +70,15 @@ fn every_alert_names_metrics_rotd_registers_and_has_a_runbook_section() {
     let used = metric_names(&rules);
     assert!(used.len() >= 8, "the rules use rotd's metrics: {used:?}");
     let known = registered();
-    assert!(known.contains("rotd_rotations"), "the scan finds registrations: {known:?}");
+    assert!(
+        known.contains("rotd_rotations"),
+        "the scan finds registrations: {known:?}"
+    );
     let unknown: Vec<&String> = used.iter().filter(|n| !known.contains(*n)).collect();
-    assert!(unknown.is_empty(), "alert rules name metrics rotd does not register: {unknown:?}");
+    assert!(
+        unknown.is_empty(),
+        "alert rules name metrics rotd does not register: {unknown:?}"
+    );
 
     let runbook = read("docs/runbook.md");
     let tests = read("config/prometheus/tests/rotd-alerts.test.yml");

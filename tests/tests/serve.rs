@@ -5,30 +5,24 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
-use rotd_e2e::{Env, repo_root};
+use rotd_e2e::{Env, free_port, http_get, repo_root, wait_for};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-/// A copy of config/quickstart with its listeners moved to free ports (tests run in parallel).
-fn quickstart() -> Env {
+/// A copy of config/quickstart with its listeners moved to free ports (tests run in parallel), and the
+/// admin listener's port.
+fn quickstart() -> (Env, u16) {
     let env = Env::new();
+    let admin = free_port();
     let src = repo_root().join("config/quickstart");
     let toml = std::fs::read_to_string(src.join("rotd.toml"))
         .expect("quickstart rotd.toml")
         .replace("127.0.0.1:8443", &format!("127.0.0.1:{}", free_port()))
-        .replace("127.0.0.1:9464", &format!("127.0.0.1:{}", free_port()));
+        .replace("127.0.0.1:9464", &format!("127.0.0.1:{admin}"));
     env.write("rotd.toml", &toml);
     for f in std::fs::read_dir(src.join("secrets.d")).expect("secrets.d") {
         let f = f.expect("entry").path();
         std::fs::copy(&f, env.path("secrets.d").join(f.file_name().expect("name"))).expect("copy");
     }
-    env
+    (env, admin)
 }
 
 fn signal(child: &Child, sig: i32) {
@@ -38,24 +32,13 @@ fn signal(child: &Child, sig: i32) {
     assert_eq!(rc, 0, "kill failed");
 }
 
-fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let start = rotd_core::Clock::system().instant();
-    while rotd_core::Clock::system().elapsed(start) < timeout {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("timed out waiting for {what}");
-}
-
 fn log(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
 
 #[test]
 fn serve_runs_the_quickstart_from_scratch_and_follows_its_files() {
-    let env = quickstart();
+    let (env, admin) = quickstart();
     let log_path = env.path("serve.log");
     let mut child = env
         .command(&["serve"])
@@ -92,10 +75,24 @@ fn serve_runs_the_quickstart_from_scratch_and_follows_its_files() {
         "secrets.d/reports.toml",
         "name = \"quickstart/reports\"\ntype = \"Generic\"\ndescription = \"reports\"\n",
     );
+    let loaded_at = |body: &str| -> i64 {
+        body.lines()
+            .find_map(|l| l.strip_prefix("rotd_config_last_reload_timestamp_seconds "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no reload timestamp: {body}"))
+    };
+    let started = http_get(admin, "/metrics").1;
+    assert!(started.contains("rotd_config_reload_success 1"), "{started}");
+    std::thread::sleep(Duration::from_millis(1100));
     signal(&child, libc::SIGHUP);
     wait_for("the new secret", Duration::from_secs(15), || {
         env.run(&["secret", "describe", "quickstart/reports"]).code == 0
     });
+    let reloaded = http_get(admin, "/metrics").1;
+    assert!(
+        loaded_at(&reloaded) > loaded_at(&started),
+        "the reload time moved: {reloaded}"
+    );
 
     // The file changes: the file wins for metadata.
     env.write(
@@ -134,6 +131,16 @@ fn serve_runs_the_quickstart_from_scratch_and_follows_its_files() {
         || log(&log_path).contains("broken.toml:3:1"),
     );
     assert!(child.try_wait().expect("try_wait").is_none(), "still running");
+    // Prometheus sees the failed reload; the configuration in use keeps its load time.
+    let failed = http_get(admin, "/metrics").1;
+    assert!(failed.contains("rotd_config_reload_success 0"), "{failed}");
+    std::fs::remove_file(env.path("secrets.d/broken.toml")).expect("rm broken");
+    signal(&child, libc::SIGHUP);
+    wait_for("a good reload", Duration::from_secs(15), || {
+        http_get(admin, "/metrics")
+            .1
+            .contains("rotd_config_reload_success 1")
+    });
 
     signal(&child, libc::SIGTERM);
     let start = rotd_core::Clock::system().instant();

@@ -87,6 +87,7 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
     // The one Prometheus registry: the binary owns it, each crate registers its own series into it.
     let mut registry = prometheus_client::registry::Registry::default();
     register_build_info(&mut registry);
+    let reload = ReloadMetrics::register(&mut registry);
     let metrics = Metrics::register(&mut registry);
     let engine = Engine::new(store.clone(), wiring::engine_config(&cfg.daemon), metrics.clone());
     let rotatable = {
@@ -159,6 +160,7 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
                 Ok(next) => {
                     notify(&[sd_notify::NotifyState::Reloading]);
                     info!(secrets = next.secrets.len(), "Reloaded the configuration.");
+                    reload.succeeded();
                     apply(&store, &engine, &next).await;
                     match store.keyring_reload().await {
                         Ok(state) => reload_keyring(&store, &next.daemon, state.requested).await,
@@ -169,12 +171,18 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
                         Ok(c) => tls.reload_from_config(c),
                         Err(e) => error!(error = %e, "Could not reload the API certificate; keeping the old one."),
                     }
-                    notify(&[sd_notify::NotifyState::Ready]);
+                    notify(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status("running")]);
                 }
                 Err(errors) => {
                     for e in &errors.0 {
                         error!(error = %e, "Configuration error; keeping the previous configuration.");
                     }
+                    reload.failed();
+                    let status = format!(
+                        "running with the previous configuration: the reload found {} error(s), see rotd check",
+                        errors.0.len()
+                    );
+                    notify(&[sd_notify::NotifyState::Status(&status)]);
                 }
             },
             _ = purge_tick.tick() => purge(&store).await,
@@ -221,6 +229,43 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
     store.close().await;
     info!("rotd stopped.");
     Ok(())
+}
+
+/// Whether the last configuration reload worked, and when the configuration in use was loaded.
+struct ReloadMetrics {
+    success: prometheus_client::metrics::gauge::Gauge,
+    loaded_at: prometheus_client::metrics::gauge::Gauge,
+}
+
+impl ReloadMetrics {
+    /// Registers both series, as after a successful load (the daemon's start).
+    fn register(registry: &mut prometheus_client::registry::Registry) -> Self {
+        let m = Self {
+            success: Default::default(),
+            loaded_at: Default::default(),
+        };
+        registry.register(
+            "rotd_config_reload_success",
+            "1 if the last configuration load (start or SIGHUP) worked, 0 if the last reload failed and the previous configuration is still in use",
+            m.success.clone(),
+        );
+        registry.register(
+            "rotd_config_last_reload_timestamp_seconds",
+            "When the configuration in use was loaded (Unix time)",
+            m.loaded_at.clone(),
+        );
+        m.succeeded();
+        m
+    }
+
+    fn succeeded(&self) {
+        self.success.set(1);
+        self.loaded_at.set(rotd_core::Clock::system().now().timestamp());
+    }
+
+    fn failed(&self) {
+        self.success.set(0);
+    }
 }
 
 /// `rotd_build_info{version} 1`.
