@@ -115,6 +115,18 @@ impl Source {
         (line, col)
     }
 
+    /// The byte offset of a 1-based line and character column, the inverse of [`Source::position`].
+    /// Positions past the end of a line or of the text are clamped.
+    pub(crate) fn offset(&self, line: usize, col: usize) -> usize {
+        let Some(&start) = self.line_starts.get(line.saturating_sub(1)) else {
+            return self.text.len();
+        };
+        self.text[start..]
+            .char_indices()
+            .nth(col.saturating_sub(1))
+            .map_or(self.text.len(), |(i, _)| start + i)
+    }
+
     pub(crate) fn error_at(&self, span: Range<usize>, key: &str, message: String) -> ConfigError {
         let (line, col) = self.position(span.start);
         ConfigError {
@@ -130,6 +142,24 @@ impl Source {
     /// (the parser recovers and keeps going); a structural error (unknown key, wrong type) stops serde,
     /// so at most one of those is reported per file.
     pub(crate) fn parse<T: DeserializeOwned>(&self) -> Result<T, Vec<ConfigError>> {
+        let doc = self.parse_document()?;
+        T::deserialize(toml::de::Deserializer::from(doc.clone())).map_err(|e| {
+            let span = e.span().unwrap_or(0..0);
+            let mut key = key_path_at(doc.get_ref(), span.clone());
+            let message = clean_message(e.message());
+            if let Some(field) = backticked(&message, "missing field `") {
+                push_key(&mut key, field);
+            }
+            let message = match backticked(&message, "unknown field `") {
+                Some(field) if looks_like_secret_key(field) => inline_secret_message(),
+                _ => message,
+            };
+            vec![self.error_at(span, &key, message)]
+        })
+    }
+
+    /// The file as a TOML document with the byte span of every key and value, or every syntax error.
+    pub(crate) fn parse_document(&self) -> Result<Spanned<DeTable<'_>>, Vec<ConfigError>> {
         let (doc, mut syntax) = DeTable::parse_recoverable(&self.text);
         if !syntax.is_empty() {
             syntax.sort_by_key(|e| e.span().map_or(0, |s| s.start));
@@ -145,19 +175,7 @@ impl Source {
             }
             return Err(out);
         }
-        T::deserialize(toml::de::Deserializer::from(doc.clone())).map_err(|e| {
-            let span = e.span().unwrap_or(0..0);
-            let mut key = key_path_at(doc.get_ref(), span.clone());
-            let message = clean_message(e.message());
-            if let Some(field) = backticked(&message, "missing field `") {
-                push_key(&mut key, field);
-            }
-            let message = match backticked(&message, "unknown field `") {
-                Some(field) if looks_like_secret_key(field) => inline_secret_message(),
-                _ => message,
-            };
-            vec![self.error_at(span, &key, message)]
-        })
+        Ok(doc)
     }
 }
 

@@ -9,8 +9,12 @@
 //! credential or another rotd secret is named instead ([`SecretRef`]), and only [`read_material`]
 //! ever opens such a file, so loading works on a machine that holds none of the secrets.
 //!
+//! [`bulk`] renders a template once per instance for `rotd secret create-bulk` and loads each
+//! rendering with the same code, so a file it accepts is one `rotd check` accepts.
+//!
 //! The reference for every key is `config/README.md`.
 
+pub mod bulk;
 mod check;
 mod daemon;
 mod error;
@@ -124,26 +128,22 @@ fn secret_files(daemon: &daemon::LoadedDaemon) -> Result<Vec<PathBuf>, Error> {
         let span = daemon.secrets_dir_span.clone().unwrap_or(0..0);
         daemon.source.error_at(span, "secrets_dir", message)
     };
-    let entries = std::fs::read_dir(dir).map_err(|e| match e.kind() {
+    secret_files_in(dir).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => fail(format!("secrets directory {} does not exist", dir.display())),
         _ => fail(format!(
             "cannot read secrets directory {}: {}",
             dir.display(),
             io_message(&e)
         )),
-    })?;
+    })
+}
+
+/// The files of `dir` that are secret files, sorted by name: regular files (or links to them) whose
+/// name ends in `.toml`. Editors' backup files and subdirectories are ignored.
+fn secret_files_in(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut files = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| {
-            fail(format!(
-                "cannot read secrets directory {}: {}",
-                dir.display(),
-                io_message(&e)
-            ))
-        })?;
-        let path = entry.path();
-        // Only regular files (or links to them) ending in .toml count; editors' backup files and
-        // subdirectories are ignored.
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
         if path.extension().is_some_and(|x| x == "toml") && path.is_file() {
             files.push(path);
         }

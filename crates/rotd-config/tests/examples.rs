@@ -256,3 +256,52 @@ fn every_example_file_is_covered_by_a_test() {
     assert_eq!(count("quickstart/secrets.d"), 1);
     assert_eq!(count("examples/secrets.d"), 8);
 }
+
+#[test]
+fn bulk_examples_render_the_same_fleet_from_toml_and_csv() {
+    let dir = config_dir().join("examples");
+    let daemon = rotd_config::load_daemon(&dir.join("rotd.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let out = tempfile::tempdir().expect("tempdir");
+    let render = |instances: &str| {
+        rotd_config::bulk::render(
+            &daemon,
+            &dir.join("bulk/redis-template.toml"),
+            &dir.join("bulk").join(instances),
+            out.path(),
+        )
+        .unwrap_or_else(|e| panic!("{instances}: {e}"))
+    };
+    let from_toml = render("redis-instances.toml");
+    let from_csv = render("redis-instances.csv");
+    let names: Vec<&str> = from_toml.iter().map(|r| r.spec.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["redis/sessions-eu", "redis/sessions-us", "redis/carts-eu"]
+    );
+    for (t, c) in from_toml.iter().zip(&from_csv) {
+        assert_eq!(t.spec, c.spec, "the CSV holds the same fleet");
+        assert_eq!(t.text, c.text);
+        assert_eq!(t.file, out.path().join(format!("{}.toml", t.instance)));
+    }
+    let carts = &from_toml[2];
+    let Target::Redis(r) = &carts.spec.target else {
+        panic!("redis")
+    };
+    assert_eq!(
+        (r.host.as_str(), r.port, r.user.as_str()),
+        ("10.0.5.20", 6380, "carts")
+    );
+    assert_eq!(
+        r.admin,
+        SecretRef::File("/etc/rotd/redis/carts-eu-admin.pw".into())
+    );
+    assert_eq!(r.instance_id.as_deref(), Some("r-bp1shop002"));
+    assert!(r.nodes.is_empty());
+    assert_eq!(carts.spec.tags.get("team"), Some("shop"));
+    assert_eq!(carts.spec.description, "carts user on carts-eu");
+    let Target::Redis(eu) = &from_toml[0].spec.target else {
+        panic!("redis")
+    };
+    assert_eq!(eu.nodes.len(), 3);
+    assert_eq!(from_toml[0].declared_at.1, 6, "the [[instance]] line");
+}

@@ -260,6 +260,28 @@ pub enum SecretCmd {
     },
     /// Cancel a scheduled deletion.
     Restore { name: String },
+    /// Write one secret file per instance from a template (the vendor's "Create bulk secrets").
+    ///
+    /// The template is a secret file whose string values hold `{field}` placeholders; the instances file
+    /// is TOML (`[[instance]]` tables) or CSV (a header row of field names), and each instance's
+    /// `instance` field names its file, `<out-dir>/<instance>.toml`. Every file is validated as `rotd
+    /// check` validates the secrets directory (names unique across the instances and the files already
+    /// there) before any is written; if anything is wrong, nothing is written and the exit status is 64.
+    /// Existing files are never overwritten. Formats: config/README.md, "Bulk secrets". Needs no store.
+    CreateBulk {
+        /// The template: a secret file with `{field}` placeholders in its string values.
+        #[arg(long, value_name = "FILE")]
+        template: PathBuf,
+        /// The instances: a .toml file of `[[instance]]` tables or a .csv file with a header row.
+        #[arg(long, value_name = "FILE")]
+        instances: PathBuf,
+        /// Where to write the files (default: the secrets directory of rotd.toml).
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+        /// Validate everything and print what would be written, but write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -2,9 +2,9 @@
 //! secret file the configuration refers to the way `rotd serve` will (exists, regular file, no access
 //! for group or others, at most 30,720 bytes), so a file `serve` would refuse is refused here first.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use rotd_config::SecretRef;
+use rotd_config::{SecretRef, SecretSpec};
 
 use crate::fail::Fail;
 
@@ -25,26 +25,22 @@ pub fn run(config: &Path) -> anyhow::Result<()> {
             println!("{}: note: {}: {note}", spec.file.display(), spec.name);
         }
     }
-    let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").map(std::path::PathBuf::from);
+    let credentials = credentials_dir();
     let mut problems = Vec::new();
     let mut unchecked = 0;
     for spec in &cfg.secrets {
-        for (key, r) in spec.material_refs() {
-            match r {
-                // Another rotd secret: it lives in the store, which `check` does not open.
-                SecretRef::Secret { .. } => continue,
-                SecretRef::Credential(name) if credentials.is_none() => {
+        for found in material(spec, credentials.as_deref()) {
+            match found {
+                Material::Unchecked { key, credential } => {
                     println!(
-                        "{}: {key}: systemd credential {name:?} not checked ($CREDENTIALS_DIRECTORY is not set; run under systemd to check it)",
+                        "{}: {key}: systemd credential {credential:?} not checked ($CREDENTIALS_DIRECTORY is not set; run under systemd to check it)",
                         spec.file.display()
                     );
                     unchecked += 1;
-                    continue;
                 }
-                SecretRef::File(_) | SecretRef::Credential(_) => {}
-            }
-            if let Err(e) = rotd_config::read_material_with(r, credentials.as_deref()) {
-                problems.push(format!("{}: {key}: {}", spec.file.display(), e));
+                Material::Problem { key, message } => {
+                    problems.push(format!("{}: {key}: {message}", spec.file.display()));
+                }
             }
         }
     }
@@ -72,4 +68,43 @@ pub fn run(config: &Path) -> anyhow::Result<()> {
         }
     );
     Ok(())
+}
+
+/// `$CREDENTIALS_DIRECTORY`, where systemd puts a service's credentials.
+pub(crate) fn credentials_dir() -> Option<PathBuf> {
+    std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from)
+}
+
+/// What reading one of a secret's material references found, when it is not fine.
+pub(crate) enum Material {
+    /// A file or credential `serve` would refuse.
+    Problem { key: String, message: String },
+    /// A systemd credential, not checked because `$CREDENTIALS_DIRECTORY` is not set.
+    Unchecked { key: String, credential: String },
+}
+
+/// Reads every file and credential `spec` refers to the way `rotd serve` will, and returns what is
+/// wrong or could not be checked. References to other rotd secrets live in the store and are not read.
+pub(crate) fn material(spec: &SecretSpec, credentials: Option<&Path>) -> Vec<Material> {
+    let mut out = Vec::new();
+    for (key, r) in spec.material_refs() {
+        match r {
+            SecretRef::Secret { .. } => continue,
+            SecretRef::Credential(name) if credentials.is_none() => {
+                out.push(Material::Unchecked {
+                    key,
+                    credential: name.clone(),
+                });
+                continue;
+            }
+            SecretRef::File(_) | SecretRef::Credential(_) => {}
+        }
+        if let Err(e) = rotd_config::read_material_with(r, credentials) {
+            out.push(Material::Problem {
+                key,
+                message: e.to_string(),
+            });
+        }
+    }
+    out
 }

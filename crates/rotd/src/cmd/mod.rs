@@ -2,6 +2,7 @@
 //! `anyhow::Result`; [`crate::fail::Fail`] carries a specific exit status.
 
 mod api;
+mod bulk;
 mod check;
 mod init;
 mod key;
@@ -15,7 +16,7 @@ use anyhow::Context;
 use rotd_config::{DaemonConfig, StoreConfig};
 use rotd_store::Store;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, SecretCmd};
 pub use secret::new_version_id;
 
 use crate::fail::Fail;
@@ -27,6 +28,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             init::run(&load_daemon(&cli.config)?, keyring_file.as_deref()).await
         }
         Command::Serve => serve::run(&cli.config).await,
+        Command::Secret(SecretCmd::CreateBulk {
+            template,
+            instances,
+            out_dir,
+            dry_run,
+        }) => bulk::run(
+            &load_daemon(&cli.config)?,
+            cli.output,
+            &bulk::Args {
+                template,
+                instances,
+                out_dir: out_dir.as_deref(),
+                dry_run: *dry_run,
+            },
+        ),
         Command::Secret(c) => {
             let daemon = load_daemon(&cli.config)?;
             let store = open_store(&daemon).await?;

@@ -271,6 +271,8 @@ pub async fn run(cmd: &SecretCmd, out: Output, daemon: &DaemonConfig, store: &St
             let meta = store.restore_secret(name).await.map_err(fail::store)?;
             print_object(out, &json!({"SecretName": meta.name.as_str(), "Restored": true}));
         }
+        // Dispatched before the store is opened: it writes files and needs no store.
+        SecretCmd::CreateBulk { .. } => unreachable!("create-bulk is run by cmd::bulk"),
     }
     Ok(())
 }
