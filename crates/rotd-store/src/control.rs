@@ -189,6 +189,7 @@ impl Store {
 
     /// Queues a request for the daemon and returns its id.
     pub async fn add_request(&self, name: &str, kind: RequestKind, version_id: Option<&str>) -> Result<i64> {
+        let mut tx = self.write_tx().await?;
         let id = sqlx::query(
             "INSERT INTO rotation_requests (secret_name, kind, version_id, requested_at) VALUES (?, ?, ?, ?) RETURNING id",
         )
@@ -196,9 +197,10 @@ impl Store {
         .bind(kind.as_str())
         .bind(version_id)
         .bind(self.clock().now().timestamp())
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await?
         .try_get(0)?;
+        tx.commit().await?;
         Ok(id)
     }
 
@@ -234,6 +236,7 @@ impl Store {
     ) -> Result<Option<i64>> {
         let now = self.clock().now();
         let since = now.checked_sub_signed(window).unwrap_or(DateTime::<Utc>::MIN_UTC);
+        let mut tx = self.write_tx().await?;
         let row = sqlx::query(
             "INSERT INTO rotation_requests (secret_name, kind, version_id, requested_at) \
              SELECT ?, ?, ?, ? WHERE (SELECT COUNT(*) FROM rotation_requests \
@@ -247,8 +250,9 @@ impl Store {
         .bind(kind.as_str())
         .bind(since.timestamp())
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
+        tx.commit().await?;
         row.map(|r| r.try_get(0)).transpose().map_err(Into::into)
     }
 
@@ -268,16 +272,19 @@ impl Store {
     }
 
     pub async fn finish_request(&self, id: i64, result: &RequestOutcome) -> Result<()> {
+        let mut tx = self.write_tx().await?;
         sqlx::query("UPDATE rotation_requests SET done_at = ?, result = ? WHERE id = ?")
             .bind(self.clock().now().timestamp())
             .bind(result.to_string())
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(())
     }
 
     pub async fn heartbeat(&self, pid: u32, started_at: DateTime<Utc>) -> Result<()> {
+        let mut tx = self.write_tx().await?;
         sqlx::query(
             "INSERT INTO daemon_heartbeat (id, pid, started_at, beat_at) VALUES (1, ?, ?, ?)
              ON CONFLICT (id) DO UPDATE SET pid = excluded.pid, started_at = excluded.started_at, beat_at = excluded.beat_at",
@@ -285,8 +292,9 @@ impl Store {
         .bind(i64::from(pid))
         .bind(started_at.timestamp())
         .bind(self.clock().now().timestamp())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -323,12 +331,14 @@ impl Store {
     /// Asks the running daemon to reload its keyring; returns the request's number, which
     /// [`KeyringReload::handled`] reaches once the daemon has acted on it.
     pub async fn request_keyring_reload(&self) -> Result<i64> {
+        let mut tx = self.write_tx().await?;
         let n = sqlx::query(
             "UPDATE keyring_reload SET requested = requested + 1 WHERE id = 1 RETURNING requested",
         )
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await?
         .try_get(0)?;
+        tx.commit().await?;
         Ok(n)
     }
 
@@ -357,6 +367,7 @@ impl Store {
         error: Option<&str>,
     ) -> Result<()> {
         let loaded = serde_json::to_string(loaded).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut tx = self.write_tx().await?;
         sqlx::query(
             "UPDATE keyring_reload SET handled = MAX(handled, ?), loaded = ?, loaded_at = ?, error = ? WHERE id = 1",
         )
@@ -364,8 +375,9 @@ impl Store {
         .bind(loaded)
         .bind(self.clock().now().timestamp())
         .bind(error)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 }

@@ -11,7 +11,7 @@ use rotd_core::{DataType, Secret, SecretName, SecretType, StageLabel, Tag, Tags,
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite, SqlitePool, Transaction};
+use sqlx::{ConnectOptions, Row, Sqlite, SqlitePool};
 
 use crate::envelope::{self, Context, Sealed};
 use crate::stages::{self, StageMap};
@@ -21,7 +21,7 @@ use crate::{
 };
 
 type Result<T, E = StoreError> = std::result::Result<T, E>;
-type Tx = Transaction<'static, Sqlite>;
+type Tx = crate::writer::WriteTx;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -39,7 +39,10 @@ pub struct CmkUsage {
 /// it is only ever read while sealing or opening one value.
 #[derive(Clone)]
 pub struct Store {
+    /// Reads; and the migrations at open.
     pub(crate) pool: SqlitePool,
+    /// Every write transaction, group-committed on one connection (`writer.rs`).
+    writer: crate::writer::Writer,
     keyring: Arc<RwLock<Keyring>>,
     /// What stamps journal entries, versions and requests: the system clock unless a test drives time.
     clock: rotd_core::Clock,
@@ -95,13 +98,19 @@ impl Store {
         .map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_with(opts)
+            // A local file cannot hang up: the default ping on every acquire cost one more round trip
+            // to the connection's worker thread per read.
+            .test_before_acquire(false)
+            .connect_with(opts.clone())
             .await?;
         let migrated = MIGRATOR.run(&pool).await;
         drop(lock);
         migrated?;
+        let writer = crate::writer::Writer::start(opts.connect().await?)
+            .map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
         Ok(Self {
             pool,
+            writer,
             keyring: Arc::new(RwLock::new(keyring)),
             clock: rotd_core::Clock::system(),
         })
@@ -134,13 +143,15 @@ impl Store {
     }
 
     pub async fn close(&self) {
+        self.writer.close().await;
         self.pool.close().await;
     }
 
+    /// A write transaction. The writer's batch holds the write lock from `BEGIN IMMEDIATE`, so another
+    /// process's writer queues on busy_timeout instead of one failing with SQLITE_BUSY when it upgrades
+    /// a read transaction; `commit` returns once the changes are durable.
     pub(crate) async fn write_tx(&self) -> Result<Tx> {
-        // IMMEDIATE takes the write lock up front, so two writers queue on busy_timeout instead of one
-        // failing with SQLITE_BUSY when it upgrades a read transaction.
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+        self.writer.begin().await
     }
 
     fn seal(&self, cmk_id: &str, ctx: Context<'_>, value: &Secret) -> Result<Sealed> {
@@ -518,12 +529,12 @@ impl Store {
         // snapshot, so a value is never returned after its secret's deletion was scheduled, nor paired
         // with stages another writer moved in between.
         let mut conn = self.pool.begin().await?;
-        if planned_delete(&mut conn, name).await?.is_some() {
+        let (planned, map) = planned_and_stages(&mut conn, name).await?;
+        if planned.is_some() {
             return Err(StoreError::PendingDeletion {
                 name: name.to_owned(),
             });
         }
-        let map = load_stages(&mut conn, name).await?;
         let by_stage = |stage: &StageLabel| {
             map.get(stage).cloned().ok_or_else(|| StoreError::StageNotFound {
                 name: name.to_owned(),
@@ -564,8 +575,7 @@ impl Store {
     /// Every kept version, oldest first.
     pub async fn list_versions(&self, name: &str) -> Result<Vec<VersionInfo>> {
         let mut conn = self.pool.acquire().await?;
-        planned_delete(&mut conn, name).await?;
-        let map = load_stages(&mut conn, name).await?;
+        let (_, map) = planned_and_stages(&mut conn, name).await?;
         let rows = sqlx::query(
             "SELECT version_id, created_at, data_type FROM versions WHERE secret_name = ? ORDER BY seq",
         )
@@ -584,8 +594,7 @@ impl Store {
     /// The current stage map: label → version.
     pub async fn stages(&self, name: &str) -> Result<BTreeMap<StageLabel, VersionId>> {
         let mut conn = self.pool.acquire().await?;
-        planned_delete(&mut conn, name).await?;
-        load_stages(&mut conn, name).await
+        Ok(planned_and_stages(&mut conn, name).await?.1)
     }
 
     /// Applies stage moves atomically, each compare-and-set against its `expect`.
@@ -762,7 +771,9 @@ impl Store {
                         .bind(&next.wrapped_key)
                         .bind(&a)
                 };
-                q.bind(i64::from(sealed.cmk_version)).execute(&self.pool).await?;
+                let mut tx = self.write_tx().await?;
+                q.bind(i64::from(sealed.cmk_version)).execute(&mut *tx).await?;
+                tx.commit().await?;
                 changed += 1;
             }
             progress(i as u64 + 1, total);
@@ -783,6 +794,7 @@ impl Store {
         let secret = Secret::from(random_alnum(30));
         let sealed = self.seal(cmk_id, Context::AccessKey { id: &id }, &secret)?;
         let now = self.clock.now().timestamp();
+        let mut tx = self.write_tx().await?;
         sqlx::query(
             "INSERT INTO access_keys (id, description, policy, enabled, created_at, cmk_id, cmk_version, wrapped_key, nonce, ciphertext)
              VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?, ?)",
@@ -796,8 +808,9 @@ impl Store {
         .bind(&sealed.wrapped_key)
         .bind(&sealed.nonce)
         .bind(&sealed.ciphertext)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok((
             AccessKeyInfo {
                 id,
@@ -831,20 +844,24 @@ impl Store {
 
     /// Enables or disables an access key; returns false if there is no such key.
     pub async fn set_access_key_enabled(&self, id: &str, enabled: bool) -> Result<bool> {
+        let mut tx = self.write_tx().await?;
         let r = sqlx::query("UPDATE access_keys SET enabled = ? WHERE id = ?")
             .bind(i64::from(enabled))
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(r.rows_affected() == 1)
     }
 
     /// Deletes an access key for good; returns false if there is no such key.
     pub async fn delete_access_key(&self, id: &str) -> Result<bool> {
+        let mut tx = self.write_tx().await?;
         let r = sqlx::query("DELETE FROM access_keys WHERE id = ?")
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(r.rows_affected() == 1)
     }
 
@@ -1047,6 +1064,34 @@ async fn load_stages(conn: &mut sqlx::SqliteConnection, name: &str) -> Result<St
             ))
         })
         .collect()
+}
+
+/// The secret's planned deletion time and its stage map, read by one statement (one snapshot);
+/// `SecretNotFound` if it does not exist.
+async fn planned_and_stages(
+    conn: &mut sqlx::SqliteConnection,
+    name: &str,
+) -> Result<(Option<i64>, StageMap)> {
+    let rows = sqlx::query(
+        "SELECT s.planned_delete_at, st.stage, st.version_id FROM secrets s
+         LEFT JOIN stages st ON st.secret_name = s.name WHERE s.name = ?",
+    )
+    .bind(name)
+    .fetch_all(&mut *conn)
+    .await?;
+    let first = rows.first().ok_or_else(|| StoreError::secret_not_found(name))?;
+    let planned = first.try_get(0)?;
+    let mut map = StageMap::new();
+    for r in &rows {
+        if let Some(stage) = r.try_get::<Option<String>, _>(1)? {
+            let version: String = r.try_get(2)?;
+            map.insert(
+                StageLabel::parse(stage).map_err(corrupt)?,
+                VersionId::parse(version).map_err(corrupt)?,
+            );
+        }
+    }
+    Ok((planned, map))
 }
 
 async fn save_stages(tx: &mut Tx, name: &str, before: &StageMap, after: &StageMap) -> Result<()> {
