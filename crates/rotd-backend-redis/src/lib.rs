@@ -13,6 +13,7 @@
 //! Values are `{"AccountName","AccountPassword"}`, so `slot_of` reads the account from the value.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
@@ -20,6 +21,8 @@ use redis::{AsyncConnectionConfig, ConnectionAddr, IntoConnectionInfo, RedisConn
 use rotd_core::{
     Backend, BackendError, BackendResult, BoxFuture, Capabilities, PasswordPolicy, Secret, Slot,
 };
+
+mod pool;
 
 /// The backend's label in logs, metrics and errors.
 pub const KIND: &str = "redis";
@@ -76,6 +79,8 @@ impl fmt::Debug for RedisConfig {
 #[derive(Debug)]
 pub struct RedisBackend {
     cfg: RedisConfig,
+    /// Each node's shared admin connection and coalesced persistence (`pool.rs`), in `nodes` order.
+    admin: Vec<Arc<pool::Node>>,
 }
 
 impl RedisBackend {
@@ -95,7 +100,12 @@ impl RedisBackend {
                  and the on/off state itself"
             )));
         }
-        Ok(Self { cfg })
+        let admin = cfg
+            .nodes
+            .iter()
+            .map(|(host, port)| pool::Node::shared(host, *port, &cfg.admin_user, &cfg.admin_password))
+            .collect();
+        Ok(Self { cfg, admin })
     }
 
     fn account(&self, slot: Slot) -> BackendResult<&str> {
@@ -167,44 +177,26 @@ impl RedisBackend {
         Ok(con)
     }
 
-    /// Runs `ACL SETUSER <user> <rules…>` on `node` and persists it there.
+    /// Runs `ACL SETUSER <user> <rules…>` on `node` and persists it there, over the node's shared admin
+    /// connection, with a save shared by the changes acknowledged meanwhile (`pool.rs`).
     async fn setuser(&self, node: usize, op: &'static str, user: &str, rules: &[&str]) -> BackendResult<()> {
-        let mut con = self.admin(node, op).await?;
         let mut cmd = redis::cmd("ACL");
         cmd.arg("SETUSER").arg(user);
         for r in rules {
             cmd.arg(*r);
         }
-        cmd.query_async::<()>(&mut con)
+        let shared = &self.admin[node];
+        let connect = || self.admin(node, op);
+        shared
+            .query(&cmd, connect, |e| self.node_err(node, op, e))
+            .await?;
+        shared
+            .persist(self.cfg.persist, connect, |e| {
+                let mut err = self.node_err(node, op, e);
+                err.message = format!("persisting the ACL change: {}", err.message);
+                err
+            })
             .await
-            .map_err(|e| self.node_err(node, op, &e))?;
-        self.persist(&mut con, node, op).await
-    }
-
-    async fn persist(
-        &self,
-        con: &mut MultiplexedConnection,
-        node: usize,
-        op: &'static str,
-    ) -> BackendResult<()> {
-        let cmd = match self.cfg.persist {
-            Persist::AclFile => {
-                let mut c = redis::cmd("ACL");
-                c.arg("SAVE");
-                c
-            }
-            Persist::Config => {
-                let mut c = redis::cmd("CONFIG");
-                c.arg("REWRITE");
-                c
-            }
-            Persist::None => return Ok(()),
-        };
-        cmd.query_async::<()>(con).await.map_err(|e| {
-            let mut err = self.node_err(node, op, &e);
-            err.message = format!("persisting the ACL change: {}", err.message);
-            err
-        })
     }
 
     /// A Redis error on `node`, classified: connection and timeout failures are retryable (the node
