@@ -11,7 +11,7 @@ use rotd_core::{DataType, Secret, SecretName, SecretType, StageLabel, Tag, Tags,
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
-use sqlx::{ConnectOptions, Row, Sqlite, SqlitePool};
+use sqlx::{ConnectOptions, Row, SqlitePool};
 
 use crate::envelope::{self, Context, Sealed};
 use crate::stages::{self, StageMap};
@@ -282,68 +282,43 @@ impl Store {
         let mut tx = self.write_tx().await?;
         writable(&mut tx, name).await?;
         let now = self.clock.now().timestamp();
-        if let Some(d) = &update.description {
-            exec(
-                &mut tx,
-                "UPDATE secrets SET description = ? WHERE name = ?",
-                d,
-                name,
-            )
-            .await?;
-        }
-        if let Some(e) = &update.extended_config {
-            exec(
-                &mut tx,
-                "UPDATE secrets SET extended_config = ? WHERE name = ?",
-                e,
-                name,
-            )
-            .await?;
-        }
-        if let Some(r) = &update.rotation {
-            let json = r
-                .as_ref()
-                .map(|r| serde_json::to_string(r).expect("policy serializes"));
-            exec(
-                &mut tx,
-                "UPDATE secrets SET rotation = ? WHERE name = ?",
-                &json,
-                name,
-            )
-            .await?;
-        }
-        if let Some(p) = &update.policy {
-            exec(&mut tx, "UPDATE secrets SET policy = ? WHERE name = ?", p, name).await?;
-        }
-        if let Some(m) = &update.managed_by {
-            exec(
-                &mut tx,
-                "UPDATE secrets SET managed_by = ? WHERE name = ?",
-                m,
-                name,
-            )
-            .await?;
-        }
-        if let Some(t) = &update.next_rotation_at {
-            let t = t.map(|t| t.timestamp());
-            exec(
-                &mut tx,
-                "UPDATE secrets SET next_rotation_at = ? WHERE name = ?",
-                &t,
-                name,
-            )
-            .await?;
-        }
-        if let Some(t) = &update.last_rotation_at {
-            let t = t.map(|t| t.timestamp());
-            exec(
-                &mut tx,
-                "UPDATE secrets SET last_rotation_at = ? WHERE name = ?",
-                &t,
-                name,
-            )
-            .await?;
-        }
+        let rotation = update.rotation.as_ref().map(|r| {
+            r.as_ref()
+                .map(|r| serde_json::to_string(r).expect("policy serializes"))
+        });
+        let stamp = |t: &Option<Option<DateTime<Utc>>>| t.map(|t| t.map(|t| t.timestamp()));
+        let (next, last) = (stamp(&update.next_rotation_at), stamp(&update.last_rotation_at));
+        // One statement for every column: each is set only when its flag says the update names it.
+        sqlx::query(
+            "UPDATE secrets SET
+                 description = CASE WHEN ? THEN ? ELSE description END,
+                 extended_config = CASE WHEN ? THEN ? ELSE extended_config END,
+                 rotation = CASE WHEN ? THEN ? ELSE rotation END,
+                 policy = CASE WHEN ? THEN ? ELSE policy END,
+                 managed_by = CASE WHEN ? THEN ? ELSE managed_by END,
+                 next_rotation_at = CASE WHEN ? THEN ? ELSE next_rotation_at END,
+                 last_rotation_at = CASE WHEN ? THEN ? ELSE last_rotation_at END,
+                 updated_at = ?
+             WHERE name = ?",
+        )
+        .bind(update.description.is_some())
+        .bind(update.description.as_deref())
+        .bind(update.extended_config.is_some())
+        .bind(update.extended_config.clone().flatten())
+        .bind(rotation.is_some())
+        .bind(rotation.flatten())
+        .bind(update.policy.is_some())
+        .bind(update.policy.clone().flatten())
+        .bind(update.managed_by.is_some())
+        .bind(update.managed_by.clone().flatten())
+        .bind(next.is_some())
+        .bind(next.flatten())
+        .bind(last.is_some())
+        .bind(last.flatten())
+        .bind(now)
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
         if let Some(tags) = &update.tags {
             sqlx::query("DELETE FROM secret_tags WHERE secret_name = ?")
                 .bind(name)
@@ -351,13 +326,6 @@ impl Store {
                 .await?;
             write_tags(&mut tx, name, tags).await?;
         }
-        exec(
-            &mut tx,
-            "UPDATE secrets SET updated_at = ? WHERE name = ?",
-            &now,
-            name,
-        )
-        .await?;
         let meta = load_meta(&mut tx, name).await?;
         tx.commit().await?;
         Ok(meta)
@@ -934,18 +902,26 @@ fn meta_from_row(r: &SqliteRow, tags: Tags) -> Result<SecretMeta> {
 }
 
 async fn load_meta(conn: &mut sqlx::SqliteConnection, name: &str) -> Result<SecretMeta> {
-    let sql = SELECT_META.replace("ORDER BY name", "WHERE name = ?");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(name)
-        .fetch_optional(&mut *conn)
-        .await?
-        .ok_or_else(|| StoreError::secret_not_found(name))?;
-    let tag_rows = sqlx::query("SELECT key, value FROM secret_tags WHERE secret_name = ? ORDER BY key")
-        .bind(name)
-        .fetch_all(&mut *conn)
-        .await?;
-    let tags = tags_from_rows(&tag_rows)?;
-    meta_from_row(&row, tags)
+    // The secret's row with its tags joined: one row per tag (key and value NULL without tags).
+    let rows = sqlx::query(
+        "SELECT s.name, s.secret_type, s.description, s.cmk_id, s.extended_config, s.rotation, s.policy,
+                s.managed_by, s.created_at, s.updated_at, s.planned_delete_at, s.last_rotation_at,
+                s.next_rotation_at, t.key AS tag_key, t.value AS tag_value
+         FROM secrets s LEFT JOIN secret_tags t ON t.secret_name = s.name
+         WHERE s.name = ? ORDER BY t.key",
+    )
+    .bind(name)
+    .fetch_all(&mut *conn)
+    .await?;
+    let first = rows.first().ok_or_else(|| StoreError::secret_not_found(name))?;
+    let mut tags = Vec::new();
+    for r in &rows {
+        if let Some(key) = r.try_get::<Option<String>, _>("tag_key")? {
+            let value: String = r.try_get("tag_value")?;
+            tags.push(Tag::new(key, value).map_err(corrupt)?);
+        }
+    }
+    meta_from_row(first, Tags::new(tags).map_err(corrupt)?)
 }
 
 fn tags_from_rows(rows: &[SqliteRow]) -> Result<Tags> {
@@ -979,14 +955,6 @@ async fn write_tags(tx: &mut Tx, name: &str, tags: &Tags) -> Result<()> {
             .execute(&mut **tx)
             .await?;
     }
-    Ok(())
-}
-
-async fn exec<'a, T>(tx: &mut Tx, sql: &'static str, value: &'a T, name: &'a str) -> Result<()>
-where
-    T: sqlx::Encode<'a, Sqlite> + sqlx::Type<Sqlite> + Sync,
-{
-    sqlx::query(sql).bind(value).bind(name).execute(&mut **tx).await?;
     Ok(())
 }
 
