@@ -2,29 +2,34 @@
 //! thread, and the transactions that queue while one batch commits are committed together, with one
 //! `fsync` of the WAL instead of one each.
 //!
-//! Durability is unchanged: [`WriteTx::commit`] returns only after the `COMMIT` that contains the
-//! caller's changes has returned (`synchronous=FULL`: the WAL is synced), so a rotation step that
-//! returned is on disk before the next one is taken, exactly as with a transaction of its own. What
-//! changes is that many concurrent rotations share each sync: the disk's sync latency (several
-//! milliseconds on the machines this was measured on) bounded the store at a few hundred writes a
-//! second whatever the number of rotations running.
+//! Durability is unchanged: [`Writer::run`] returns only after the `COMMIT` that contains the caller's
+//! changes has returned (`synchronous=FULL`: the WAL is synced), so a rotation step that returned is on
+//! disk before the next one is taken, exactly as with a transaction of its own. What changes is that
+//! many concurrent rotations share each sync: the disk's sync latency (several milliseconds on the
+//! machines this was measured on) bounded the store at a few hundred writes a second whatever the
+//! number of rotations running.
 //!
 //! ```text
-//!   caller A: write_tx ─► lease ─(SQL)─► commit ─────────────► durable ─► next step
-//!   caller B: write_tx ──────► lease ─(SQL)─► commit ──────────► durable
-//!   writer:   BEGIN IMMEDIATE; SAVEPOINT (A) │ RELEASE; SAVEPOINT (B) │ (queue empty) RELEASE; COMMIT
+//!   caller A: run(body A) ─────────────────────────────────────► durable ─► next step
+//!   caller B: run(body B) ─────────────────────────────────────► durable
+//!   writer:   BEGIN IMMEDIATE; SAVEPOINT, body A │ RELEASE; SAVEPOINT, body B │ (queue empty) RELEASE; COMMIT
 //! ```
 //!
-//! Each transaction is a savepoint inside the batch's transaction: one that fails or is dropped
-//! (an error returned with `?`, a cancelled future) is rolled back to its savepoint alone, and the
-//! others in its batch still commit. A batch commits as soon as no lease request is queued, or at
-//! [`MAX_BATCH`] transactions, so a lone writer waits for no one. If the batch's `COMMIT` fails, or
-//! SQLite aborted the whole transaction under it, every caller in the batch gets the error: none of
-//! them is told its change is durable when it is not.
+//! The writer thread runs each transaction's body itself, on its own single-threaded runtime: the
+//! batch's serial part is then only SQLite's work, never a wait for a busy async worker to poll the
+//! caller. Each transaction is a savepoint inside the batch's transaction: one whose body fails is
+//! rolled back to its savepoint alone, and the others in its batch still commit. A batch commits as
+//! soon as nothing else is queued, or at [`MAX_BATCH`] transactions, so a lone writer waits for no one.
+//! If the batch's `COMMIT` fails, or SQLite aborted the whole transaction under it, every caller in the
+//! batch gets the error: none of them is told its change is durable when it is not. A caller that stops
+//! waiting (its future dropped) does not stop its transaction: it commits or fails as if the caller
+//! had been cancelled just after.
 //!
 //! Readers use the store's pool and, as before, see only committed data.
 
+use std::future::Future;
 use std::ops::{Deref, DerefMut};
+use std::pin::Pin;
 
 use sqlx::{Connection, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
@@ -34,91 +39,56 @@ use crate::StoreError;
 /// At most this many transactions share one commit, which bounds how long the first of them waits.
 pub(crate) const MAX_BATCH: usize = 128;
 
+/// A transaction body's future; it runs on the writer thread only, so it need not be `Send`.
+pub(crate) type TxFuture<'c, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + 'c>>;
+
 /// The handle through which a store's clones reach its writer thread.
 #[derive(Debug, Clone)]
 pub(crate) struct Writer {
     requests: mpsc::UnboundedSender<Request>,
 }
 
+/// Tells a caller how its transaction ended once the batch holding it has (`Ok` = durable).
+type Deliver = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+
+/// A queued transaction. Given the connection inside its savepoint it runs the body and returns how to
+/// answer its caller after the commit, or `None` if the body failed (the caller has its error, and the
+/// savepoint is rolled back). Given an error instead (the batch could not take it), it answers with it.
+type Job = Box<dyn for<'c> FnOnce(Result<&'c mut Tx, StoreError>) -> JobFuture<'c> + Send>;
+type JobFuture<'c> = Pin<Box<dyn Future<Output = Option<Deliver>> + 'c>>;
+
 enum Request {
-    /// A caller wants the connection for one transaction.
-    Lease(oneshot::Sender<Result<WriteTx, StoreError>>),
+    Job(Job),
     /// `Store::close`: commit what is pending, close the connection, stop.
     Close(oneshot::Sender<()>),
 }
 
-/// What a lease sends back with the connection.
-enum Outcome {
-    /// Keep the changes; answer on the channel once they are durable.
-    Commit(oneshot::Sender<Result<(), StoreError>>),
-    /// Discard the changes (an error, or the transaction was dropped).
-    Rollback,
-}
-
-struct Returned {
+/// The writer's connection as a transaction body sees it.
+pub(crate) struct Tx {
     conn: SqliteConnection,
-    outcome: Outcome,
 }
 
-/// One write transaction: the writer's connection, lent out inside a savepoint. Commit with
-/// [`WriteTx::commit`]; dropping it rolls its changes back.
-pub(crate) struct WriteTx {
-    conn: Option<SqliteConnection>,
-    back: Option<oneshot::Sender<Returned>>,
-}
-
-impl std::fmt::Debug for WriteTx {
+impl std::fmt::Debug for Tx {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WriteTx").finish_non_exhaustive()
+        f.debug_struct("Tx").finish_non_exhaustive()
+    }
+}
+
+impl Deref for Tx {
+    type Target = SqliteConnection;
+    fn deref(&self) -> &SqliteConnection {
+        &self.conn
+    }
+}
+
+impl DerefMut for Tx {
+    fn deref_mut(&mut self) -> &mut SqliteConnection {
+        &mut self.conn
     }
 }
 
 fn gone() -> StoreError {
     StoreError::Database(sqlx::Error::PoolClosed)
-}
-
-impl WriteTx {
-    /// Keeps the changes and waits until the batch holding them is committed (durable).
-    pub(crate) async fn commit(mut self) -> Result<(), StoreError> {
-        let (done, durable) = oneshot::channel();
-        if let (Some(conn), Some(back)) = (self.conn.take(), self.back.take()) {
-            back.send(Returned {
-                conn,
-                outcome: Outcome::Commit(done),
-            })
-            .map_err(|_| gone())?;
-        }
-        durable.await.map_err(|_| gone())?
-    }
-}
-
-impl Drop for WriteTx {
-    fn drop(&mut self) {
-        if let (Some(conn), Some(back)) = (self.conn.take(), self.back.take()) {
-            // The writer is waiting for the connection; if it has stopped, the connection just closes.
-            let _ = back.send(Returned {
-                conn,
-                outcome: Outcome::Rollback,
-            });
-        }
-    }
-}
-
-impl Deref for WriteTx {
-    type Target = SqliteConnection;
-    fn deref(&self) -> &SqliteConnection {
-        self.conn
-            .as_ref()
-            .expect("a lease holds the connection until it is returned")
-    }
-}
-
-impl DerefMut for WriteTx {
-    fn deref_mut(&mut self) -> &mut SqliteConnection {
-        self.conn
-            .as_mut()
-            .expect("a lease holds the connection until it is returned")
-    }
 }
 
 impl Writer {
@@ -132,15 +102,41 @@ impl Writer {
         // outlives none: the thread ends when the last clone is dropped or the store is closed).
         std::thread::Builder::new()
             .name("rotd-store-writer".to_owned())
-            .spawn(move || rt.block_on(run(conn, rx)))?;
+            .spawn(move || rt.block_on(run(Tx { conn }, rx)))?;
         Ok(Self { requests })
     }
 
-    /// A write transaction (`BEGIN IMMEDIATE` semantics: it holds the database's write lock).
-    pub(crate) async fn begin(&self) -> Result<WriteTx, StoreError> {
-        let (reply, lease) = oneshot::channel();
-        self.requests.send(Request::Lease(reply)).map_err(|_| gone())?;
-        lease.await.map_err(|_| gone())?
+    /// Runs `body` as one write transaction (`BEGIN IMMEDIATE` semantics: the batch holds the
+    /// database's write lock) and returns its result once it is durable. An error from `body` rolls
+    /// back its changes alone.
+    pub(crate) async fn run<T, F>(&self, body: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut Tx) -> TxFuture<'c, T> + Send + 'static,
+    {
+        let (answer, answered) = oneshot::channel::<Result<T, StoreError>>();
+        let job: Job = Box::new(move |tx: Result<&mut Tx, StoreError>| -> JobFuture<'_> {
+            Box::pin(async move {
+                let tx = match tx {
+                    Ok(tx) => tx,
+                    Err(e) => {
+                        let _ = answer.send(Err(e));
+                        return None;
+                    }
+                };
+                match body(tx).await {
+                    Ok(v) => Some(Box::new(move |durable: Result<(), StoreError>| {
+                        let _ = answer.send(durable.map(|()| v));
+                    }) as Deliver),
+                    Err(e) => {
+                        let _ = answer.send(Err(e));
+                        None
+                    }
+                }
+            })
+        });
+        self.requests.send(Request::Job(job)).map_err(|_| gone())?;
+        answered.await.map_err(|_| gone())?
     }
 
     /// Commits what is pending and stops the writer; later writes fail.
@@ -177,7 +173,7 @@ struct Batch {
     open: bool,
     /// The last transaction kept its changes and its savepoint is not released yet.
     unreleased: bool,
-    waiting: Vec<oneshot::Sender<Result<(), StoreError>>>,
+    waiting: Vec<Deliver>,
 }
 
 impl Batch {
@@ -207,7 +203,7 @@ impl Batch {
     }
 
     /// The transaction in `w` kept its changes: its caller waits for the batch's commit.
-    fn keep(&mut self, done: oneshot::Sender<Result<(), StoreError>>) {
+    fn keep(&mut self, done: Deliver) {
         self.unreleased = true;
         self.waiting.push(done);
     }
@@ -251,7 +247,7 @@ impl Batch {
 
     fn answer(&mut self, result: &Result<(), StoreError>) {
         for w in self.waiting.drain(..) {
-            let _ = w.send(match result {
+            w(match result {
                 Ok(()) => Ok(()),
                 Err(e) => Err(batch_failed(format!("committing the write batch: {e}"))),
             });
@@ -259,11 +255,9 @@ impl Batch {
     }
 }
 
-async fn run(conn: SqliteConnection, mut rx: mpsc::UnboundedReceiver<Request>) {
-    let mut conn = Some(conn);
+async fn run(mut tx: Tx, mut rx: mpsc::UnboundedReceiver<Request>) {
     let mut batch = Batch::default();
     loop {
-        let Some(c) = conn.as_mut() else { return };
         let next = if batch.open {
             // Nothing else queued (or every handle gone): commit the batch now rather than wait.
             rx.try_recv().ok()
@@ -273,57 +267,36 @@ async fn run(conn: SqliteConnection, mut rx: mpsc::UnboundedReceiver<Request>) {
                 None => break,
             }
         };
-        let reply = match next {
+        let job = match next {
             None => {
-                batch.commit(c).await;
+                batch.commit(&mut tx).await;
                 continue;
             }
             Some(Request::Close(done)) => {
-                batch.commit(c).await;
-                if let Some(c) = conn.take() {
-                    let _ = c.close().await;
-                }
+                batch.commit(&mut tx).await;
+                let _ = tx.conn.close().await;
                 let _ = done.send(());
                 return;
             }
-            Some(Request::Lease(reply)) => reply,
+            Some(Request::Job(job)) => job,
         };
-        if reply.is_closed() {
-            continue;
-        }
         let was_open = batch.open;
-        let mut opened = batch.savepoint(c).await;
+        let mut opened = batch.savepoint(&mut tx).await;
         if opened.is_err() && was_open {
             // The batch was lost under this transaction, which has done nothing yet: a fresh one.
-            opened = batch.savepoint(c).await;
+            opened = batch.savepoint(&mut tx).await;
         }
         if let Err(e) = opened {
-            let _ = reply.send(Err(e));
+            let _ = job(Err(e)).await;
             continue;
         }
-        let (back, returned) = oneshot::channel();
-        let lease = WriteTx {
-            conn: conn.take(),
-            back: Some(back),
-        };
-        // A caller that stopped waiting drops the lease here, which sends the connection back.
-        drop(reply.send(Ok(lease)));
-        let Ok(Returned { conn: c, outcome }) = returned.await else {
-            // The lease was leaked without returning the connection (never done in this crate); the
-            // batch is lost with it.
-            batch.answer(&Err(gone()));
-            return;
-        };
-        let c = conn.insert(c);
-        match outcome {
-            Outcome::Commit(done) => batch.keep(done),
-            Outcome::Rollback => batch.undo(c).await,
+        match job(Ok(&mut tx)).await {
+            Some(done) => batch.keep(done),
+            None => batch.undo(&mut tx).await,
         }
         if batch.waiting.len() >= MAX_BATCH {
-            batch.commit(c).await;
+            batch.commit(&mut tx).await;
         }
     }
-    if let Some(c) = conn.as_mut() {
-        batch.commit(c).await;
-    }
+    batch.commit(&mut tx).await;
 }
