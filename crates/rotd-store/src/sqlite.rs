@@ -531,15 +531,43 @@ impl Store {
 
     /// Reads and decrypts one version. Refused while the secret is scheduled for deletion.
     pub async fn get_value(&self, name: &str, selector: &Selector) -> Result<VersionValue> {
-        // One read transaction: the deletion check, the stage map and the version row come from one
-        // snapshot, so a value is never returned after its secret's deletion was scheduled, nor paired
-        // with stages another writer moved in between.
-        let mut conn = self.pool.begin().await?;
-        let (planned, map) = planned_and_stages(&mut conn, name).await?;
-        if planned.is_some() {
+        // One statement, so one snapshot: the deletion check, the stage map and the version row, so a
+        // value is never returned after its secret's deletion was scheduled, nor paired with stages
+        // another writer moved in between. One row per stage, each carrying the selected version (the
+        // one named, or the one the stage asked for points at), NULL where there is none.
+        let (named, stage) = match selector {
+            Selector::Stage(s) => (None, Some(s.as_str())),
+            Selector::Version(v) | Selector::Both(v, _) => (Some(v.as_str()), None),
+        };
+        let rows = sqlx::query(
+            "SELECT s.planned_delete_at, st.stage, st.version_id,
+                    v.version_id, v.created_at, v.data_type,
+                    v.cmk_id, v.cmk_version, v.wrapped_key, v.nonce, v.ciphertext
+             FROM secrets s
+             LEFT JOIN stages st ON st.secret_name = s.name
+             LEFT JOIN versions v ON v.secret_name = s.name AND v.version_id = COALESCE(?2,
+                 (SELECT x.version_id FROM stages x WHERE x.secret_name = s.name AND x.stage = ?3))
+             WHERE s.name = ?1",
+        )
+        .bind(name)
+        .bind(named)
+        .bind(stage)
+        .fetch_all(&self.pool)
+        .await?;
+        let first = rows.first().ok_or_else(|| StoreError::secret_not_found(name))?;
+        if first.try_get::<Option<i64>, _>(0)?.is_some() {
             return Err(StoreError::PendingDeletion {
                 name: name.to_owned(),
             });
+        }
+        let mut map = StageMap::new();
+        for r in &rows {
+            if let Some(stage) = r.try_get::<Option<String>, _>(1)? {
+                map.insert(
+                    StageLabel::parse(stage).map_err(corrupt)?,
+                    VersionId::parse(r.try_get::<String, _>(2)?).map_err(corrupt)?,
+                );
+            }
         }
         let by_stage = |stage: &StageLabel| {
             map.get(stage).cloned().ok_or_else(|| StoreError::StageNotFound {
@@ -560,14 +588,21 @@ impl Store {
                 v.clone()
             }
         };
-        let (mut info, sealed) = version_row(&mut conn, name, version.as_str())
-            .await?
-            .ok_or_else(|| StoreError::VersionNotFound {
-                name: name.to_owned(),
-                version: version.to_string(),
-            })?;
-        info.stages = stages_of(&map, &info.version_id);
-        conn.commit().await?;
+        let not_found = || StoreError::VersionNotFound {
+            name: name.to_owned(),
+            version: version.to_string(),
+        };
+        let found: Option<String> = first.try_get(3)?;
+        if found.as_deref() != Some(version.as_str()) {
+            return Err(not_found());
+        }
+        let info = VersionInfo {
+            version_id: version.clone(),
+            created_at: ts(first.try_get(4)?),
+            data_type: DataType::from_str(&first.try_get::<String, _>(5)?).map_err(corrupt)?,
+            stages: stages_of(&map, &version),
+        };
+        let sealed = sealed_from_row(first, 6)?;
         let value = self.open(
             Context::SecretVersion {
                 secret: name,
