@@ -14,6 +14,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
@@ -23,6 +24,8 @@ use redis::{
 use rotd_core::{
     Backend, BackendError, BackendResult, BoxFuture, Capabilities, PasswordPolicy, Secret, Slot,
 };
+
+mod pool;
 
 /// The backend's label in logs, metrics and errors.
 pub const KIND: &str = "redis";
@@ -96,6 +99,8 @@ impl fmt::Debug for RedisConfig {
 #[derive(Debug)]
 pub struct RedisBackend {
     cfg: RedisConfig,
+    /// Each node's shared admin connection and coalesced persistence (`pool.rs`), in `nodes` order.
+    admin: Vec<Arc<pool::Node>>,
 }
 
 fn node_name((h, p): &Node) -> String {
@@ -133,7 +138,8 @@ impl RedisBackend {
                 Err(e) => return Err(invalid(format!("the TLS CA file does not parse: {e}"))),
             }
         }
-        let b = Self { cfg };
+        let admin = cfg.nodes.iter().map(|n| shared_node(&cfg, n)).collect();
+        let b = Self { cfg, admin };
         b.client(&b.cfg.nodes[0])
             .map_err(|e| invalid(format!("the TLS settings: {}", redact(&e))))?;
         Ok(b)
@@ -261,11 +267,28 @@ impl RedisBackend {
         nodes
     }
 
-    /// Runs `ACL SETUSER <user> <rules…>` on `node` and persists it there.
+    /// Runs `ACL SETUSER <user> <rules…>` on `node` and persists it there, over the node's shared admin
+    /// connection, with a save shared by the changes acknowledged meanwhile (`pool.rs`).
     async fn setuser(&self, node: &Node, op: &'static str, user: &str, rules: &[&str]) -> BackendResult<()> {
-        let mut con = self.admin(node, op).await?;
-        setuser(&mut con, node, op, user, rules).await?;
-        self.persist(&mut con, node, op).await
+        let mut cmd = redis::cmd("ACL");
+        cmd.arg("SETUSER").arg(user);
+        for r in rules {
+            cmd.arg(*r);
+        }
+        let shared = match self.cfg.nodes.iter().position(|n| n == node) {
+            Some(i) => Arc::clone(&self.admin[i]),
+            // A discovered replica: shared with other secrets while one of them uses it.
+            None => shared_node(&self.cfg, node),
+        };
+        let connect = || self.admin(node, op);
+        shared.query(&cmd, connect, |e| node_err(node, op, e)).await?;
+        shared
+            .persist(self.cfg.persist, connect, |e| {
+                let mut err = node_err(node, op, e);
+                err.message = format!("persisting the ACL change: {}", err.message);
+                err
+            })
+            .await
     }
 
     async fn persist(
@@ -316,6 +339,22 @@ impl RedisBackend {
         rules.extend(self.cfg.rules.split_whitespace());
         rules
     }
+}
+
+/// The shared admin connection of `node` under this secret's admin credential and transport.
+fn shared_node(cfg: &RedisConfig, (host, port): &Node) -> Arc<pool::Node> {
+    let transport = match &cfg.tls {
+        None => pool::Transport::Tcp,
+        Some(t) => pool::Transport::Tls {
+            ca_sha256: t.ca_pem.as_deref().map(|pem| {
+                let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, pem);
+                let mut out = [0u8; 32];
+                out.copy_from_slice(d.as_ref());
+                out
+            }),
+        },
+    };
+    pool::Node::shared(host, *port, transport, &cfg.admin_user, &cfg.admin_password)
 }
 
 /// A node's place in replication, from `ROLE`.

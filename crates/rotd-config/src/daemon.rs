@@ -113,6 +113,9 @@ pub struct RotationConfig {
     pub max_concurrent: usize,
     /// Calls into one kind of backend at once.
     pub per_backend: usize,
+    /// Rotations at once against one target (host and port), whatever its kind; less than
+    /// `max_concurrent` (unless both are 1), so a host that hangs cannot hold every rotation slot.
+    pub per_target: usize,
     /// A backend call that takes longer fails as retryable.
     pub step_timeout: Duration,
     /// Failed attempts in a row before a secret is quarantined.
@@ -129,6 +132,7 @@ impl Default for RotationConfig {
         Self {
             max_concurrent: 4,
             per_backend: 2,
+            per_target: 1,
             step_timeout: Duration::from_secs(60),
             max_attempts: 5,
             backoff: Duration::from_secs(30),
@@ -166,6 +170,7 @@ fn validate_rotation_tuning(
         1024,
     );
     let per_backend = count(&r.per_backend, "rotation.per_backend", def.per_backend, 1024);
+    let per_target = count(&r.per_target, "rotation.per_target", def.per_target, 1024);
     let max_attempts = count(
         &r.max_attempts,
         "rotation.max_attempts",
@@ -212,9 +217,24 @@ fn validate_rotation_tuning(
             (None, None) => None,
         };
     }
+    // The rotations on one host take their slots from the global ones: if they could take all of
+    // them, one hung host would stop every other secret's rotation until the step timeout.
+    if let (Some(all), Some(one), Some(raw)) = (max_concurrent, per_target, &r.per_target)
+        && one > 1
+        && one >= all
+    {
+        return d.at(
+            raw,
+            "rotation.per_target",
+            format!(
+                "must be less than rotation.max_concurrent ({all}), so one hung host cannot hold every slot"
+            ),
+        );
+    }
     Some(RotationConfig {
         max_concurrent: max_concurrent?,
         per_backend: per_backend?,
+        per_target: per_target?,
         step_timeout: step_timeout?,
         max_attempts: u32::try_from(max_attempts?).ok()?,
         backoff: backoff?,
@@ -244,6 +264,7 @@ struct RawDaemon {
 struct RawRotationTuning {
     max_concurrent: Option<Spanned<i64>>,
     per_backend: Option<Spanned<i64>>,
+    per_target: Option<Spanned<i64>>,
     step_timeout: Option<Spanned<String>>,
     max_attempts: Option<Spanned<i64>>,
     backoff: Option<Spanned<String>>,

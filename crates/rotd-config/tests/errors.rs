@@ -454,6 +454,50 @@ fn check_refuses_what_the_sql_backend_would_refuse_at_serve() {
 }
 
 #[test]
+fn per_target_must_leave_slots_for_other_hosts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("rotd.toml");
+    write(
+        dir.path(),
+        "rotd.toml",
+        "[rotation]\nmax_concurrent = 128\nper_backend = 128\nper_target = 96\n",
+    );
+    let d = load_daemon(&path).expect("a bulk tuning");
+    assert_eq!(
+        (
+            d.rotation.max_concurrent,
+            d.rotation.per_backend,
+            d.rotation.per_target
+        ),
+        (128, 128, 96)
+    );
+    write(dir.path(), "rotd.toml", "[rotation]\n");
+    assert_eq!(load_daemon(&path).expect("defaults").rotation.per_target, 1);
+    write(
+        dir.path(),
+        "rotd.toml",
+        "[rotation]\nmax_concurrent = 8\nper_target = 8\n",
+    );
+    let errors = load_daemon(&path).expect_err("every slot to one host");
+    assert_eq!(errors.0[0].line, 3, "{errors}");
+    assert_eq!(errors.0[0].key, "rotation.per_target");
+    assert_eq!(
+        errors.0[0].message,
+        "must be less than rotation.max_concurrent (8), so one hung host cannot hold every slot"
+    );
+    write(dir.path(), "rotd.toml", "[rotation]\nper_target = 0\n");
+    let errors = load_daemon(&path).expect_err("zero");
+    assert_eq!(errors.0[0].message, "must be between 1 and 1024");
+    // One slot in all and one per host is the one configuration where a host may take every slot.
+    write(
+        dir.path(),
+        "rotd.toml",
+        "[rotation]\nmax_concurrent = 1\nper_target = 1\n",
+    );
+    load_daemon(&path).expect("a single slot");
+}
+
+#[test]
 fn retry_and_timeout_durations_beyond_what_the_engine_uses_are_refused_at_their_line() {
     let dir = tempfile::tempdir().expect("tempdir");
     write(

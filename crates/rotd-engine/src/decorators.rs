@@ -1,4 +1,4 @@
-//! Decorators that implement [`Backend`] around another backend: per-backend concurrency limits and
+//! Decorators that implement [`Backend`] around another backend: per-kind concurrency limits and
 //! metrics. The engine composes them; backends stay unaware.
 
 use std::sync::Arc;
@@ -8,13 +8,12 @@ use tokio::sync::Semaphore;
 
 use crate::metrics::Metrics;
 
-/// Lets at most N calls into the inner backend run at once (shared by every secret of one backend kind),
-/// and at most M into one target (shared by every secret on that host). The target's permit is taken
-/// first, so a call waiting for a hung host holds no slot of its kind.
+/// Lets at most N calls into the inner backend run at once (shared by every secret of one backend kind).
+/// Targets are limited a level up: the scheduler gives each rotation a slot of its target (host)
+/// before it starts, so a call never waits here for a hung host's slot while holding its kind's.
 pub struct Limited {
     inner: Arc<dyn Backend>,
     permits: Arc<Semaphore>,
-    target: Option<Arc<Semaphore>>,
 }
 
 impl std::fmt::Debug for Limited {
@@ -26,26 +25,12 @@ impl std::fmt::Debug for Limited {
 }
 
 impl Limited {
-    pub fn new(inner: Arc<dyn Backend>, permits: Arc<Semaphore>, target: Option<Arc<Semaphore>>) -> Self {
-        Self {
-            inner,
-            permits,
-            target,
-        }
+    pub fn new(inner: Arc<dyn Backend>, permits: Arc<Semaphore>) -> Self {
+        Self { inner, permits }
     }
 
-    async fn permits(
-        &self,
-    ) -> (
-        Option<tokio::sync::SemaphorePermit<'_>>,
-        tokio::sync::SemaphorePermit<'_>,
-    ) {
-        let target = match &self.target {
-            Some(t) => Some(t.acquire().await.expect("semaphore never closed")),
-            None => None,
-        };
-        let kind = self.permits.acquire().await.expect("semaphore never closed");
-        (target, kind)
+    async fn permits(&self) -> tokio::sync::SemaphorePermit<'_> {
+        self.permits.acquire().await.expect("semaphore never closed")
     }
 }
 

@@ -307,20 +307,18 @@ pub async fn current_account(
     journal: &[JournalEntry],
 ) -> Result<(Slot, Option<VersionId>), RotationError> {
     let name = m.name.as_str();
-    let stages = store.stages(name).await.map_err(store_err("read stages"))?;
-    let current = stages.get(&StageLabel::current()).cloned();
     if !m.backend.capabilities().dual_accounts {
-        return Ok((Slot::Single, current));
+        let stages = store.stages(name).await.map_err(store_err("read stages"))?;
+        return Ok((Slot::Single, stages.get(&StageLabel::current()).cloned()));
     }
-    let from_value = match &current {
-        Some(v) => {
-            let value = store
-                .get_value(name, &Selector::Version(v.clone()))
-                .await
-                .map_err(store_err("read ACSCurrent"))?;
-            m.backend.slot_of(&value.value).filter(|s| *s != Slot::Single)
-        }
-        None => None,
+    // One read: the version holding ACSCurrent and its value, from one snapshot.
+    let (current, from_value) = match store.get_value(name, &Selector::current()).await {
+        Ok(v) => (
+            Some(v.info.version_id),
+            m.backend.slot_of(&v.value).filter(|s| *s != Slot::Single),
+        ),
+        Err(StoreError::StageNotFound { .. }) => (None, None),
+        Err(e) => return Err(store_err("read ACSCurrent")(e)),
     };
     let slot = match from_value {
         Some(slot) => slot,
@@ -559,7 +557,7 @@ async fn rotate_once(
         failpoint(limits, m, "pending").await;
     }
 
-    let value = pending_value(store, m, limits, &open).await?;
+    let value = pending_value(store, m, limits, &open, resumed).await?;
     failpoint(limits, m, "stored").await;
     // The configuration may have changed shape since the rotation was planned (single ↔ dual). A
     // rotation that has not touched the target is planned again; one past `applied` continues on the
@@ -655,20 +653,25 @@ async fn rotate_once(
 }
 
 /// The value of an open rotation: the stored `ACSPending` version, or (when the process died between
-/// journaling `pending` and storing it, so the target was never touched) a newly made one.
+/// journaling `pending` and storing it, so the target was never touched) a newly made one. A rotation
+/// planned by this call (`resumed` false) has just named a version that does not exist yet (a
+/// requested id was checked before planning), so it is not looked for.
 async fn pending_value(
     store: &Store,
     m: &Managed,
     limits: &StepLimits,
     open: &OpenRotation,
+    resumed: bool,
 ) -> Result<rotd_core::Secret, RotationError> {
-    match store
-        .get_value(m.name.as_str(), &Selector::Version(open.version_id.clone()))
-        .await
-    {
-        Ok(v) => return Ok(v.value),
-        Err(StoreError::VersionNotFound { .. }) => {}
-        Err(e) => return Err(store_err(step::PENDING)(e)),
+    if resumed {
+        match store
+            .get_value(m.name.as_str(), &Selector::Version(open.version_id.clone()))
+            .await
+        {
+            Ok(v) => return Ok(v.value),
+            Err(StoreError::VersionNotFound { .. }) => {}
+            Err(e) => return Err(store_err(step::PENDING)(e)),
+        }
     }
     if !matches!(open.step, StepKind::Pending | StepKind::Minting) {
         return Err(RotationError::Invalid {

@@ -40,9 +40,13 @@ pub struct SecretEntry {
 /// The engine's tunables.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
+    /// Rotations (and retires) running at once, across all secrets.
     pub max_concurrent: usize,
+    /// Backend calls at once into one kind of backend.
     pub per_backend: usize,
-    /// Calls at once into one target (host) of any backend kind.
+    /// Rotations (and retires) at once against one target (host and port) of any backend kind. A task
+    /// takes its target's slot before one of the `max_concurrent` slots, so the rotations queued behind
+    /// a busy or hung host hold no slot, and a hung host holds at most `per_target` of them.
     pub per_target: usize,
     pub limits: StepLimits,
     pub failure: FailurePolicy,
@@ -119,6 +123,8 @@ pub fn decide(now: DateTime<Utc>, v: &View) -> Decision {
 struct Entry {
     spec: SecretEntry,
     backend: Arc<dyn Backend>,
+    /// The slots of the secret's target (`per_target`), shared by every secret on it.
+    target: Option<Arc<Semaphore>>,
     compiled: Option<CompiledSchedule>,
     view: View,
     retire_due: Option<DateTime<Utc>>,
@@ -196,7 +202,8 @@ impl Engine {
         self.store.clock()
     }
 
-    fn decorate(&self, backend: Arc<dyn Backend>) -> Arc<dyn Backend> {
+    /// The backend with its kind's call limit and metrics around it, and its target's slots.
+    fn decorate(&self, backend: Arc<dyn Backend>) -> (Arc<dyn Backend>, Option<Arc<Semaphore>>) {
         let sem = self
             .per_kind
             .lock()
@@ -212,10 +219,32 @@ impl Engine {
                 .or_insert_with(|| Arc::new(Semaphore::new(self.cfg.per_target.max(1))))
                 .clone()
         });
-        Arc::new(Measured::new(
-            Arc::new(Limited::new(backend, sem, target)),
+        let decorated = Arc::new(Measured::new(
+            Arc::new(Limited::new(backend, sem)),
             self.metrics.clone(),
-        ))
+        ));
+        (decorated, target)
+    }
+
+    /// Waits for a slot of the task's target (if it has one), then for one of the global slots.
+    async fn slots(
+        &self,
+        target: Option<Arc<Semaphore>>,
+    ) -> (
+        Option<tokio::sync::OwnedSemaphorePermit>,
+        tokio::sync::OwnedSemaphorePermit,
+    ) {
+        let target = match target {
+            Some(t) => Some(t.acquire_owned().await.expect("semaphore never closed")),
+            None => None,
+        };
+        let global = self
+            .global
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("semaphore never closed");
+        (target, global)
     }
 
     /// Replaces the set of managed secrets (at start-up and on reload), computing and persisting each
@@ -311,7 +340,7 @@ impl Engine {
         if let Some(t) = state.last_success_at.or(meta.last_rotation_at) {
             self.metrics.set_last_success(name, t.timestamp());
         }
-        let backend = self.decorate(spec.managed.backend.clone());
+        let (backend, target) = self.decorate(spec.managed.backend.clone());
         let caps = backend.capabilities();
         let retire_due = if caps.retires() && rotation::open_rotation(&journal).is_none() {
             rotation::pending_retire(&journal, caps.retire_steps, spec.managed.grace).map(|r| r.due)
@@ -331,6 +360,7 @@ impl Engine {
             retire_due,
             next_due,
             backend,
+            target,
             compiled,
             spec,
         })
@@ -343,7 +373,7 @@ impl Engine {
 
     /// Starts a task for a secret unless one is running. Returns false if it was already running or unknown.
     fn launch(self: &Arc<Self>, name: &str, requested: Option<VersionId>, request: Option<i64>) -> bool {
-        let (managed, hooks, policy_next, nominal, guard) = {
+        let (managed, hooks, policy_next, nominal, target, guard) = {
             let entries = self.entries.lock().expect("engine lock");
             let Some(e) = entries.get(name) else {
                 return false;
@@ -355,16 +385,19 @@ impl Engine {
             m.backend = e.backend.clone();
             // A scheduled run rotates for its nominal due time; an operator's request does not.
             let nominal = if request.is_none() { e.next_due } else { None };
-            (m, e.spec.hooks.clone(), e.compiled.clone(), nominal, guard)
+            let target = e.target.clone();
+            (
+                m,
+                e.spec.hooks.clone(),
+                e.compiled.clone(),
+                nominal,
+                target,
+                guard,
+            )
         };
         let this = Arc::clone(self);
         tokio::spawn(async move {
-            let _global = this
-                .global
-                .clone()
-                .acquire_owned()
-                .await
-                .expect("semaphore never closed");
+            let _slots = this.slots(target).await;
             if this.stopping.load(std::sync::atomic::Ordering::SeqCst) {
                 // Shutting down: a task still waiting for its permit does not start (its request stays
                 // open for the next start).
@@ -661,7 +694,7 @@ impl Engine {
     }
 
     fn launch_retire(self: &Arc<Self>, name: &str) {
-        let (managed, guard) = {
+        let (managed, target, guard) = {
             let entries = self.entries.lock().expect("engine lock");
             let Some(e) = entries.get(name) else { return };
             let Some(guard) = InFlight::take(&self.inflight, name) else {
@@ -669,11 +702,12 @@ impl Engine {
             };
             let mut m = e.spec.managed.clone();
             m.backend = e.backend.clone();
-            (m, guard)
+            (m, e.target.clone(), guard)
         };
         let this = Arc::clone(self);
         tokio::spawn(async move {
             let name = managed.name.to_string();
+            let _slots = this.slots(target).await;
             if let Ok(j) = this.store.journal_tail(&name).await
                 && let Some(r) =
                     rotation::pending_retire(&j, managed.backend.capabilities().retire_steps, managed.grace)

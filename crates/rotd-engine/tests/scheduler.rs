@@ -391,6 +391,75 @@ async fn a_hung_host_does_not_hold_every_slot_of_its_backend_kind() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_host_with_more_due_secrets_than_slots_holds_only_its_per_target_share() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = store(&dir).await;
+    // Six secrets on host A (hung), one on host B; four rotations at once, two per host. Were the
+    // rotations queued behind host A to hold their global slot while they wait for A, host A's six
+    // would take all four and host B would wait for the step timeout.
+    let host_a = FakeBackend::single();
+    host_a.set_password(Slot::Single, "imported-pw");
+    let host_b = FakeBackend::single();
+    host_b.set_password(Slot::Single, "imported-pw");
+    let mut entries = Vec::new();
+    let mut names: Vec<(String, FakeBackend)> = (0..6)
+        .map(|i| (format!("a/s{i}"), host_a.on_target("fake host-a")))
+        .collect();
+    names.push(("b/one".to_owned(), host_b.on_target("fake host-b")));
+    for (name, fake) in &names {
+        declare_as(&store, name, None, Some(version("v0", "app", "imported-pw"))).await;
+        let mut e = entry(fake);
+        e.managed.name = SecretName::parse(name.as_str()).expect("name");
+        e.policy = None;
+        entries.push(e);
+    }
+    host_a.hang(rotd_testkit::fake_backend::Op::Apply);
+    let engine = Engine::new(
+        store.clone(),
+        EngineConfig {
+            max_concurrent: 4,
+            per_backend: 4,
+            per_target: 2,
+            ..config()
+        },
+        Metrics::default(),
+    );
+    engine.set_secrets(entries).await;
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(engine.clone().run(stop_rx));
+    for (name, _) in &names[..6] {
+        store
+            .add_request(name, rotd_store::RequestKind::Rotate, None)
+            .await
+            .expect("request");
+    }
+    // Host A's six rotations are all under way (two hung in apply, four waiting) before B's request.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!((0..6).all(|i| engine.is_running(&format!("a/s{i}"))));
+    let id = store
+        .add_request("b/one", rotd_store::RequestKind::Rotate, None)
+        .await
+        .expect("request");
+    let start = rotd_core::Clock::system().instant();
+    let r = loop {
+        if let Some(r) = store.request(id).await.expect("request")
+            && let Some(result) = r.result
+        {
+            break result.to_string();
+        }
+        assert!(
+            rotd_core::Clock::system().elapsed(start) < Duration::from_secs(10),
+            "host B's rotation never finished while host A hung"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(r.starts_with("ok"), "{r}");
+    host_a.unhang(rotd_testkit::fake_backend::Op::Apply);
+    let _ = stop.send(true);
+    let _ = task.await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_keeps_the_catch_up_spread() {
     let dir = tempfile::tempdir().expect("dir");
     let store = store(&dir).await;

@@ -119,28 +119,38 @@ impl Store {
         binds: &[Option<i64>],
         text: Option<&str>,
     ) -> Result<()> {
-        let mut tx = self.write_tx().await?;
-        sqlx::query(
-            "INSERT INTO rotation_state (secret_name, updated_at) VALUES (?, ?)
-             ON CONFLICT (secret_name) DO UPDATE SET updated_at = excluded.updated_at",
-        )
-        .bind(name)
-        .bind(self.clock().now().timestamp())
-        .execute(&mut *tx)
-        .await?;
-        // `set` is one of the fixed assignment lists in this file, never user input.
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "UPDATE rotation_state SET {set} WHERE secret_name = ?"
-        )));
-        for b in binds {
-            q = q.bind(*b);
-        }
-        if let Some(t) = text {
-            q = q.bind(t);
-        }
-        q.bind(name).execute(&mut *tx).await?;
-        tx.commit().await?;
-        Ok(())
+        let now = self.clock().now().timestamp();
+        let name = name.to_owned();
+        let binds = binds.to_vec();
+        let text = text.map(str::to_owned);
+        self.write(move |tx| {
+            Box::pin(async move {
+                let name = name.as_str();
+                // `set` is one of the fixed assignment lists in this file, never user input.
+                let sql = format!("UPDATE rotation_state SET updated_at = ?, {set} WHERE secret_name = ?");
+                let update = || {
+                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.clone())).bind(now);
+                    for b in &binds {
+                        q = q.bind(*b);
+                    }
+                    if let Some(t) = &text {
+                        q = q.bind(t.clone());
+                    }
+                    q.bind(name)
+                };
+                // The row exists after a secret's first attempt: one statement then.
+                if update().execute(&mut **tx).await?.rows_affected() == 0 {
+                    sqlx::query("INSERT INTO rotation_state (secret_name, updated_at) VALUES (?, ?)")
+                        .bind(name)
+                        .bind(now)
+                        .execute(&mut **tx)
+                        .await?;
+                    update().execute(&mut **tx).await?;
+                }
+                Ok(())
+            })
+        })
+        .await
     }
 
     pub async fn set_paused(&self, name: &str, paused: bool) -> Result<()> {
@@ -189,17 +199,26 @@ impl Store {
 
     /// Queues a request for the daemon and returns its id.
     pub async fn add_request(&self, name: &str, kind: RequestKind, version_id: Option<&str>) -> Result<i64> {
-        let id = sqlx::query(
-            "INSERT INTO rotation_requests (secret_name, kind, version_id, requested_at) VALUES (?, ?, ?, ?) RETURNING id",
-        )
-        .bind(name)
-        .bind(kind.as_str())
-        .bind(version_id)
-        .bind(self.clock().now().timestamp())
-        .fetch_one(&self.pool)
-        .await?
-        .try_get(0)?;
-        Ok(id)
+        let now = self.clock().now().timestamp();
+        let name = name.to_owned();
+        let version_id = version_id.map(str::to_owned);
+        self.write(move |tx| {
+            Box::pin(async move {
+                let name = name.as_str();
+                let id = sqlx::query(
+                    "INSERT INTO rotation_requests (secret_name, kind, version_id, requested_at) VALUES (?, ?, ?, ?) RETURNING id",
+                )
+                .bind(name)
+                .bind(kind.as_str())
+                .bind(version_id)
+                .bind(now)
+                .fetch_one(&mut **tx)
+                .await?
+                .try_get(0)?;
+                Ok(id)
+            })
+        })
+        .await
     }
 
     /// How many requests of `kind` for `name` were made since `since` (for the 50-per-hour limit).
@@ -234,22 +253,30 @@ impl Store {
     ) -> Result<Option<i64>> {
         let now = self.clock().now();
         let since = now.checked_sub_signed(window).unwrap_or(DateTime::<Utc>::MIN_UTC);
-        let row = sqlx::query(
-            "INSERT INTO rotation_requests (secret_name, kind, version_id, requested_at) \
-             SELECT ?, ?, ?, ? WHERE (SELECT COUNT(*) FROM rotation_requests \
-             WHERE secret_name = ? AND kind = ? AND requested_at >= ?) < ? RETURNING id",
-        )
-        .bind(name)
-        .bind(kind.as_str())
-        .bind(version_id)
-        .bind(now.timestamp())
-        .bind(name)
-        .bind(kind.as_str())
-        .bind(since.timestamp())
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(|r| r.try_get(0)).transpose().map_err(Into::into)
+        let name = name.to_owned();
+        let version_id = version_id.map(str::to_owned);
+        self.write(move |tx| {
+            Box::pin(async move {
+                let name = name.as_str();
+                let row = sqlx::query(
+                    "INSERT INTO rotation_requests (secret_name, kind, version_id, requested_at) \
+                     SELECT ?, ?, ?, ? WHERE (SELECT COUNT(*) FROM rotation_requests \
+                     WHERE secret_name = ? AND kind = ? AND requested_at >= ?) < ? RETURNING id",
+                )
+                .bind(name)
+                .bind(kind.as_str())
+                .bind(version_id)
+                .bind(now.timestamp())
+                .bind(name)
+                .bind(kind.as_str())
+                .bind(since.timestamp())
+                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                .fetch_optional(&mut **tx)
+                .await?;
+                row.map(|r| r.try_get(0)).transpose().map_err(Into::into)
+            })
+        })
+        .await
     }
 
     pub async fn open_requests(&self) -> Result<Vec<RotationRequest>> {
@@ -268,26 +295,39 @@ impl Store {
     }
 
     pub async fn finish_request(&self, id: i64, result: &RequestOutcome) -> Result<()> {
-        sqlx::query("UPDATE rotation_requests SET done_at = ?, result = ? WHERE id = ?")
-            .bind(self.clock().now().timestamp())
-            .bind(result.to_string())
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        let now = self.clock().now().timestamp();
+        let result = result.to_string();
+        self.write(move |tx| {
+            Box::pin(async move {
+                sqlx::query("UPDATE rotation_requests SET done_at = ?, result = ? WHERE id = ?")
+                    .bind(now)
+                    .bind(result)
+                    .bind(id)
+                    .execute(&mut **tx)
+                    .await?;
+                Ok(())
+            })
+        })
+        .await
     }
 
     pub async fn heartbeat(&self, pid: u32, started_at: DateTime<Utc>) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO daemon_heartbeat (id, pid, started_at, beat_at) VALUES (1, ?, ?, ?)
-             ON CONFLICT (id) DO UPDATE SET pid = excluded.pid, started_at = excluded.started_at, beat_at = excluded.beat_at",
-        )
-        .bind(i64::from(pid))
-        .bind(started_at.timestamp())
-        .bind(self.clock().now().timestamp())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        let now = self.clock().now().timestamp();
+        self.write(move |tx| {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO daemon_heartbeat (id, pid, started_at, beat_at) VALUES (1, ?, ?, ?)
+                     ON CONFLICT (id) DO UPDATE SET pid = excluded.pid, started_at = excluded.started_at, beat_at = excluded.beat_at",
+                )
+                .bind(i64::from(pid))
+                .bind(started_at.timestamp())
+                .bind(now)
+                .execute(&mut **tx)
+                .await?;
+                Ok(())
+            })
+        })
+        .await
     }
 
     pub async fn last_heartbeat(&self) -> Result<Option<Heartbeat>> {
@@ -323,13 +363,18 @@ impl Store {
     /// Asks the running daemon to reload its keyring; returns the request's number, which
     /// [`KeyringReload::handled`] reaches once the daemon has acted on it.
     pub async fn request_keyring_reload(&self) -> Result<i64> {
-        let n = sqlx::query(
-            "UPDATE keyring_reload SET requested = requested + 1 WHERE id = 1 RETURNING requested",
-        )
-        .fetch_one(&self.pool)
-        .await?
-        .try_get(0)?;
-        Ok(n)
+        self.write(move |tx| {
+            Box::pin(async move {
+                let n = sqlx::query(
+                    "UPDATE keyring_reload SET requested = requested + 1 WHERE id = 1 RETURNING requested",
+                )
+                .fetch_one(&mut **tx)
+                .await?
+                .try_get(0)?;
+                Ok(n)
+            })
+        })
+        .await
     }
 
     pub async fn keyring_reload(&self) -> Result<KeyringReload> {
@@ -357,15 +402,22 @@ impl Store {
         error: Option<&str>,
     ) -> Result<()> {
         let loaded = serde_json::to_string(loaded).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        sqlx::query(
-            "UPDATE keyring_reload SET handled = MAX(handled, ?), loaded = ?, loaded_at = ?, error = ? WHERE id = 1",
-        )
-        .bind(handled)
-        .bind(loaded)
-        .bind(self.clock().now().timestamp())
-        .bind(error)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        let now = self.clock().now().timestamp();
+        let error = error.map(str::to_owned);
+        self.write(move |tx| {
+            Box::pin(async move {
+                sqlx::query(
+                    "UPDATE keyring_reload SET handled = MAX(handled, ?), loaded = ?, loaded_at = ?, error = ? WHERE id = 1",
+                )
+                .bind(handled)
+                .bind(loaded)
+                .bind(now)
+                .bind(error)
+                .execute(&mut **tx)
+                .await?;
+                Ok(())
+            })
+        })
+        .await
     }
 }

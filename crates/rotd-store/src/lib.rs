@@ -4,7 +4,8 @@
 //! ([`envelope`]), and leave only through explicit reads.
 //!
 //! The embedded engine is SQLite (WAL, `synchronous=FULL`, write transactions taken with
-//! `BEGIN IMMEDIATE`). The public surface is the [`Store`] handle; the SQL behind it is plain runtime
+//! `BEGIN IMMEDIATE` and group-committed: the transactions that queue while one commits share the next
+//! commit's sync, and each returns only once it is durable, `writer.rs`). The public surface is the [`Store`] handle; the SQL behind it is plain runtime
 //! `query()` text so that a PostgreSQL engine can be added behind the same handle.
 
 mod control;
@@ -15,6 +16,7 @@ mod keyring;
 mod model;
 mod sqlite;
 mod stages;
+mod writer;
 
 pub use control::{Heartbeat, KeyringReload, RotationRequest, RotationState};
 pub use error::StoreError;

@@ -11,7 +11,7 @@ use rotd_core::{DataType, Secret, SecretName, SecretType, StageLabel, Tag, Tags,
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite, SqlitePool, Transaction};
+use sqlx::{ConnectOptions, Row, SqlitePool};
 
 use crate::envelope::{self, Context, Sealed};
 use crate::stages::{self, StageMap};
@@ -21,7 +21,7 @@ use crate::{
 };
 
 type Result<T, E = StoreError> = std::result::Result<T, E>;
-type Tx = Transaction<'static, Sqlite>;
+type Tx = crate::writer::Tx;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -39,7 +39,10 @@ pub struct CmkUsage {
 /// it is only ever read while sealing or opening one value.
 #[derive(Clone)]
 pub struct Store {
+    /// Reads; and the migrations at open.
     pub(crate) pool: SqlitePool,
+    /// Every write transaction, group-committed on one connection (`writer.rs`).
+    writer: crate::writer::Writer,
     keyring: Arc<RwLock<Keyring>>,
     /// What stamps journal entries, versions and requests: the system clock unless a test drives time.
     clock: rotd_core::Clock,
@@ -95,13 +98,19 @@ impl Store {
         .map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_with(opts)
+            // A local file cannot hang up: the default ping on every acquire cost one more round trip
+            // to the connection's worker thread per read.
+            .test_before_acquire(false)
+            .connect_with(opts.clone())
             .await?;
         let migrated = MIGRATOR.run(&pool).await;
         drop(lock);
         migrated?;
+        let writer = crate::writer::Writer::start(opts.connect().await?)
+            .map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
         Ok(Self {
             pool,
+            writer,
             keyring: Arc::new(RwLock::new(keyring)),
             clock: rotd_core::Clock::system(),
         })
@@ -134,13 +143,20 @@ impl Store {
     }
 
     pub async fn close(&self) {
+        self.writer.close().await;
         self.pool.close().await;
     }
 
-    pub(crate) async fn write_tx(&self) -> Result<Tx> {
-        // IMMEDIATE takes the write lock up front, so two writers queue on busy_timeout instead of one
-        // failing with SQLITE_BUSY when it upgrades a read transaction.
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    /// Runs `body` as one write transaction on the writer thread and returns its result once it is
+    /// durable; an error from `body` rolls back its changes alone (`writer.rs`). The batch holds the
+    /// write lock from `BEGIN IMMEDIATE`, so another process's writer queues on busy_timeout instead of
+    /// one failing with SQLITE_BUSY when it upgrades a read transaction.
+    pub(crate) async fn write<T, F>(&self, body: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut Tx) -> crate::writer::TxFuture<'c, T> + Send + 'static,
+    {
+        self.writer.run(body).await
     }
 
     fn seal(&self, cmk_id: &str, ctx: Context<'_>, value: &Secret) -> Result<Sealed> {
@@ -174,78 +190,82 @@ impl Store {
                 version: None,
             });
         }
-        let mut tx = self.write_tx().await?;
-        let name = new.name.as_str();
-        if let Some(row) = sqlx::query("SELECT planned_delete_at FROM secrets WHERE name = ?")
-            .bind(name)
-            .fetch_optional(&mut *tx)
-            .await?
-        {
-            let planned: Option<i64> = row.try_get(0)?;
-            return Err(if planned.is_some() {
-                StoreError::PendingDeletion {
-                    name: name.to_owned(),
+        let this = self.clone();
+        self.write(move |tx| {
+            Box::pin(async move {
+                let name = new.name.as_str();
+                if let Some(row) = sqlx::query("SELECT planned_delete_at FROM secrets WHERE name = ?")
+                    .bind(name)
+                    .fetch_optional(&mut **tx)
+                    .await?
+                {
+                    let planned: Option<i64> = row.try_get(0)?;
+                    return Err(if planned.is_some() {
+                        StoreError::PendingDeletion {
+                            name: name.to_owned(),
+                        }
+                    } else {
+                        StoreError::AlreadyExists {
+                            name: name.to_owned(),
+                        }
+                    });
                 }
-            } else {
-                StoreError::AlreadyExists {
-                    name: name.to_owned(),
-                }
-            });
-        }
-        let now = self.clock.now().timestamp();
-        let rotation = new
-            .rotation
-            .as_ref()
-            .map(|r| serde_json::to_string(r).expect("policy serializes"));
-        sqlx::query(
-            "INSERT INTO secrets (name, secret_type, description, cmk_id, extended_config, rotation, policy,
-                                  managed_by, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(name)
-        .bind(new.kind.as_str())
-        .bind(&new.description)
-        .bind(&new.cmk_id)
-        .bind(&new.extended_config)
-        .bind(rotation)
-        .bind(&new.policy)
-        .bind(&new.managed_by)
-        .bind(now)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        write_tags(&mut tx, name, &new.tags).await?;
-        // A new incarnation: the journal (which outlives deletions) gets a `created` marker that starts
-        // this secret's tail, so nothing of an earlier secret of the same name (an open rotation, the
-        // account slot, an owed retire) carries over; its control state and open requests go too.
-        sqlx::query(
-            "INSERT INTO rotation_journal (secret_name, rotation_id, step, version_id, at, detail)
-             VALUES (?, ?, 'created', NULL, ?, '{}')",
-        )
-        .bind(name)
-        .bind(incarnation_id()?)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("DELETE FROM rotation_state WHERE secret_name = ?")
-            .bind(name)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(
-            "UPDATE rotation_requests SET done_at = ?, result = 'error: the secret was created again'
-             WHERE secret_name = ? AND done_at IS NULL",
-        )
-        .bind(now)
-        .bind(name)
-        .execute(&mut *tx)
-        .await?;
-        if let Some(v) = initial {
-            self.insert_version(&mut tx, name, &new.cmk_id, &v, &[StageLabel::current()])
+                let now = this.clock.now().timestamp();
+                let rotation = new
+                    .rotation
+                    .as_ref()
+                    .map(|r| serde_json::to_string(r).expect("policy serializes"));
+                sqlx::query(
+                    "INSERT INTO secrets (name, secret_type, description, cmk_id, extended_config, rotation, policy,
+                                          managed_by, created_at, updated_at)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(name)
+                .bind(new.kind.as_str())
+                .bind(&new.description)
+                .bind(&new.cmk_id)
+                .bind(&new.extended_config)
+                .bind(rotation)
+                .bind(&new.policy)
+                .bind(&new.managed_by)
+                .bind(now)
+                .bind(now)
+                .execute(&mut **tx)
                 .await?;
-        }
-        let meta = load_meta(&mut tx, name).await?;
-        tx.commit().await?;
-        Ok(meta)
+                write_tags(tx, name, &new.tags).await?;
+                // A new incarnation: the journal (which outlives deletions) gets a `created` marker that starts
+                // this secret's tail, so nothing of an earlier secret of the same name (an open rotation, the
+                // account slot, an owed retire) carries over; its control state and open requests go too.
+                sqlx::query(
+                    "INSERT INTO rotation_journal (secret_name, rotation_id, step, version_id, at, detail)
+                     VALUES (?, ?, 'created', NULL, ?, '{}')",
+                )
+                .bind(name)
+                .bind(incarnation_id()?)
+                .bind(now)
+                .execute(&mut **tx)
+                .await?;
+                sqlx::query("DELETE FROM rotation_state WHERE secret_name = ?")
+                    .bind(name)
+                    .execute(&mut **tx)
+                    .await?;
+                sqlx::query(
+                    "UPDATE rotation_requests SET done_at = ?, result = 'error: the secret was created again'
+                     WHERE secret_name = ? AND done_at IS NULL",
+                )
+                .bind(now)
+                .bind(name)
+                .execute(&mut **tx)
+                .await?;
+                if let Some(v) = initial {
+                    this.insert_version(tx, name, &new.cmk_id, &v, &[StageLabel::current()])
+                        .await?;
+                }
+                let meta = load_meta(tx, name).await?;
+                Ok(meta)
+            })
+        })
+        .await
     }
 
     pub async fn describe(&self, name: &str) -> Result<SecretMeta> {
@@ -268,157 +288,148 @@ impl Store {
 
     /// Changes metadata. Refused while the secret is scheduled for deletion.
     pub async fn update_secret(&self, name: &str, update: SecretUpdate) -> Result<SecretMeta> {
-        let mut tx = self.write_tx().await?;
-        writable(&mut tx, name).await?;
-        let now = self.clock.now().timestamp();
-        if let Some(d) = &update.description {
-            exec(
-                &mut tx,
-                "UPDATE secrets SET description = ? WHERE name = ?",
-                d,
-                name,
-            )
-            .await?;
-        }
-        if let Some(e) = &update.extended_config {
-            exec(
-                &mut tx,
-                "UPDATE secrets SET extended_config = ? WHERE name = ?",
-                e,
-                name,
-            )
-            .await?;
-        }
-        if let Some(r) = &update.rotation {
-            let json = r
-                .as_ref()
-                .map(|r| serde_json::to_string(r).expect("policy serializes"));
-            exec(
-                &mut tx,
-                "UPDATE secrets SET rotation = ? WHERE name = ?",
-                &json,
-                name,
-            )
-            .await?;
-        }
-        if let Some(p) = &update.policy {
-            exec(&mut tx, "UPDATE secrets SET policy = ? WHERE name = ?", p, name).await?;
-        }
-        if let Some(m) = &update.managed_by {
-            exec(
-                &mut tx,
-                "UPDATE secrets SET managed_by = ? WHERE name = ?",
-                m,
-                name,
-            )
-            .await?;
-        }
-        if let Some(t) = &update.next_rotation_at {
-            let t = t.map(|t| t.timestamp());
-            exec(
-                &mut tx,
-                "UPDATE secrets SET next_rotation_at = ? WHERE name = ?",
-                &t,
-                name,
-            )
-            .await?;
-        }
-        if let Some(t) = &update.last_rotation_at {
-            let t = t.map(|t| t.timestamp());
-            exec(
-                &mut tx,
-                "UPDATE secrets SET last_rotation_at = ? WHERE name = ?",
-                &t,
-                name,
-            )
-            .await?;
-        }
-        if let Some(tags) = &update.tags {
-            sqlx::query("DELETE FROM secret_tags WHERE secret_name = ?")
+        let this = self.clone();
+        let name = name.to_owned();
+        self.write(move |tx| {
+            Box::pin(async move {
+                let name = name.as_str();
+                writable(tx, name).await?;
+                let now = this.clock.now().timestamp();
+                let rotation = update.rotation.as_ref().map(|r| {
+                    r.as_ref()
+                        .map(|r| serde_json::to_string(r).expect("policy serializes"))
+                });
+                let stamp = |t: &Option<Option<DateTime<Utc>>>| t.map(|t| t.map(|t| t.timestamp()));
+                let (next, last) = (stamp(&update.next_rotation_at), stamp(&update.last_rotation_at));
+                // One statement for every column: each is set only when its flag says the update names it.
+                sqlx::query(
+                    "UPDATE secrets SET
+                         description = CASE WHEN ? THEN ? ELSE description END,
+                         extended_config = CASE WHEN ? THEN ? ELSE extended_config END,
+                         rotation = CASE WHEN ? THEN ? ELSE rotation END,
+                         policy = CASE WHEN ? THEN ? ELSE policy END,
+                         managed_by = CASE WHEN ? THEN ? ELSE managed_by END,
+                         next_rotation_at = CASE WHEN ? THEN ? ELSE next_rotation_at END,
+                         last_rotation_at = CASE WHEN ? THEN ? ELSE last_rotation_at END,
+                         updated_at = ?
+                     WHERE name = ?",
+                )
+                .bind(update.description.is_some())
+                .bind(update.description.as_deref())
+                .bind(update.extended_config.is_some())
+                .bind(update.extended_config.clone().flatten())
+                .bind(rotation.is_some())
+                .bind(rotation.flatten())
+                .bind(update.policy.is_some())
+                .bind(update.policy.clone().flatten())
+                .bind(update.managed_by.is_some())
+                .bind(update.managed_by.clone().flatten())
+                .bind(next.is_some())
+                .bind(next.flatten())
+                .bind(last.is_some())
+                .bind(last.flatten())
+                .bind(now)
                 .bind(name)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
-            write_tags(&mut tx, name, tags).await?;
-        }
-        exec(
-            &mut tx,
-            "UPDATE secrets SET updated_at = ? WHERE name = ?",
-            &now,
-            name,
-        )
-        .await?;
-        let meta = load_meta(&mut tx, name).await?;
-        tx.commit().await?;
-        Ok(meta)
+                if let Some(tags) = &update.tags {
+                    sqlx::query("DELETE FROM secret_tags WHERE secret_name = ?")
+                        .bind(name)
+                        .execute(&mut **tx)
+                        .await?;
+                    write_tags(tx, name, tags).await?;
+                }
+                let meta = load_meta(tx, name).await?;
+                Ok(meta)
+            })
+        })
+        .await
     }
 
     /// Schedules or performs deletion. Returns the planned deletion time (now for a force delete).
     pub async fn delete_secret(&self, name: &str, mode: DeleteMode) -> Result<DateTime<Utc>> {
-        let mut tx = self.write_tx().await?;
-        let now = self.clock.now();
-        let planned = match mode {
-            DeleteMode::Force => {
-                let n = sqlx::query("DELETE FROM secrets WHERE name = ?")
-                    .bind(name)
-                    .execute(&mut *tx)
-                    .await?;
-                if n.rows_affected() == 0 {
-                    return Err(StoreError::secret_not_found(name));
-                }
-                now
-            }
-            DeleteMode::Recovery { days } => {
-                if !(7..=30).contains(&days) {
-                    return Err(StoreError::Invalid(rotd_core::ValidationError {
-                        what: "recovery window",
-                        reason: format!("{days} days is outside 7 to 30"),
-                    }));
-                }
-                writable(&mut tx, name).await?;
-                let at = now + chrono::Duration::days(i64::from(days));
-                sqlx::query("UPDATE secrets SET planned_delete_at = ?, updated_at = ? WHERE name = ?")
-                    .bind(at.timestamp())
-                    .bind(now.timestamp())
-                    .bind(name)
-                    .execute(&mut *tx)
-                    .await?;
-                ts(at.timestamp())
-            }
-        };
-        tx.commit().await?;
-        Ok(planned)
+        let this = self.clone();
+        let name = name.to_owned();
+        self.write(move |tx| {
+            Box::pin(async move {
+                let name = name.as_str();
+                let now = this.clock.now();
+                let planned = match mode {
+                    DeleteMode::Force => {
+                        let n = sqlx::query("DELETE FROM secrets WHERE name = ?")
+                            .bind(name)
+                            .execute(&mut **tx)
+                            .await?;
+                        if n.rows_affected() == 0 {
+                            return Err(StoreError::secret_not_found(name));
+                        }
+                        now
+                    }
+                    DeleteMode::Recovery { days } => {
+                        if !(7..=30).contains(&days) {
+                            return Err(StoreError::Invalid(rotd_core::ValidationError {
+                                what: "recovery window",
+                                reason: format!("{days} days is outside 7 to 30"),
+                            }));
+                        }
+                        writable(tx, name).await?;
+                        let at = now + chrono::Duration::days(i64::from(days));
+                        sqlx::query(
+                            "UPDATE secrets SET planned_delete_at = ?, updated_at = ? WHERE name = ?",
+                        )
+                        .bind(at.timestamp())
+                        .bind(now.timestamp())
+                        .bind(name)
+                        .execute(&mut **tx)
+                        .await?;
+                        ts(at.timestamp())
+                    }
+                };
+                Ok(planned)
+            })
+        })
+        .await
     }
 
     /// Cancels a scheduled deletion.
     pub async fn restore_secret(&self, name: &str) -> Result<SecretMeta> {
-        let mut tx = self.write_tx().await?;
-        let planned = planned_delete(&mut tx, name).await?;
-        if planned.is_none() {
-            return Err(StoreError::NotPendingDeletion {
-                name: name.to_owned(),
-            });
-        }
-        sqlx::query("UPDATE secrets SET planned_delete_at = NULL, updated_at = ? WHERE name = ?")
-            .bind(self.clock.now().timestamp())
-            .bind(name)
-            .execute(&mut *tx)
-            .await?;
-        let meta = load_meta(&mut tx, name).await?;
-        tx.commit().await?;
-        Ok(meta)
+        let this = self.clone();
+        let name = name.to_owned();
+        self.write(move |tx| {
+            Box::pin(async move {
+                let name = name.as_str();
+                let planned = planned_delete(tx, name).await?;
+                if planned.is_none() {
+                    return Err(StoreError::NotPendingDeletion {
+                        name: name.to_owned(),
+                    });
+                }
+                sqlx::query("UPDATE secrets SET planned_delete_at = NULL, updated_at = ? WHERE name = ?")
+                    .bind(this.clock.now().timestamp())
+                    .bind(name)
+                    .execute(&mut **tx)
+                    .await?;
+                let meta = load_meta(tx, name).await?;
+                Ok(meta)
+            })
+        })
+        .await
     }
 
     /// Deletes, for good, every secret whose recovery window ended before `now`. Returns their names.
     pub async fn purge_expired(&self, now: DateTime<Utc>) -> Result<Vec<String>> {
-        let mut tx = self.write_tx().await?;
-        let rows = sqlx::query("DELETE FROM secrets WHERE planned_delete_at <= ? RETURNING name")
-            .bind(now.timestamp())
-            .fetch_all(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        rows.iter()
-            .map(|r| r.try_get::<String, _>(0).map_err(Into::into))
-            .collect()
+        self.write(move |tx| {
+            Box::pin(async move {
+                let rows = sqlx::query("DELETE FROM secrets WHERE planned_delete_at <= ? RETURNING name")
+                    .bind(now.timestamp())
+                    .fetch_all(&mut **tx)
+                    .await?;
+                rows.iter()
+                    .map(|r| r.try_get::<String, _>(0).map_err(Into::into))
+                    .collect()
+            })
+        })
+        .await
     }
 
     // ----- versions and stages -------------------------------------------------------------------
@@ -434,35 +445,41 @@ impl Store {
     ) -> Result<PutOutcome> {
         new.data_type.validate_value(&new.value)?;
         let stages = stages.unwrap_or_else(|| vec![StageLabel::current()]);
-        let mut tx = self.write_tx().await?;
-        let cmk_id = writable(&mut tx, name).await?;
-        if let Some(existing) = version_row(&mut tx, name, new.version_id.as_str()).await? {
-            let (info, sealed) = existing;
-            let ctx = Context::SecretVersion {
-                secret: name,
-                version: new.version_id.as_str(),
-            };
-            let old = self.open(ctx, &sealed)?;
-            if info.data_type != new.data_type || !old.constant_time_eq(&new.value) {
-                return Err(StoreError::VersionConflict {
-                    name: name.to_owned(),
-                    version: new.version_id.to_string(),
-                });
-            }
-            let map = load_stages(&mut tx, name).await?;
-            return Ok(PutOutcome {
-                stages: stages_of(&map, &new.version_id),
-                version_id: new.version_id,
-                created: false,
-            });
-        }
-        let map = self.insert_version(&mut tx, name, &cmk_id, &new, &stages).await?;
-        tx.commit().await?;
-        Ok(PutOutcome {
-            stages: stages_of(&map, &new.version_id),
-            version_id: new.version_id,
-            created: true,
+        let this = self.clone();
+        let name = name.to_owned();
+        self.write(move |tx| {
+            Box::pin(async move {
+                let name = name.as_str();
+                let cmk_id = writable(tx, name).await?;
+                if let Some(existing) = version_row(tx, name, new.version_id.as_str()).await? {
+                    let (info, sealed) = existing;
+                    let ctx = Context::SecretVersion {
+                        secret: name,
+                        version: new.version_id.as_str(),
+                    };
+                    let old = this.open(ctx, &sealed)?;
+                    if info.data_type != new.data_type || !old.constant_time_eq(&new.value) {
+                        return Err(StoreError::VersionConflict {
+                            name: name.to_owned(),
+                            version: new.version_id.to_string(),
+                        });
+                    }
+                    let map = load_stages(tx, name).await?;
+                    return Ok(PutOutcome {
+                        stages: stages_of(&map, &new.version_id),
+                        version_id: new.version_id,
+                        created: false,
+                    });
+                }
+                let map = this.insert_version(tx, name, &cmk_id, &new, &stages).await?;
+                Ok(PutOutcome {
+                    stages: stages_of(&map, &new.version_id),
+                    version_id: new.version_id,
+                    created: true,
+                })
+            })
         })
+        .await
     }
 
     async fn insert_version(
@@ -514,16 +531,44 @@ impl Store {
 
     /// Reads and decrypts one version. Refused while the secret is scheduled for deletion.
     pub async fn get_value(&self, name: &str, selector: &Selector) -> Result<VersionValue> {
-        // One read transaction: the deletion check, the stage map and the version row come from one
-        // snapshot, so a value is never returned after its secret's deletion was scheduled, nor paired
-        // with stages another writer moved in between.
-        let mut conn = self.pool.begin().await?;
-        if planned_delete(&mut conn, name).await?.is_some() {
+        // One statement, so one snapshot: the deletion check, the stage map and the version row, so a
+        // value is never returned after its secret's deletion was scheduled, nor paired with stages
+        // another writer moved in between. One row per stage, each carrying the selected version (the
+        // one named, or the one the stage asked for points at), NULL where there is none.
+        let (named, stage) = match selector {
+            Selector::Stage(s) => (None, Some(s.as_str())),
+            Selector::Version(v) | Selector::Both(v, _) => (Some(v.as_str()), None),
+        };
+        let rows = sqlx::query(
+            "SELECT s.planned_delete_at, st.stage, st.version_id,
+                    v.version_id, v.created_at, v.data_type,
+                    v.cmk_id, v.cmk_version, v.wrapped_key, v.nonce, v.ciphertext
+             FROM secrets s
+             LEFT JOIN stages st ON st.secret_name = s.name
+             LEFT JOIN versions v ON v.secret_name = s.name AND v.version_id = COALESCE(?2,
+                 (SELECT x.version_id FROM stages x WHERE x.secret_name = s.name AND x.stage = ?3))
+             WHERE s.name = ?1",
+        )
+        .bind(name)
+        .bind(named)
+        .bind(stage)
+        .fetch_all(&self.pool)
+        .await?;
+        let first = rows.first().ok_or_else(|| StoreError::secret_not_found(name))?;
+        if first.try_get::<Option<i64>, _>(0)?.is_some() {
             return Err(StoreError::PendingDeletion {
                 name: name.to_owned(),
             });
         }
-        let map = load_stages(&mut conn, name).await?;
+        let mut map = StageMap::new();
+        for r in &rows {
+            if let Some(stage) = r.try_get::<Option<String>, _>(1)? {
+                map.insert(
+                    StageLabel::parse(stage).map_err(corrupt)?,
+                    VersionId::parse(r.try_get::<String, _>(2)?).map_err(corrupt)?,
+                );
+            }
+        }
         let by_stage = |stage: &StageLabel| {
             map.get(stage).cloned().ok_or_else(|| StoreError::StageNotFound {
                 name: name.to_owned(),
@@ -543,14 +588,21 @@ impl Store {
                 v.clone()
             }
         };
-        let (mut info, sealed) = version_row(&mut conn, name, version.as_str())
-            .await?
-            .ok_or_else(|| StoreError::VersionNotFound {
-                name: name.to_owned(),
-                version: version.to_string(),
-            })?;
-        info.stages = stages_of(&map, &info.version_id);
-        conn.commit().await?;
+        let not_found = || StoreError::VersionNotFound {
+            name: name.to_owned(),
+            version: version.to_string(),
+        };
+        let found: Option<String> = first.try_get(3)?;
+        if found.as_deref() != Some(version.as_str()) {
+            return Err(not_found());
+        }
+        let info = VersionInfo {
+            version_id: version.clone(),
+            created_at: ts(first.try_get(4)?),
+            data_type: DataType::from_str(&first.try_get::<String, _>(5)?).map_err(corrupt)?,
+            stages: stages_of(&map, &version),
+        };
+        let sealed = sealed_from_row(first, 6)?;
         let value = self.open(
             Context::SecretVersion {
                 secret: name,
@@ -564,8 +616,7 @@ impl Store {
     /// Every kept version, oldest first.
     pub async fn list_versions(&self, name: &str) -> Result<Vec<VersionInfo>> {
         let mut conn = self.pool.acquire().await?;
-        planned_delete(&mut conn, name).await?;
-        let map = load_stages(&mut conn, name).await?;
+        let (_, map) = planned_and_stages(&mut conn, name).await?;
         let rows = sqlx::query(
             "SELECT version_id, created_at, data_type FROM versions WHERE secret_name = ? ORDER BY seq",
         )
@@ -584,8 +635,7 @@ impl Store {
     /// The current stage map: label → version.
     pub async fn stages(&self, name: &str) -> Result<BTreeMap<StageLabel, VersionId>> {
         let mut conn = self.pool.acquire().await?;
-        planned_delete(&mut conn, name).await?;
-        load_stages(&mut conn, name).await
+        Ok(planned_and_stages(&mut conn, name).await?.1)
     }
 
     /// Applies stage moves atomically, each compare-and-set against its `expect`.
@@ -594,25 +644,32 @@ impl Store {
         name: &str,
         moves: &[StageMove],
     ) -> Result<BTreeMap<StageLabel, VersionId>> {
-        let mut tx = self.write_tx().await?;
-        writable(&mut tx, name).await?;
-        for m in moves {
-            if let Some(v) = &m.to
-                && version_row(&mut tx, name, v.as_str()).await?.is_none()
-            {
-                return Err(StoreError::VersionNotFound {
-                    name: name.to_owned(),
-                    version: v.to_string(),
-                });
-            }
-        }
-        let mut map = load_stages(&mut tx, name).await?;
-        let before = map.clone();
-        stages::apply(name, &mut map, moves)?;
-        save_stages(&mut tx, name, &before, &map).await?;
-        enforce_retention(&mut tx, name).await?;
-        tx.commit().await?;
-        Ok(map)
+        let name = name.to_owned();
+        let moves = moves.to_vec();
+        self.write(move |tx| {
+            Box::pin(async move {
+                let name = name.as_str();
+                let moves = moves.as_slice();
+                writable(tx, name).await?;
+                for m in moves {
+                    if let Some(v) = &m.to
+                        && version_row(tx, name, v.as_str()).await?.is_none()
+                    {
+                        return Err(StoreError::VersionNotFound {
+                            name: name.to_owned(),
+                            version: v.to_string(),
+                        });
+                    }
+                }
+                let mut map = load_stages(tx, name).await?;
+                let before = map.clone();
+                stages::apply(name, &mut map, moves)?;
+                save_stages(tx, name, &before, &map).await?;
+                enforce_retention(tx, name).await?;
+                Ok(map)
+            })
+        })
+        .await
     }
 
     /// The vendor's `UpdateSecretVersionStage`.
@@ -644,22 +701,35 @@ impl Store {
 
     /// Appends a journal entry durably and returns its id.
     pub async fn journal_append(&self, rec: &JournalRecord) -> Result<i64> {
-        let mut tx = self.write_tx().await?;
-        let id: i64 = sqlx::query(
-            "INSERT INTO rotation_journal (secret_name, rotation_id, step, version_id, at, detail)
-             VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
-        )
-        .bind(rec.secret_name.as_str())
-        .bind(&rec.rotation_id)
-        .bind(rec.step.kind().as_str())
-        .bind(rec.version_id.as_ref().map(VersionId::as_str))
-        .bind(self.clock.now().timestamp())
-        .bind(rec.step.detail().to_string())
-        .fetch_one(&mut *tx)
-        .await?
-        .try_get(0)?;
-        tx.commit().await?;
-        Ok(id)
+        // Everything the row holds is made here, outside the writer's serial part.
+        let row = (
+            rec.secret_name.to_string(),
+            rec.rotation_id.clone(),
+            rec.step.kind().as_str(),
+            rec.version_id.as_ref().map(VersionId::to_string),
+            self.clock.now().timestamp(),
+            rec.step.detail().to_string(),
+        );
+        self.write(move |tx| {
+            Box::pin(async move {
+                let (name, rotation, step, version, at, detail) = row;
+                let id: i64 = sqlx::query(
+                    "INSERT INTO rotation_journal (secret_name, rotation_id, step, version_id, at, detail)
+                     VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+                )
+                .bind(name)
+                .bind(rotation)
+                .bind(step)
+                .bind(version)
+                .bind(at)
+                .bind(detail)
+                .fetch_one(&mut **tx)
+                .await?
+                .try_get(0)?;
+                Ok(id)
+            })
+        })
+        .await
     }
 
     /// A secret's journal, oldest first.
@@ -747,22 +817,31 @@ impl Store {
             };
             let next = envelope::rewrap(&self.keyring.read().expect("keyring lock poisoned"), ctx, &sealed)?;
             if let Some(next) = next {
-                let q = if kind == "v" {
-                    sqlx::query(
-                        "UPDATE versions SET cmk_version = ?, wrapped_key = ?
-                         WHERE secret_name = ? AND version_id = ? AND cmk_version = ?",
-                    )
-                    .bind(i64::from(next.cmk_version))
-                    .bind(&next.wrapped_key)
-                    .bind(&a)
-                    .bind(&b)
-                } else {
-                    sqlx::query("UPDATE access_keys SET cmk_version = ?, wrapped_key = ? WHERE id = ? AND cmk_version = ?")
-                        .bind(i64::from(next.cmk_version))
-                        .bind(&next.wrapped_key)
-                        .bind(&a)
-                };
-                q.bind(i64::from(sealed.cmk_version)).execute(&self.pool).await?;
+                let old_version = i64::from(sealed.cmk_version);
+                self.write(move |tx| {
+                    Box::pin(async move {
+                        let q = if kind == "v" {
+                            sqlx::query(
+                                "UPDATE versions SET cmk_version = ?, wrapped_key = ?
+                                 WHERE secret_name = ? AND version_id = ? AND cmk_version = ?",
+                            )
+                            .bind(i64::from(next.cmk_version))
+                            .bind(&next.wrapped_key)
+                            .bind(&a)
+                            .bind(&b)
+                        } else {
+                            sqlx::query(
+                                "UPDATE access_keys SET cmk_version = ?, wrapped_key = ? WHERE id = ? AND cmk_version = ?",
+                            )
+                            .bind(i64::from(next.cmk_version))
+                            .bind(&next.wrapped_key)
+                            .bind(&a)
+                        };
+                        q.bind(old_version).execute(&mut **tx).await?;
+                        Ok(())
+                    })
+                })
+                .await?;
                 changed += 1;
             }
             progress(i as u64 + 1, total);
@@ -783,31 +862,39 @@ impl Store {
         let secret = Secret::from(random_alnum(30));
         let sealed = self.seal(cmk_id, Context::AccessKey { id: &id }, &secret)?;
         let now = self.clock.now().timestamp();
-        sqlx::query(
-            "INSERT INTO access_keys (id, description, policy, enabled, created_at, cmk_id, cmk_version, wrapped_key, nonce, ciphertext)
-             VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&id)
-        .bind(description)
-        .bind(policy)
-        .bind(now)
-        .bind(&sealed.cmk_id)
-        .bind(i64::from(sealed.cmk_version))
-        .bind(&sealed.wrapped_key)
-        .bind(&sealed.nonce)
-        .bind(&sealed.ciphertext)
-        .execute(&self.pool)
-        .await?;
-        Ok((
-            AccessKeyInfo {
-                id,
-                description: description.to_owned(),
-                policy: policy.to_owned(),
-                enabled: true,
-                created_at: ts(now),
-            },
-            secret,
-        ))
+        let description = description.to_owned();
+        let policy = policy.to_owned();
+        self.write(move |tx| {
+            Box::pin(async move {
+                let (description, policy) = (description.as_str(), policy.as_str());
+                sqlx::query(
+                    "INSERT INTO access_keys (id, description, policy, enabled, created_at, cmk_id, cmk_version, wrapped_key, nonce, ciphertext)
+                     VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(&id)
+                .bind(description)
+                .bind(policy)
+                .bind(now)
+                .bind(&sealed.cmk_id)
+                .bind(i64::from(sealed.cmk_version))
+                .bind(&sealed.wrapped_key)
+                .bind(&sealed.nonce)
+                .bind(&sealed.ciphertext)
+                .execute(&mut **tx)
+                .await?;
+                Ok((
+                    AccessKeyInfo {
+                        id,
+                        description: description.to_owned(),
+                        policy: policy.to_owned(),
+                        enabled: true,
+                        created_at: ts(now),
+                    },
+                    secret,
+                ))
+            })
+        })
+        .await
     }
 
     pub async fn list_access_keys(&self) -> Result<Vec<AccessKeyInfo>> {
@@ -831,21 +918,35 @@ impl Store {
 
     /// Enables or disables an access key; returns false if there is no such key.
     pub async fn set_access_key_enabled(&self, id: &str, enabled: bool) -> Result<bool> {
-        let r = sqlx::query("UPDATE access_keys SET enabled = ? WHERE id = ?")
-            .bind(i64::from(enabled))
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(r.rows_affected() == 1)
+        let id = id.to_owned();
+        self.write(move |tx| {
+            Box::pin(async move {
+                let id = id.as_str();
+                let r = sqlx::query("UPDATE access_keys SET enabled = ? WHERE id = ?")
+                    .bind(i64::from(enabled))
+                    .bind(id)
+                    .execute(&mut **tx)
+                    .await?;
+                Ok(r.rows_affected() == 1)
+            })
+        })
+        .await
     }
 
     /// Deletes an access key for good; returns false if there is no such key.
     pub async fn delete_access_key(&self, id: &str) -> Result<bool> {
-        let r = sqlx::query("DELETE FROM access_keys WHERE id = ?")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(r.rows_affected() == 1)
+        let id = id.to_owned();
+        self.write(move |tx| {
+            Box::pin(async move {
+                let id = id.as_str();
+                let r = sqlx::query("DELETE FROM access_keys WHERE id = ?")
+                    .bind(id)
+                    .execute(&mut **tx)
+                    .await?;
+                Ok(r.rows_affected() == 1)
+            })
+        })
+        .await
     }
 
     /// An access key with its secret, for request verification.
@@ -917,18 +1018,26 @@ fn meta_from_row(r: &SqliteRow, tags: Tags) -> Result<SecretMeta> {
 }
 
 async fn load_meta(conn: &mut sqlx::SqliteConnection, name: &str) -> Result<SecretMeta> {
-    let sql = SELECT_META.replace("ORDER BY name", "WHERE name = ?");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(name)
-        .fetch_optional(&mut *conn)
-        .await?
-        .ok_or_else(|| StoreError::secret_not_found(name))?;
-    let tag_rows = sqlx::query("SELECT key, value FROM secret_tags WHERE secret_name = ? ORDER BY key")
-        .bind(name)
-        .fetch_all(&mut *conn)
-        .await?;
-    let tags = tags_from_rows(&tag_rows)?;
-    meta_from_row(&row, tags)
+    // The secret's row with its tags joined: one row per tag (key and value NULL without tags).
+    let rows = sqlx::query(
+        "SELECT s.name, s.secret_type, s.description, s.cmk_id, s.extended_config, s.rotation, s.policy,
+                s.managed_by, s.created_at, s.updated_at, s.planned_delete_at, s.last_rotation_at,
+                s.next_rotation_at, t.key AS tag_key, t.value AS tag_value
+         FROM secrets s LEFT JOIN secret_tags t ON t.secret_name = s.name
+         WHERE s.name = ? ORDER BY t.key",
+    )
+    .bind(name)
+    .fetch_all(&mut *conn)
+    .await?;
+    let first = rows.first().ok_or_else(|| StoreError::secret_not_found(name))?;
+    let mut tags = Vec::new();
+    for r in &rows {
+        if let Some(key) = r.try_get::<Option<String>, _>("tag_key")? {
+            let value: String = r.try_get("tag_value")?;
+            tags.push(Tag::new(key, value).map_err(corrupt)?);
+        }
+    }
+    meta_from_row(first, Tags::new(tags).map_err(corrupt)?)
 }
 
 fn tags_from_rows(rows: &[SqliteRow]) -> Result<Tags> {
@@ -962,14 +1071,6 @@ async fn write_tags(tx: &mut Tx, name: &str, tags: &Tags) -> Result<()> {
             .execute(&mut **tx)
             .await?;
     }
-    Ok(())
-}
-
-async fn exec<'a, T>(tx: &mut Tx, sql: &'static str, value: &'a T, name: &'a str) -> Result<()>
-where
-    T: sqlx::Encode<'a, Sqlite> + sqlx::Type<Sqlite> + Sync,
-{
-    sqlx::query(sql).bind(value).bind(name).execute(&mut **tx).await?;
     Ok(())
 }
 
@@ -1047,6 +1148,34 @@ async fn load_stages(conn: &mut sqlx::SqliteConnection, name: &str) -> Result<St
             ))
         })
         .collect()
+}
+
+/// The secret's planned deletion time and its stage map, read by one statement (one snapshot);
+/// `SecretNotFound` if it does not exist.
+async fn planned_and_stages(
+    conn: &mut sqlx::SqliteConnection,
+    name: &str,
+) -> Result<(Option<i64>, StageMap)> {
+    let rows = sqlx::query(
+        "SELECT s.planned_delete_at, st.stage, st.version_id FROM secrets s
+         LEFT JOIN stages st ON st.secret_name = s.name WHERE s.name = ?",
+    )
+    .bind(name)
+    .fetch_all(&mut *conn)
+    .await?;
+    let first = rows.first().ok_or_else(|| StoreError::secret_not_found(name))?;
+    let planned = first.try_get(0)?;
+    let mut map = StageMap::new();
+    for r in &rows {
+        if let Some(stage) = r.try_get::<Option<String>, _>(1)? {
+            let version: String = r.try_get(2)?;
+            map.insert(
+                StageLabel::parse(stage).map_err(corrupt)?,
+                VersionId::parse(version).map_err(corrupt)?,
+            );
+        }
+    }
+    Ok((planned, map))
 }
 
 async fn save_stages(tx: &mut Tx, name: &str, before: &StageMap, after: &StageMap) -> Result<()> {

@@ -329,3 +329,121 @@ async fn many_processes_opening_a_new_store_at_once_all_succeed() {
         }
     }
 }
+
+// ---- group commit (`writer.rs`) -----------------------------------------------------------------
+
+fn pending(name: &str, rotation: &str) -> rotd_store::JournalRecord {
+    rotd_store::JournalRecord {
+        secret_name: SecretName::parse(name).expect("name"),
+        rotation_id: rotation.into(),
+        step: rotd_store::Step::Pending(rotd_store::Planned {
+            slot: rotd_core::Slot::Single,
+            started_from: Some(None),
+        }),
+        version_id: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_concurrent_writes_are_each_committed_when_they_return() {
+    let h = sqlite(keyring()).await;
+    let path = db_path(&h.guard);
+    for i in 0..20 {
+        h.store
+            .create_secret(new_secret(&format!("s{i}")), None)
+            .await
+            .expect("create");
+    }
+    // 200 writers at once, each checking from a connection of its own (not the store's) that its
+    // entry is committed the moment its append returns.
+    let writers: Vec<_> = (0..200)
+        .map(|k| {
+            let (store, path) = (h.store.clone(), path.clone());
+            tokio::spawn(async move {
+                let name = format!("s{}", k % 20);
+                let id = store
+                    .journal_append(&pending(&name, &format!("r{k}")))
+                    .await
+                    .expect("append");
+                let mut conn = raw(&path).await;
+                let seen: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM rotation_journal WHERE id = ?")
+                    .bind(id)
+                    .fetch_one(&mut conn)
+                    .await
+                    .expect("count");
+                assert_eq!(seen, 1, "entry {id} is committed once its append returned");
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await.expect("writer");
+    }
+    let mut total = 0;
+    for i in 0..20 {
+        total += h.store.journal(&format!("s{i}")).await.expect("journal").len();
+    }
+    assert_eq!(total, 20 + 200, "every created marker and every append");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_or_abandoned_write_in_a_batch_takes_nothing_else_with_it() {
+    let h = sqlite(keyring()).await;
+    h.store
+        .create_secret(new_secret("taken"), None)
+        .await
+        .expect("create");
+    // Refused writes (the name exists), writes whose caller gives up at once (the future is dropped
+    // while it waits for its turn or for the commit) and good writes, all queued together.
+    let mut tasks = Vec::new();
+    for k in 0..60 {
+        let store = h.store.clone();
+        tasks.push(tokio::spawn(async move {
+            match k % 3 {
+                0 => matches!(
+                    store.create_secret(new_secret("taken"), None).await,
+                    Err(StoreError::AlreadyExists { .. })
+                ),
+                1 => {
+                    let give_up = tokio::time::timeout(
+                        std::time::Duration::ZERO,
+                        store.create_secret(new_secret(&format!("maybe{k}")), None),
+                    );
+                    let _ = give_up.await;
+                    true
+                }
+                _ => store
+                    .create_secret(new_secret(&format!("good{k}")), None)
+                    .await
+                    .is_ok(),
+            }
+        }));
+    }
+    for t in tasks {
+        assert!(
+            t.await.expect("task"),
+            "every refused write is refused and every good one stored"
+        );
+    }
+    for k in (2..60).step_by(3) {
+        h.store
+            .describe(&format!("good{k}"))
+            .await
+            .expect("a good write next to refused and abandoned ones is kept");
+    }
+    // A write abandoned mid-way is either wholly there or wholly absent: its `created` marker and its
+    // row go together.
+    for k in (1..60).step_by(3) {
+        let name = format!("maybe{k}");
+        let exists = h.store.describe(&name).await.is_ok();
+        let marker = !h.store.journal(&name).await.expect("journal").is_empty();
+        assert_eq!(
+            exists, marker,
+            "{name}: the secret and its created marker together"
+        );
+    }
+    // The writer is still healthy after all that.
+    h.store
+        .create_secret(new_secret("after"), None)
+        .await
+        .expect("a later write");
+}

@@ -19,9 +19,7 @@ pub fn engine_config(daemon: &DaemonConfig) -> EngineConfig {
     EngineConfig {
         max_concurrent: r.max_concurrent,
         per_backend: r.per_backend,
-        // One call at a time into one host (a database server): a hung host then holds at most one of
-        // its kind's `per_backend` slots.
-        per_target: EngineConfig::default().per_target,
+        per_target: r.per_target,
         // ROTD_FAILPOINT exists for the process-level crash tests only (tests/tests/crash.rs).
         limits: StepLimits {
             step_timeout: r.step_timeout,
