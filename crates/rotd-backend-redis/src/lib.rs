@@ -57,6 +57,9 @@ pub struct Tls {
 /// A node's address.
 pub type Node = (String, u16);
 
+/// The most replicas `discover` follows beyond the listed nodes.
+pub const MAX_DISCOVERED: usize = 64;
+
 /// One secret's Redis deployment and accounts.
 #[derive(Clone)]
 pub struct RedisConfig {
@@ -247,10 +250,13 @@ impl RedisBackend {
 
     /// Every node a change must reach: the listed ones and, with `discover`, the replicas each listed
     /// primary reports. A listed node that cannot be asked is still in the list (the step fails there).
-    async fn nodes(&self, op: &'static str) -> Vec<Node> {
+    /// The replica addresses come from the servers, so they are bounded: a primary that reports more
+    /// than [`MAX_DISCOVERED`] new nodes, or a replica on port 0, fails the step rather than being
+    /// followed.
+    async fn nodes(&self, op: &'static str) -> BackendResult<Vec<Node>> {
         let mut nodes = self.cfg.nodes.clone();
         if !self.cfg.discover {
-            return nodes;
+            return Ok(nodes);
         }
         for listed in &self.cfg.nodes {
             let Ok(mut con) = self.admin(listed, op).await else {
@@ -258,13 +264,30 @@ impl RedisBackend {
             };
             if let Ok(Role::Primary { replicas }) = role(&mut con).await {
                 for r in replicas {
+                    if r.1 == 0 || r.0.is_empty() {
+                        return Err(BackendError::permanent(
+                            KIND,
+                            op,
+                            format!("node {} reports a replica without an address", node_name(listed)),
+                        )
+                        .on_node(node_name(listed)));
+                    }
                     if !nodes.contains(&r) {
                         nodes.push(r);
                     }
                 }
+                if nodes.len() > self.cfg.nodes.len() + MAX_DISCOVERED {
+                    return Err(BackendError::permanent(
+                        KIND,
+                        op,
+                        format!(
+                            "the primaries report more than {MAX_DISCOVERED} replicas; list the nodes in `nodes` and set discover = false"
+                        ),
+                    ));
+                }
             }
         }
-        nodes
+        Ok(nodes)
     }
 
     /// Runs `ACL SETUSER <user> <rules…>` on `node` and persists it there, over the node's shared admin
@@ -275,46 +298,36 @@ impl RedisBackend {
         for r in rules {
             cmd.arg(*r);
         }
-        let shared = match self.cfg.nodes.iter().position(|n| n == node) {
+        let shared = self.shared(node);
+        shared
+            .query(&cmd, || self.admin(node, op), |e| node_err(node, op, e))
+            .await?;
+        self.persist(&shared, node, op).await
+    }
+
+    /// `node`'s shared admin connection and persistence (`pool.rs`).
+    fn shared(&self, node: &Node) -> Arc<pool::Node> {
+        match self.cfg.nodes.iter().position(|n| n == node) {
             Some(i) => Arc::clone(&self.admin[i]),
             // A discovered replica: shared with other secrets while one of them uses it.
             None => shared_node(&self.cfg, node),
-        };
-        let connect = || self.admin(node, op);
-        shared.query(&cmd, connect, |e| node_err(node, op, e)).await?;
-        shared
-            .persist(self.cfg.persist, connect, |e| {
-                let mut err = node_err(node, op, e);
-                err.message = format!("persisting the ACL change: {}", err.message);
-                err
-            })
-            .await
+        }
     }
 
-    async fn persist(
-        &self,
-        con: &mut MultiplexedConnection,
-        node: &Node,
-        op: &'static str,
-    ) -> BackendResult<()> {
-        let cmd = match self.cfg.persist {
-            Persist::AclFile => {
-                let mut c = redis::cmd("ACL");
-                c.arg("SAVE");
-                c
-            }
-            Persist::Config => {
-                let mut c = redis::cmd("CONFIG");
-                c.arg("REWRITE");
-                c
-            }
-            Persist::None => return Ok(()),
-        };
-        cmd.query_async::<()>(con).await.map_err(|e| {
-            let mut err = node_err(node, op, &e);
-            err.message = format!("persisting the ACL change: {}", err.message);
-            err
-        })
+    /// Persists the changes `node` has acknowledged, with a save shared by the changes acknowledged
+    /// meanwhile, whichever connection they came over.
+    async fn persist(&self, shared: &pool::Node, node: &Node, op: &'static str) -> BackendResult<()> {
+        shared
+            .persist(
+                self.cfg.persist,
+                || self.admin(node, op),
+                |e| {
+                    let mut err = node_err(node, op, e);
+                    err.message = format!("persisting the ACL change: {}", err.message);
+                    err
+                },
+            )
+            .await
     }
 
     /// The hashed form of a `{"AccountName","AccountPassword"}` value for `slot`'s account.
@@ -627,7 +640,7 @@ impl Backend for RedisBackend {
     /// user off or passworded (otherwise a wrong password would "verify" as the default user).
     fn check(&self) -> BoxFuture<'_, BackendResult<()>> {
         Box::pin(async move {
-            for node in &self.nodes("check").await {
+            for node in &self.nodes("check").await? {
                 let mut con = self.admin(node, "check").await?;
                 let default = getuser(&mut con, node, "check", "default").await?;
                 let flags = texts(default.as_ref().and_then(|f| f.get("flags")));
@@ -669,7 +682,7 @@ impl Backend for RedisBackend {
     /// the other nodes' (a replica added later, a failed-over node restarted from an old file).
     fn inspect(&self) -> BoxFuture<'_, BackendResult<Vec<String>>> {
         Box::pin(async move {
-            let nodes = self.nodes("inspect").await;
+            let nodes = self.nodes("inspect").await?;
             let mut lines = Vec::new();
             let mut states: Vec<(Node, Vec<AccountState>)> = Vec::new();
             for node in &nodes {
@@ -761,7 +774,7 @@ impl Backend for RedisBackend {
                 rules.push("resetpass");
             }
             rules.extend([add.as_str(), "on"]);
-            for node in &self.nodes("apply").await {
+            for node in &self.nodes("apply").await? {
                 self.setuser(node, "apply", account, &rules).await?;
             }
             Ok(())
@@ -777,7 +790,7 @@ impl Backend for RedisBackend {
                 .ok_or_else(|| {
                     BackendError::permanent(KIND, "verify", format!("the value is not for account {account}"))
                 })?;
-            for node in &self.nodes("verify").await {
+            for node in &self.nodes("verify").await? {
                 let mut con = self.connect(node, "verify").await?;
                 self.auth(&mut con, node, "verify", account, &pw).await?;
                 redis::cmd("PING")
@@ -797,7 +810,7 @@ impl Backend for RedisBackend {
             }
             let (account, hashed) = self.hashed_for(slot, old, "retire")?;
             let remove = hashed.remove();
-            for node in &self.nodes("retire").await {
+            for node in &self.nodes("retire").await? {
                 let mut con = self.admin(node, "retire").await?;
                 let has = match getuser(&mut con, node, "retire", account).await? {
                     Some(f) => texts(f.get("passwords")).iter().any(|p| p == hashed.hex()),
@@ -805,7 +818,7 @@ impl Backend for RedisBackend {
                 };
                 if has {
                     setuser(&mut con, node, "retire", account, &[remove.as_str()]).await?;
-                    self.persist(&mut con, node, "retire").await?;
+                    self.persist(&self.shared(node), node, "retire").await?;
                 }
             }
             Ok(())
@@ -821,7 +834,7 @@ impl Backend for RedisBackend {
             } else {
                 &[Slot::Primary, Slot::Clone]
             };
-            let nodes = self.nodes("create accounts").await;
+            let nodes = self.nodes("create accounts").await?;
             let mut out = Vec::new();
             for &slot in slots {
                 let account = self.account(slot)?;

@@ -2,6 +2,8 @@
 //! times on two real nodes, a client reads `ACSCurrent` from the store every ~3 ms, opens a fresh
 //! connection to a node (alternating) and `AUTH`s with it. Zero refused logins.
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -11,31 +13,8 @@ use rotd_core::{Backend, PasswordPolicy, Secret, SecretName, SecretType, Slot, T
 use rotd_engine::{Managed, StepLimits, rotate};
 use rotd_store::{NewSecret, Selector, Store};
 use rotd_testkit::fixtures::redis::Redis;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const NAME: &str = "cache/app";
-
-/// A fresh connection, `AUTH user password` (RESP), and the reply's first byte: `+` is OK.
-async fn auth(port: u16, value: &Secret) -> bool {
-    let v: serde_json::Value = serde_json::from_slice(value.expose_secret()).expect("json");
-    let (user, pw) = (
-        v["AccountName"].as_str().expect("user"),
-        v["AccountPassword"].as_str().expect("pw"),
-    );
-    let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
-        return false;
-    };
-    let cmd = format!(
-        "*3\r\n$4\r\nAUTH\r\n${}\r\n{user}\r\n${}\r\n{pw}\r\n",
-        user.len(),
-        pw.len()
-    );
-    if s.write_all(cmd.as_bytes()).await.is_err() {
-        return false;
-    }
-    let mut b = [0u8; 64];
-    matches!(s.read(&mut b).await, Ok(n) if n > 0 && b[0] == b'+')
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_hundred_rotations_on_two_nodes_refuse_no_login() {
@@ -119,7 +98,7 @@ async fn two_hundred_rotations_on_two_nodes_refuse_no_login() {
                     .value;
                 let port = ports[attempts as usize % ports.len()];
                 attempts += 1;
-                if !auth(port, &current).await {
+                if !common::logs_in(port, &current).await {
                     failures += 1;
                 }
                 tokio::time::sleep(Duration::from_millis(3)).await;
