@@ -313,6 +313,7 @@ impl ExecBackend {
             class,
             message,
             node: None,
+            identity_mismatch: false,
         };
 
         let Some(code) = status.code() else {

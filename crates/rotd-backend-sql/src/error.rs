@@ -176,6 +176,7 @@ pub(crate) fn from_sqlx(
         class: classify(e),
         message,
         node: None,
+        identity_mismatch: false,
     }
 }
 

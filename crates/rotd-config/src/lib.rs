@@ -37,7 +37,7 @@ pub use secret_ref::SecretRef;
 pub use spec::{
     AccountMode, Accounts, DbEngine, DbPrivilege, DbSpec, DbTls, EcsCredential, EcsSpec, Endpoint, ExecSpec,
     GenericSpec, HookSpec, Provisioning, RamSpec, RedisPersist, RedisPrivilege, RedisSpec, SecretSpec,
-    SshKeyType, Target,
+    SshKeyType, Target, UNTIL_NEXT_ROTATION,
 };
 
 use error::{ConfigError as Error, Diag, Source, io_error, io_message};

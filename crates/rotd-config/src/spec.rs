@@ -311,9 +311,24 @@ pub struct EcsSpec {
     pub admin_user: String,
     /// The admin's password or private key.
     pub admin: SecretRef,
+    /// Run the host-side commands through `sudo` (default: when `admin_user` is not root).
+    pub sudo: bool,
+    /// The password sudo asks for when the admin logs in with a key (a password login's own password is
+    /// used otherwise).
+    pub sudo_password: Option<SecretRef>,
+    /// The first value (the vendor's "initial secret value"): the current password, or the private key
+    /// whose public key is already authorized, or the vendor's JSON. Without it the daemon rotates at
+    /// once when the secret is declared.
+    pub initial_value: Option<SecretRef>,
+    /// Where the user's keys are (`mode = "ssh_key"`): relative to its home directory, or absolute, `%u`
+    /// the user; `.ssh/authorized_keys` by default.
+    pub authorized_keys: String,
     pub instance_id: Option<String>,
     pub region_id: Option<String>,
 }
+
+/// The `grace` of an ECS key pair secret that gives none: the old key stays until the next rotation.
+pub const UNTIL_NEXT_ROTATION: Duration = Duration::MAX;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EcsCredential {
@@ -371,7 +386,15 @@ impl SecretSpec {
                 }
             }
             Target::Redis(r) => out.push(("redis.admin".to_owned(), &r.admin)),
-            Target::Ecs(e) => out.push(("ecs.admin".to_owned(), &e.admin)),
+            Target::Ecs(e) => {
+                out.push(("ecs.admin".to_owned(), &e.admin));
+                if let Some(r) = &e.sudo_password {
+                    out.push(("ecs.sudo_password".to_owned(), r));
+                }
+                if let Some(r) = &e.initial_value {
+                    out.push(("ecs.initial_value".to_owned(), r));
+                }
+            }
             Target::Ram(r) => out.push(("ram.admin".to_owned(), &r.admin)),
         }
         out
@@ -426,7 +449,8 @@ impl SecretSpec {
                 }
             },
             Target::Redis(_) => true,
-            Target::Generic(_) | Target::Ecs(_) | Target::Ram(_) => false,
+            Target::Ecs(e) => e.initial_value.is_none(),
+            Target::Generic(_) | Target::Ram(_) => false,
         }
     }
 
@@ -689,6 +713,10 @@ struct RawEcs {
     key_type: Opt<String>,
     admin_user: Opt<String>,
     admin: Opt<RawSecretRef>,
+    sudo: Opt<bool>,
+    sudo_password: Opt<RawSecretRef>,
+    initial_value: Opt<RawSecretRef>,
+    authorized_keys: Opt<String>,
     instance_id: Opt<String>,
     region_id: Opt<String>,
 }
@@ -768,6 +796,7 @@ pub(crate) fn validate(
     let grace = match &raw.grace {
         Some(g) => check::duration_at_most(d, g, "grace", MAX_GRACE),
         None if kind == SecretType::RamCredentials || redis_overlap(raw) => Some(DEFAULT_RAM_GRACE),
+        None if ecs_keys(raw) => Some(UNTIL_NEXT_ROTATION),
         None => Some(Duration::ZERO),
     };
     let target = validate_target(
@@ -1544,6 +1573,15 @@ fn redis_overlap(raw: &RawSecret) -> bool {
         .is_some_and(|m| m.get_ref() == "overlap")
 }
 
+/// Whether the file asks for an ECS key pair secret (whose old key stays until the next rotation unless
+/// `grace` says otherwise).
+fn ecs_keys(raw: &RawSecret) -> bool {
+    raw.ecs
+        .as_ref()
+        .and_then(|r| r.get_ref().mode.as_ref())
+        .is_some_and(|m| m.get_ref() == "ssh_key")
+}
+
 /// The shortest time between two rotations of a policy, in seconds (`None`: no automatic rotation).
 fn shortest_gap(rotation: Option<&RotationPolicy>) -> Option<u64> {
     rotation.and_then(|p| match &p.schedule {
@@ -1804,6 +1842,53 @@ fn validate_ecs(d: &mut Diag<'_>, raw: &S<RawEcs>, base: &Path) -> Option<EcsSpe
         .and_then(|u| check::login_name(d, u, "ecs.admin_user"));
     let admin = check::required(d, r.admin.as_ref(), span.clone(), "ecs.admin")
         .and_then(|a| validate_ref(d, a, "ecs.admin", base));
+    let sudo = match (&r.sudo, &admin_user) {
+        (Some(s), _) => *s.get_ref(),
+        (None, Some(u)) => u != "root",
+        (None, None) => false,
+    };
+    let sudo_password = match &r.sudo_password {
+        Some(v) if !sudo => d.at(
+            v,
+            "ecs.sudo_password",
+            "has no effect without sudo (admin_user is root, or sudo = false)",
+        ),
+        Some(v) => validate_ref(d, v, "ecs.sudo_password", base).map(Some),
+        None => Some(None),
+    };
+    let initial_value = match &r.initial_value {
+        Some(v) => validate_ref(d, v, "ecs.initial_value", base).map(Some),
+        None => Some(None),
+    };
+    let authorized_keys = match (&r.authorized_keys, mode) {
+        (Some(v), Some(Mode::Password)) => {
+            d.at(v, "ecs.authorized_keys", "only applies to mode = \"ssh_key\"")
+        }
+        (Some(v), _) => {
+            let p = v.get_ref();
+            let body = p
+                .strip_prefix("%h/")
+                .or_else(|| p.strip_prefix("~/"))
+                .unwrap_or(p);
+            let ok = !body.is_empty()
+                && !body.ends_with('/')
+                && body
+                    .replace("%u", "u")
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._/-".contains(c))
+                && !body.split('/').any(|seg| seg == "..");
+            if ok {
+                Some(p.clone())
+            } else {
+                d.at(
+                    v,
+                    "ecs.authorized_keys",
+                    "must be a file path relative to the user's home directory (or absolute) of letters, digits, '.', '_', '-' and '/', with %u for the user",
+                )
+            }
+        }
+        (None, _) => Some(".ssh/authorized_keys".to_owned()),
+    };
     let instance_id = match &r.instance_id {
         Some(v) => check::ident(d, v, "ecs.instance_id").map(Some),
         None => Some(None),
@@ -1820,6 +1905,10 @@ fn validate_ecs(d: &mut Diag<'_>, raw: &S<RawEcs>, base: &Path) -> Option<EcsSpe
         credential: credential?,
         admin_user: admin_user?,
         admin: admin?,
+        sudo,
+        sudo_password: sudo_password?,
+        initial_value: initial_value?,
+        authorized_keys: authorized_keys?,
         instance_id: instance_id?,
         region_id: region_id?,
     })

@@ -146,6 +146,9 @@ pub struct BackendError {
     /// The node of a several-node target that failed (`host:port`), so status and metrics can say which
     /// node holds a rotation back. Already part of `message`.
     pub node: Option<String>,
+    /// The target failed to prove it is the one configured (an SSH host key other than the pinned one):
+    /// nothing was sent to it. The engine exports it as `rotd_target_identity_mismatch`.
+    pub identity_mismatch: bool,
 }
 
 impl BackendError {
@@ -160,6 +163,7 @@ impl BackendError {
             class: ErrorClass::Retryable,
             message: message.into(),
             node: None,
+            identity_mismatch: false,
         }
     }
 
@@ -174,12 +178,19 @@ impl BackendError {
             class: ErrorClass::Permanent,
             message: message.into(),
             node: None,
+            identity_mismatch: false,
         }
     }
 
     /// Names the node of a several-node target this failure happened on.
     pub fn on_node(mut self, node: impl Into<String>) -> Self {
         self.node = Some(node.into());
+        self
+    }
+
+    /// Marks a failure as the target's identity not matching the pin.
+    pub fn identity_mismatch(mut self) -> Self {
+        self.identity_mismatch = true;
         self
     }
 
@@ -217,6 +228,13 @@ pub trait Backend: Send + Sync {
     /// Builds the secret value for `slot` from a freshly generated password, in the vendor's format
     /// (`{"AccountName","AccountPassword"}` for databases). Pure: it must not touch the target.
     fn compose(&self, slot: Slot, password: &Secret) -> BackendResult<Secret>;
+
+    /// [`compose`](Self::compose) for the version id the value will be stored under, which the engine
+    /// knows when it composes; a backend that labels what it puts at the target (an SSH key's comment
+    /// names the secret and version) overrides this. Pure, like `compose`.
+    fn compose_version(&self, slot: Slot, password: &Secret, _version_id: &str) -> BackendResult<Secret> {
+        self.compose(slot, password)
+    }
 
     /// For backends that mint credentials: creates the new credential at the target and returns its
     /// value. The engine journals the intent (with `rotation_id`) first and stores the result as

@@ -71,6 +71,9 @@ macro_rules! delegate_sync {
         fn compose(&self, slot: Slot, password: &Secret) -> BackendResult<Secret> {
             self.inner.compose(slot, password)
         }
+        fn compose_version(&self, slot: Slot, password: &Secret, version_id: &str) -> BackendResult<Secret> {
+            self.inner.compose_version(slot, password, version_id)
+        }
         fn slot_of(&self, value: &Secret) -> Option<Slot> {
             self.inner.slot_of(value)
         }

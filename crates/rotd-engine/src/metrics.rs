@@ -40,6 +40,7 @@ pub struct Metrics {
     backend_errors: Family<Labels, Counter>,
     backend_calls: Family<Labels, Counter>,
     lagging: Family<Labels, Gauge<i64, AtomicI64>>,
+    identity: Family<Labels, Gauge<i64, AtomicI64>>,
     /// The node each secret's `lagging` series names, so a change of node (or recovery) removes it.
     lagging_node: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, String>>>,
 }
@@ -104,6 +105,12 @@ impl Metrics {
             "1 while a secret's rotation is held back by one node of its target (down, or refusing the change); the node label names it",
             lagging.clone(),
         );
+        let identity = Family::<Labels, Gauge<i64, AtomicI64>>::default();
+        r.register(
+            "rotd_target_identity_mismatch",
+            "1 while a secret's target presented an identity other than the pinned one at the last attempt (an SSH host key); nothing was sent to it",
+            identity.clone(),
+        );
         let in_progress = Gauge::<i64, AtomicI64>::default();
         r.register(
             "rotd_rotations_in_progress",
@@ -140,6 +147,7 @@ impl Metrics {
             journal_open,
             backend_errors,
             lagging,
+            identity,
             lagging_node: Default::default(),
             backend_calls,
         }
@@ -218,9 +226,20 @@ impl Metrics {
         }
     }
 
+    /// Whether `secret`'s last attempt found its target's identity (a pinned host key) not matching.
+    pub fn set_identity_mismatch(&self, secret: &str, mismatch: bool) {
+        let l = labels(&[("secret", secret)]);
+        if mismatch {
+            self.identity.get_or_create(&l).set(1);
+        } else {
+            self.identity.remove(&l);
+        }
+    }
+
     /// Drops the per-secret series of a secret that is no longer managed.
     pub fn forget(&self, secret: &str) {
         self.set_lagging_node(secret, None);
+        self.set_identity_mismatch(secret, false);
         let l = labels(&[("secret", secret)]);
         self.last_success.remove(&l);
         self.next_due.remove(&l);

@@ -139,6 +139,11 @@ impl RotationError {
         }
     }
 
+    /// Whether the target failed to prove its identity (a host key other than the pinned one).
+    pub fn identity_mismatch(&self) -> bool {
+        matches!(self, RotationError::Backend { source, .. } if source.identity_mismatch)
+    }
+
     pub fn class(&self) -> ErrorClass {
         match self {
             RotationError::Backend { source, .. } => source.class,
@@ -703,7 +708,7 @@ async fn pending_value(
             message: e.to_string(),
         })?;
         m.backend
-            .compose(open.slot, &password)
+            .compose_version(open.slot, &password, open.version_id.as_str())
             .map_err(|source| RotationError::Backend {
                 step: step::PENDING,
                 source,

@@ -429,6 +429,7 @@ impl Engine {
                 AttemptResult::Done(o) => {
                     this.metrics.attempt_finished(kind, "success", secs);
                     this.metrics.set_lagging_node(managed.name.as_str(), None);
+                    this.metrics.set_identity_mismatch(managed.name.as_str(), false);
                     if !o.already_done {
                         let now = this.clock().now();
                         let last = rotd_core::recorded_rotation_time(policy_next.as_ref(), nominal, now);
@@ -449,11 +450,15 @@ impl Engine {
                 AttemptResult::Retry { error, .. } => {
                     this.metrics.attempt_finished(kind, "failure", secs);
                     this.metrics.set_lagging_node(managed.name.as_str(), error.node());
+                    this.metrics
+                        .set_identity_mismatch(managed.name.as_str(), error.identity_mismatch());
                     RequestOutcome::Error(error.to_string())
                 }
                 AttemptResult::Quarantined { error, .. } => {
                     this.metrics.attempt_finished(kind, "quarantined", secs);
                     this.metrics.set_lagging_node(managed.name.as_str(), error.node());
+                    this.metrics
+                        .set_identity_mismatch(managed.name.as_str(), error.identity_mismatch());
                     RequestOutcome::Quarantined(error.to_string())
                 }
             };

@@ -210,7 +210,18 @@ async fn initial_version(store: &Store, spec: &SecretSpec) -> anyhow::Result<Opt
             // Accounts rotd creates get their first version from a rotation the daemon runs at once.
             _ => return Ok(None),
         },
-        Target::Redis(_) | Target::Ecs(_) | Target::Ram(_) => return Ok(None),
+        Target::Ecs(e) => match &e.initial_value {
+            Some(r) => {
+                let material = resolve(store, r).await.context("reading ecs.initial_value")?;
+                let keys = matches!(e.credential, rotd_config::EcsCredential::SshKey(_));
+                let value = rotd_backend_ssh::initial_value(&e.user, &material, keys)
+                    .map_err(|m| anyhow::anyhow!("ecs.initial_value: {m}"))?;
+                (value, DataType::Text)
+            }
+            // Without one, the daemon rotates at once: the new credential is set through the management login.
+            None => return Ok(None),
+        },
+        Target::Redis(_) | Target::Ram(_) => return Ok(None),
     };
     Ok(Some(NewVersion {
         version_id,

@@ -6,9 +6,10 @@ use std::sync::Arc;
 use rotd_backend_exec::{ExecBackend, ExecConfig};
 use rotd_backend_redis::{RedisBackend, RedisConfig};
 use rotd_backend_sql::{SqlBackend, SqlConfig};
+use rotd_backend_ssh::{SshBackend, SshConfig};
 use rotd_config::{
-    Accounts, Config, DaemonConfig, DbEngine, DbPrivilege, DbSpec, DbTls, Provisioning, RedisPersist,
-    RedisPrivilege, RedisSpec, SecretSpec, Target,
+    Accounts, Config, DaemonConfig, DbEngine, DbPrivilege, DbSpec, DbTls, EcsCredential, EcsSpec,
+    Provisioning, RedisPersist, RedisPrivilege, RedisSpec, SecretSpec, SshKeyType, Target,
 };
 use rotd_core::{Backend, PasswordPolicy, Secret};
 use rotd_engine::{EngineConfig, FailurePolicy, Generator, Hook, Managed, SecretEntry, StepLimits};
@@ -172,6 +173,41 @@ async fn redis_backend(store: Option<&Store>, r: &RedisSpec) -> Result<Arc<dyn B
     .map_err(|e| e.to_string())
 }
 
+/// The ECS backend of one secret; `secret_name` goes into the comment of every key rotd adds.
+pub async fn ssh_backend(
+    store: Option<&Store>,
+    secret_name: &str,
+    e: &EcsSpec,
+) -> Result<SshBackend, String> {
+    let admin = material(store, &e.admin, "ecs admin credential").await?;
+    let sudo_password = match &e.sudo_password {
+        Some(r) => Some(material(store, r, "ecs sudo password").await?),
+        None => None,
+    };
+    SshBackend::new(SshConfig {
+        secret_name: secret_name.to_owned(),
+        host: e.host.clone(),
+        port: e.port,
+        host_key_sha256: e.host_key_sha256.clone(),
+        user: e.user.clone(),
+        credential: match e.credential {
+            EcsCredential::Password => rotd_backend_ssh::Credential::Password,
+            EcsCredential::SshKey(SshKeyType::Ed25519) => {
+                rotd_backend_ssh::Credential::Key(rotd_backend_ssh::KeyType::Ed25519)
+            }
+            EcsCredential::SshKey(SshKeyType::Rsa3072) => {
+                rotd_backend_ssh::Credential::Key(rotd_backend_ssh::KeyType::Rsa3072)
+            }
+        },
+        admin_user: e.admin_user.clone(),
+        admin,
+        sudo: e.sudo,
+        sudo_password,
+        authorized_keys: e.authorized_keys.clone(),
+        timeout: std::time::Duration::from_secs(15),
+    })
+}
+
 /// A CA bundle (public certificates, PEM): a regular file of at most 1 MiB.
 fn read_ca(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
@@ -195,6 +231,9 @@ pub async fn backend_for(store: Option<&Store>, spec: &SecretSpec) -> Result<Arc
     match &spec.target {
         Target::Rds(db) | Target::PolarDb(db) => sql_backend(store, db).await,
         Target::Redis(r) => redis_backend(store, r).await,
+        Target::Ecs(e) => ssh_backend(store, spec.name.as_str(), e)
+            .await
+            .map(|b| Arc::new(b) as Arc<dyn Backend>),
         Target::Generic(g) => match &g.exec {
             Some(exec) => ExecBackend::new(ExecConfig {
                 secret_name: spec.name.to_string(),
@@ -205,14 +244,9 @@ pub async fn backend_for(store: Option<&Store>, spec: &SecretSpec) -> Result<Arc
             .map_err(|e| e.to_string()),
             None => Ok(Arc::new(Generator)),
         },
-        other => Err(format!(
-            "no {} backend is built into this rotd yet; the secret is stored but not rotated",
-            match other {
-                Target::Ecs(_) => "ECS",
-                Target::Ram(_) => "RAM",
-                Target::Generic(_) | Target::Rds(_) | Target::PolarDb(_) | Target::Redis(_) => "generic",
-            }
-        )),
+        Target::Ram(_) => {
+            Err("no RAM backend is built into this rotd yet; the secret is stored but not rotated".to_owned())
+        }
     }
 }
 
@@ -259,16 +293,14 @@ pub async fn entries(store: &Store, cfg: &Config) -> (Vec<SecretEntry>, Vec<(Str
     (ok, skipped)
 }
 
-/// Whether any declared secret's backend logs in with the rotd secret `name` as its admin credential.
+/// Whether any declared secret's backend reads the rotd secret `name` (an admin credential, a sudo
+/// password), so it must be rebuilt when `name` rotates. Every type's references count, from
+/// [`SecretSpec::material_refs`], so a new type cannot be forgotten here.
 pub fn uses_admin_secret(cfg: &Config, name: &str) -> bool {
-    cfg.secrets.iter().any(|s| match &s.target {
-        Target::Rds(db) | Target::PolarDb(db) => {
-            matches!(&db.admin, rotd_config::SecretRef::Secret { name: n, .. } if n.as_str() == name)
-        }
-        Target::Redis(r) => {
-            matches!(&r.admin, rotd_config::SecretRef::Secret { name: n, .. } if n.as_str() == name)
-        }
-        _ => false,
+    cfg.secrets.iter().any(|s| {
+        s.material_refs()
+            .iter()
+            .any(|(_, r)| matches!(r, rotd_config::SecretRef::Secret { name: n, .. } if n.as_str() == name))
     })
 }
 
@@ -283,6 +315,22 @@ pub fn describe_action(spec: &SecretSpec, backend: &dyn Backend) -> String {
             ),
             None => format!("generate a new {}-character value", g.generate.length),
         },
+        Target::Ecs(e) if caps.overlap => format!(
+            "generate a key pair, add its public key to {}'s authorized_keys, log in with it, promote it, remove the old key {}",
+            e.user,
+            if spec.grace >= rotd_config::UNTIL_NEXT_ROTATION {
+                "at the next rotation".to_owned()
+            } else {
+                format!(
+                    "after the grace period ({})",
+                    rotd_core::RotationInterval::from_secs(spec.grace.as_secs())
+                )
+            }
+        ),
+        Target::Ecs(e) => format!(
+            "set a new password for {} with chpasswd (on stdin), verify it, promote it",
+            e.user
+        ),
         _ if caps.dual_accounts => {
             "reset the account holding ACSPrevious, verify it, swap the labels".to_owned()
         }

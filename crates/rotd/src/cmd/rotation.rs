@@ -272,6 +272,38 @@ pub async fn control(store: &Store, cmd: &RotationCmd, out: Output) -> anyhow::R
 }
 
 /// `rotd plan`: checks and predictions, no changes.
+/// Whether the stored `ACSCurrent` still logs in at the target (a client's login, read-only), as a note
+/// for `rotd plan` when it does not: an initial value that was wrong from the start (the vendor warns it
+/// may be), or a credential changed behind rotd's back. The next rotation repairs it through the admin
+/// login. `None`: it logs in, or there is nothing stored to try.
+async fn current_logs_in(
+    store: Option<&rotd_store::Store>,
+    spec: &rotd_config::SecretSpec,
+    backend: &dyn rotd_core::Backend,
+    timeout: std::time::Duration,
+) -> Option<String> {
+    // Generic secrets have nothing to log in to.
+    if matches!(spec.target, rotd_config::Target::Generic(_)) {
+        return None;
+    }
+    let current = store?
+        .get_value(spec.name.as_str(), &rotd_store::Selector::current())
+        .await
+        .ok()?;
+    let slot = backend.slot_of(&current.value).unwrap_or(rotd_core::Slot::Single);
+    match tokio::time::timeout(timeout, backend.verify(slot, &current.value)).await {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(format!(
+            "ACSCurrent ({}) does not log in: {e}; the next rotation (rotd rotate {}) sets a new credential through the admin login",
+            current.info.version_id, spec.name
+        )),
+        Err(_) => Some(format!(
+            "ACSCurrent ({}) could not be tried: timed out",
+            current.info.version_id
+        )),
+    }
+}
+
 pub async fn plan(config: &Path, out: Output) -> anyhow::Result<()> {
     let cfg = rotd_config::load(config).map_err(|e| Fail::usage(e.to_string()))?;
     // Read the store only if there is one; `plan` must work before the first start too.
@@ -305,6 +337,16 @@ pub async fn plan(config: &Path, out: Output) -> anyhow::Result<()> {
                             Ok(Ok(n)) => notes = n,
                             Ok(Err(e)) => notes.push(format!("could not inspect: {e}")),
                             Err(_) => notes.push("could not inspect: timed out".to_owned()),
+                        }
+                        if let Some(note) = current_logs_in(
+                            store.as_ref(),
+                            spec,
+                            b.as_ref(),
+                            cfg.daemon.rotation.step_timeout,
+                        )
+                        .await
+                        {
+                            notes.push(note);
                         }
                         ("ok".to_owned(), action)
                     }
