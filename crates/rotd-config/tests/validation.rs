@@ -424,6 +424,63 @@ fn ecs_rules() {
 }
 
 #[test]
+fn ecs_sudo_initial_value_and_authorized_keys() {
+    let fp = format!("SHA256:{}", "a".repeat(43));
+    let head = format!(
+        "name = \"a\"\ntype = \"ECS\"\n[ecs]\nhost = \"h\"\nhost_key_sha256 = \"{fp}\"\nuser = \"deploy\"\nadmin = {{ file = \"/k\" }}\n"
+    );
+    let ecs = |s: &SecretSpec| match &s.target {
+        Target::Ecs(e) => e.clone(),
+        _ => panic!("ecs"),
+    };
+    // sudo follows the admin user unless the file says otherwise.
+    let (_, s) = ok(&format!("{head}admin_user = \"rotd\"\nmode = \"password\"\n"));
+    assert!(ecs(&s).sudo);
+    assert!(
+        s.creates_first_value(),
+        "no initial value: the daemon rotates at once"
+    );
+    assert_eq!(s.grace, std::time::Duration::ZERO);
+    let (_, s) = ok(&format!("{head}admin_user = \"root\"\nmode = \"password\"\n"));
+    assert!(!ecs(&s).sudo);
+    let (_, s) = ok(&format!(
+        "{head}admin_user = \"rotd\"\nsudo = false\nmode = \"ssh_key\"\ninitial_value = {{ file = \"/iv\" }}\n"
+    ));
+    assert!(!ecs(&s).sudo);
+    assert!(!s.creates_first_value(), "the file gives the first value");
+    assert_eq!(ecs(&s).authorized_keys, ".ssh/authorized_keys");
+    assert_eq!(
+        s.grace,
+        rotd_config::UNTIL_NEXT_ROTATION,
+        "key pairs: the old key stays until the next rotation"
+    );
+    let names: Vec<String> = s.material_refs().into_iter().map(|(k, _)| k).collect();
+    assert_eq!(names, ["ecs.admin", "ecs.initial_value"]);
+    let (_, s) = ok(&format!(
+        "{}admin_user = \"rotd\"\nmode = \"ssh_key\"\nauthorized_keys = \"/etc/ssh/keys/%u\"\nsudo_password = {{ file = \"/sp\" }}\n",
+        head.replacen("name = \"a\"\n", "name = \"a\"\ngrace = \"2h\"\n", 1)
+    ));
+    assert_eq!(s.grace, std::time::Duration::from_secs(7200));
+    assert_eq!(ecs(&s).authorized_keys, "/etc/ssh/keys/%u");
+    assert!(ecs(&s).sudo_password.is_some());
+
+    let e = errs(&format!(
+        "{head}admin_user = \"root\"\nmode = \"password\"\nsudo_password = {{ file = \"/sp\" }}\n"
+    ));
+    assert_eq!(e[0].1, "ecs.sudo_password", "{e:?}");
+    let e = errs(&format!(
+        "{head}admin_user = \"rotd\"\nmode = \"password\"\nauthorized_keys = \".ssh/k\"\n"
+    ));
+    assert_eq!(e[0].1, "ecs.authorized_keys", "{e:?}");
+    for bad in ["../../etc/shadow", ".ssh/a b", ".ssh/$(id)", ".ssh/", ""] {
+        let e = errs(&format!(
+            "{head}admin_user = \"rotd\"\nmode = \"ssh_key\"\nauthorized_keys = \"{bad}\"\n"
+        ));
+        assert_eq!(e[0].1, "ecs.authorized_keys", "{bad}: {e:?}");
+    }
+}
+
+#[test]
 fn ram_grace_and_delete_after_default_to_a_day() {
     let (_, s) = ok(
         "name = \"a\"\ntype = \"RAMCredentials\"\n[ram]\nuser_name = \"u\"\nadmin = { credential = \"ak\" }\n",

@@ -147,6 +147,12 @@ impl Host {
         SshBackend::new(self.config()).expect("valid config")
     }
 
+    /// The managed user's uid (its home directory's owner).
+    pub fn user_uid(&self) -> u32 {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(self.user.home()).expect("home").uid()
+    }
+
     /// The user's authorized_keys in its home (where the backend writes by default).
     pub fn authorized_keys(&self) -> std::path::PathBuf {
         self.user.home().join(".ssh/authorized_keys")
