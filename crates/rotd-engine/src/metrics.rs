@@ -37,6 +37,8 @@ pub struct Metrics {
     awaiting_first: Family<Labels, Gauge<i64, AtomicI64>>,
     in_progress: Gauge<i64, AtomicI64>,
     journal_open: Gauge<i64, AtomicI64>,
+    open_since: Family<Labels, Gauge<i64, AtomicI64>>,
+    step_timeout: Gauge<i64, AtomicI64>,
     backend_errors: Family<Labels, Counter>,
     backend_calls: Family<Labels, Counter>,
     lagging: Family<Labels, Gauge<i64, AtomicI64>>,
@@ -123,6 +125,18 @@ impl Metrics {
             "Rotations started but not yet promoted",
             journal_open.clone(),
         );
+        let open_since = Family::<Labels, Gauge<i64, AtomicI64>>::default();
+        r.register(
+            "rotd_rotation_open_since_timestamp_seconds",
+            "When the secret's open rotation started (unix seconds); no series while none is open",
+            open_since.clone(),
+        );
+        let step_timeout = Gauge::<i64, AtomicI64>::default();
+        r.register(
+            "rotd_rotation_step_timeout_seconds",
+            "The configured [rotation] step_timeout: how long one step of a rotation may take",
+            step_timeout.clone(),
+        );
         let backend_errors = Family::<Labels, Counter>::default();
         r.register(
             "rotd_backend_errors",
@@ -148,6 +162,8 @@ impl Metrics {
             backend_errors,
             lagging,
             identity,
+            open_since,
+            step_timeout,
             lagging_node: Default::default(),
             backend_calls,
         }
@@ -196,6 +212,23 @@ impl Metrics {
         &self.in_progress
     }
 
+    /// When `secret`'s open rotation started, or `None` when none is open.
+    pub fn set_open_since(&self, secret: &str, unix: Option<i64>) {
+        let l = labels(&[("secret", secret)]);
+        match unix {
+            Some(t) => {
+                self.open_since.get_or_create(&l).set(t);
+            }
+            None => {
+                self.open_since.remove(&l);
+            }
+        }
+    }
+
+    pub fn set_step_timeout(&self, secs: u64) {
+        self.step_timeout.set(i64::try_from(secs).unwrap_or(i64::MAX));
+    }
+
     pub fn set_journal_open(&self, n: i64) {
         self.journal_open.set(n);
     }
@@ -240,6 +273,7 @@ impl Metrics {
     pub fn forget(&self, secret: &str) {
         self.set_lagging_node(secret, None);
         self.set_identity_mismatch(secret, false);
+        self.set_open_since(secret, None);
         let l = labels(&[("secret", secret)]);
         self.last_success.remove(&l);
         self.next_due.remove(&l);

@@ -174,6 +174,7 @@ fn unix(t: Option<DateTime<Utc>>) -> Option<i64> {
 
 impl Engine {
     pub fn new(store: Store, cfg: EngineConfig, metrics: Metrics) -> Arc<Self> {
+        metrics.set_step_timeout(cfg.limits.step_timeout.as_secs());
         Arc::new(Self {
             global: Arc::new(Semaphore::new(cfg.max_concurrent.max(1))),
             store,
@@ -312,6 +313,13 @@ impl Engine {
         let state = self.store.rotation_state(name).await?;
         let journal = self.store.journal_tail(name).await?;
         let first_value = rotation::needs_first_value(&self.store, &spec.managed).await?;
+        let open_since = rotation::open_rotation(&journal).and_then(|open| {
+            journal
+                .iter()
+                .find(|e| e.rotation_id == open.rotation_id)
+                .map(|e| e.at.timestamp())
+        });
+        self.metrics.set_open_since(name, open_since);
         let compiled = match &spec.policy {
             Some(p) if p.enabled => match rotd_core::compile(&p.schedule) {
                 Ok(c) => Some(c),

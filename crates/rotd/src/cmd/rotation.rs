@@ -378,7 +378,11 @@ pub async fn plan(config: &Path, out: Output) -> anyhow::Result<()> {
             _ => spec.creates_first_value(),
         };
         let next = match (&spec.rotation, &meta) {
-            _ if first_value && check != "not rotated" => "at start: creating accounts".to_owned(),
+            _ if first_value && check != "not rotated" => match spec.target {
+                // The account exists; its first credential is set through the management login.
+                rotd_config::Target::Ecs(_) => "at start: setting a first credential".to_owned(),
+                _ => "at start: creating accounts".to_owned(),
+            },
             (Some(p), _) if !p.enabled => "disabled".to_owned(),
             (Some(p), meta) => {
                 let base = meta.as_ref().map_or_else(
