@@ -67,6 +67,23 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     load_secrets(daemon, texts)
 }
 
+/// [`load`] with the secret files of `secrets_dir` instead of the directory rotd.toml names: for
+/// `rotd check --secrets-dir`, which validates a candidate directory before it is moved into place.
+/// Relative paths in the secret files still resolve against rotd.toml's directory, as they will once the
+/// files are in place.
+pub fn load_candidate(path: &Path, secrets_dir: &Path) -> Result<Config, ConfigErrors> {
+    let mut daemon = daemon::load(path).map_err(ConfigErrors)?;
+    daemon.config.secrets_dir = secrets_dir.to_owned();
+    daemon.secrets_dir_span = None;
+    let files = secret_files(&daemon).map_err(|e| ConfigErrors(vec![e]))?;
+    let texts = files.into_iter().map(|file| {
+        let text = std::fs::read_to_string(&file)
+            .map_err(|e| io_error(&file, "(file)", format!("cannot read: {}", io_message(&e))));
+        (file, text)
+    });
+    load_secrets(daemon, texts)
+}
+
 /// [`load`] on texts instead of files, for the fuzz targets in `fuzz/` (not an API): `daemon_file` is
 /// where `rotd.toml` would be (an absolute path) and `secrets` are the secret files as (path, text), in
 /// the order `load` would read them. Nothing is read from the file system.

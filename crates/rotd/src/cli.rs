@@ -54,8 +54,14 @@ pub enum Command {
     },
     /// Validate rotd.toml and every file in the secrets directory; print every error with file:line:col.
     ///
-    /// Exits 0 when everything is valid and 64 when anything is not.
-    Check,
+    /// Exits 0 when everything is valid and 64 when anything is not. With `--secrets-dir` it checks
+    /// a candidate directory against rotd.toml instead of the configured one, so a new set of files can
+    /// be checked before it is moved into place and the daemon reloaded (SIGHUP reloads the secrets
+    /// directory; rotd.toml itself is read only at start).
+    Check {
+        #[arg(long, value_name = "DIR")]
+        secrets_dir: Option<PathBuf>,
+    },
     /// Run the daemon: load the configuration, open the store, create or update declared secrets, and run
     /// until SIGTERM or SIGINT. SIGHUP reloads the secrets directory.
     Serve,

@@ -8,8 +8,12 @@ use rotd_config::{SecretRef, SecretSpec};
 
 use crate::fail::Fail;
 
-pub fn run(config: &Path) -> anyhow::Result<()> {
-    let cfg = match rotd_config::load(config) {
+pub fn run(config: &Path, secrets_dir: Option<&Path>) -> anyhow::Result<()> {
+    let loaded = match secrets_dir {
+        Some(dir) => rotd_config::load_candidate(config, dir),
+        None => rotd_config::load(config),
+    };
+    let cfg = match loaded {
         Ok(cfg) => cfg,
         Err(errors) => {
             let n = errors.0.len();

@@ -23,7 +23,7 @@ use crate::fail::Fail;
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
-        Command::Check => check::run(&cli.config),
+        Command::Check { secrets_dir } => check::run(&cli.config, secrets_dir.as_deref()),
         Command::Init { keyring_file } => {
             init::run(&load_daemon(&cli.config)?, keyring_file.as_deref()).await
         }
