@@ -463,10 +463,7 @@ fn check_reads_every_secret_file_the_way_serve_will() {
 #[test]
 fn check_validates_a_candidate_secrets_directory() {
     let env = Env::new();
-    env.write(
-        "secrets.d/ok.toml",
-        "name = \"t/ok\"\ntype = \"Generic\"\n",
-    );
+    env.write("secrets.d/ok.toml", "name = \"t/ok\"\ntype = \"Generic\"\n");
     env.write(
         "candidate/bad.toml",
         "name = \"t/bad\"\ntype = \"Generic\"\n\n[rotation]\ninterval = \"forever\"\n",
@@ -480,15 +477,27 @@ fn check_validates_a_candidate_secrets_directory() {
         r.stderr
     );
     let r = env.run(&["check"]);
-    assert_eq!(r.code, 0, "the configured directory is still valid: {}{}", r.stdout, r.stderr);
+    assert_eq!(
+        r.code, 0,
+        "the configured directory is still valid: {}{}",
+        r.stdout, r.stderr
+    );
     env.write(
         "candidate/bad.toml",
         "name = \"t/bad\"\ntype = \"Generic\"\n\n[rotation]\ninterval = \"7d\"\n",
     );
     let r = env.run(&["check", "--secrets-dir", candidate.to_str().expect("utf-8")]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
-    assert!(r.stdout.contains("candidate"), "names the directory it checked: {}", r.stdout);
-    let r = env.run(&["check", "--secrets-dir", env.path("missing").to_str().expect("utf-8")]);
+    assert!(
+        r.stdout.contains("candidate"),
+        "names the directory it checked: {}",
+        r.stdout
+    );
+    let r = env.run(&[
+        "check",
+        "--secrets-dir",
+        env.path("missing").to_str().expect("utf-8"),
+    ]);
     assert_eq!(r.code, 64, "{}{}", r.stdout, r.stderr);
     assert!(r.stderr.contains("does not exist"), "{}", r.stderr);
 }
