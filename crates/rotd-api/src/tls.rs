@@ -182,6 +182,75 @@ pub fn server_config(dir: &Path) -> Result<Arc<ServerConfig>, TlsError> {
     Ok(Arc::new(config))
 }
 
+/// When the API's certificates expire (Unix seconds): the server certificate and the CA, read from
+/// `dir` (for `rotd_tls_certificate_expiry_timestamp_seconds`).
+pub fn expiry(dir: &Path) -> Result<(i64, i64), TlsError> {
+    let paths = TlsPaths::in_dir(dir);
+    let one = |path: &Path| -> Result<i64, TlsError> {
+        let certs = read_certs(path)?;
+        not_after(&certs[0]).ok_or_else(|| TlsError::Invalid {
+            path: path.to_owned(),
+            reason: "cannot read the certificate's validity".to_owned(),
+        })
+    };
+    Ok((one(&paths.server_cert)?, one(&paths.ca_cert)?))
+}
+
+/// A certificate's notAfter (Unix seconds), read straight from its DER: Certificate → tbsCertificate →
+/// (optional `[0]` version), serialNumber, signature, issuer, validity → notAfter. `None` for anything
+/// that is not that shape.
+pub fn not_after(cert: &CertificateDer<'_>) -> Option<i64> {
+    /// One DER element at the start of `b`: (tag, content, rest).
+    fn tlv(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+        let (&tag, b) = b.split_first()?;
+        let (&first, mut b) = b.split_first()?;
+        let len = if first < 0x80 {
+            usize::from(first)
+        } else {
+            let n = usize::from(first & 0x7f);
+            if n == 0 || n > 4 || b.len() < n {
+                return None;
+            }
+            let (num, rest) = b.split_at(n);
+            b = rest;
+            num.iter().fold(0usize, |acc, &x| (acc << 8) | usize::from(x))
+        };
+        if b.len() < len {
+            return None;
+        }
+        let (content, rest) = b.split_at(len);
+        Some((tag, content, rest))
+    }
+    let (0x30, cert, _) = tlv(cert.as_ref())? else {
+        return None;
+    };
+    let (0x30, tbs, _) = tlv(cert)? else { return None };
+    let (tag, _, mut rest) = tlv(tbs)?;
+    if tag == 0xa0 {
+        (_, _, rest) = tlv(rest)?; // serialNumber
+    }
+    let (_, _, rest) = tlv(rest)?; // signature algorithm
+    let (_, _, rest) = tlv(rest)?; // issuer
+    let (0x30, validity, _) = tlv(rest)? else {
+        return None;
+    };
+    let (_, _, after) = tlv(validity)?; // notBefore
+    let (tag, time, _) = tlv(after)?;
+    let text = std::str::from_utf8(time).ok()?;
+    let full = match tag {
+        // UTCTime YYMMDDHHMMSSZ: 50–99 are 19xx (RFC 5280).
+        0x17 if text.len() == 13 => {
+            let yy: u32 = text.get(..2)?.parse().ok()?;
+            format!("{}{text}", if yy >= 50 { "19" } else { "20" })
+        }
+        0x18 if text.len() == 15 => text.to_owned(),
+        _ => return None,
+    };
+    chrono::NaiveDateTime::parse_from_str(full.strip_suffix('Z')?, "%Y%m%d%H%M%S")
+        .ok()
+        .map(|t| t.and_utc().timestamp())
+}
+
 /// Reads every certificate in a PEM file (for clients and tests that trust `ca.pem`).
 pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let bytes = fs::read(path).map_err(|e| io_err(path, e))?;

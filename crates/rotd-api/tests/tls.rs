@@ -229,3 +229,40 @@ async fn private_keys_readable_by_others_or_behind_a_symlink_are_refused() {
         "a symlinked key is refused"
     );
 }
+
+/// The expiry rotd exports is what `openssl x509 -enddate` reads from the same files (the server
+/// certificate and the CA), and a certificate that is not one is refused.
+#[test]
+fn expiry_matches_what_openssl_reads() {
+    let dir = tempfile::tempdir().expect("dir");
+    let now = rotd_core::Clock::system().now();
+    tls::ensure(dir.path(), &names(), now).expect("ensure");
+    let (server, ca) = tls::expiry(dir.path()).expect("expiry");
+    let paths = TlsPaths::in_dir(dir.path());
+    for (file, got) in [(&paths.server_cert, server), (&paths.ca_cert, ca)] {
+        let out = std::process::Command::new("openssl")
+            .args(["x509", "-noout", "-enddate", "-dateopt", "iso_8601", "-in"])
+            .arg(file)
+            .output()
+            .expect("openssl");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        // notAfter=2027-12-02 00:00:00Z
+        let text = String::from_utf8(out.stdout).expect("utf-8");
+        let when = text.trim().strip_prefix("notAfter=").expect("notAfter");
+        let want = chrono::NaiveDateTime::parse_from_str(when.trim_end_matches('Z'), "%Y-%m-%d %H:%M:%S")
+            .expect("date")
+            .and_utc()
+            .timestamp();
+        assert_eq!(got, want, "{}", file.display());
+    }
+    assert!(
+        now.timestamp() < server && server < ca,
+        "server {server}, ca {ca}"
+    );
+    let junk = rustls_pki_types::CertificateDer::from(vec![0x30, 0x03, 0x02, 0x01, 0x00]);
+    assert_eq!(tls::not_after(&junk), None);
+    assert_eq!(
+        tls::not_after(&rustls_pki_types::CertificateDer::from(Vec::new())),
+        None
+    );
+}

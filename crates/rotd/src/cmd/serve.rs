@@ -88,6 +88,7 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
     let mut registry = prometheus_client::registry::Registry::default();
     register_build_info(&mut registry);
     let reload = ReloadMetrics::register(&mut registry);
+    reload.certificates(&tls_dir);
     let metrics = Metrics::register(&mut registry);
     let engine = Engine::new(store.clone(), wiring::engine_config(&cfg.daemon), metrics.clone());
     let rotatable = {
@@ -168,7 +169,10 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
                     }
                     current = next;
                     match rotd_api::tls::server_config(&tls_dir) {
-                        Ok(c) => tls.reload_from_config(c),
+                        Ok(c) => {
+                            tls.reload_from_config(c);
+                            reload.certificates(&tls_dir);
+                        }
                         Err(e) => error!(error = %e, "Could not reload the API certificate; keeping the old one."),
                     }
                     notify(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status("running")]);
@@ -235,6 +239,11 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
 struct ReloadMetrics {
     success: prometheus_client::metrics::gauge::Gauge,
     loaded_at: prometheus_client::metrics::gauge::Gauge,
+    /// When the API's server certificate and CA expire, read again at every reload.
+    cert_expiry: prometheus_client::metrics::family::Family<
+        [(&'static str, &'static str); 1],
+        prometheus_client::metrics::gauge::Gauge,
+    >,
 }
 
 impl ReloadMetrics {
@@ -243,7 +252,13 @@ impl ReloadMetrics {
         let m = Self {
             success: Default::default(),
             loaded_at: Default::default(),
+            cert_expiry: Default::default(),
         };
+        registry.register(
+            "rotd_tls_certificate_expiry_timestamp_seconds",
+            "When the API's TLS certificate (cert=\"server\") and rotd's CA (cert=\"ca\") expire (Unix time)",
+            m.cert_expiry.clone(),
+        );
         registry.register(
             "rotd_config_reload_success",
             "1 if the last configuration load (start or SIGHUP) worked, 0 if the last reload failed and the previous configuration is still in use",
@@ -265,6 +280,17 @@ impl ReloadMetrics {
 
     fn failed(&self) {
         self.success.set(0);
+    }
+
+    /// Reads the certificates' expiry from the TLS directory (at start and after each reload).
+    fn certificates(&self, tls_dir: &std::path::Path) {
+        match rotd_api::tls::expiry(tls_dir) {
+            Ok((server, ca)) => {
+                self.cert_expiry.get_or_create(&[("cert", "server")]).set(server);
+                self.cert_expiry.get_or_create(&[("cert", "ca")]).set(ca);
+            }
+            Err(e) => warn!(error = %e, "Could not read the API certificates' expiry."),
+        }
     }
 }
 
