@@ -134,6 +134,13 @@ fn serve_runs_the_quickstart_from_scratch_and_follows_its_files() {
     // Prometheus sees the failed reload; the configuration in use keeps its load time.
     let failed = http_get(admin, "/metrics").1;
     assert!(failed.contains("rotd_config_reload_success 0"), "{failed}");
+    // So does `rotd status`.
+    let status = env.run(&["status"]);
+    assert!(
+        status.stderr.contains("refused the configuration reload") && status.stderr.contains("1 error;"),
+        "{}",
+        status.stderr
+    );
     std::fs::remove_file(env.path("secrets.d/broken.toml")).expect("rm broken");
     signal(&child, libc::SIGHUP);
     wait_for("a good reload", Duration::from_secs(15), || {
@@ -141,6 +148,8 @@ fn serve_runs_the_quickstart_from_scratch_and_follows_its_files() {
             .1
             .contains("rotd_config_reload_success 1")
     });
+    let status = env.run(&["status"]);
+    assert!(!status.stderr.contains("refused"), "{}", status.stderr);
 
     signal(&child, libc::SIGTERM);
     let start = rotd_core::Clock::system().instant();

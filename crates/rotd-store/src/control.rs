@@ -48,6 +48,9 @@ pub struct Heartbeat {
     pub pid: u32,
     pub started_at: DateTime<Utc>,
     pub beat_at: DateTime<Utc>,
+    /// The daemon refused its last configuration reload (when, and how many errors it found) and runs
+    /// with the previous configuration.
+    pub reload_failed: Option<(DateTime<Utc>, u32)>,
 }
 
 fn state_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<RotationState> {
@@ -331,17 +334,43 @@ impl Store {
     }
 
     pub async fn last_heartbeat(&self) -> Result<Option<Heartbeat>> {
-        let row = sqlx::query("SELECT pid, started_at, beat_at FROM daemon_heartbeat WHERE id = 1")
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(
+            "SELECT pid, started_at, beat_at, reload_failed_at, reload_errors FROM daemon_heartbeat WHERE id = 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
         row.map(|r| {
+            let failed_at: Option<i64> = r.try_get(3)?;
+            let errors: Option<i64> = r.try_get(4)?;
             Ok(Heartbeat {
                 pid: u32::try_from(r.try_get::<i64, _>(0)?).unwrap_or(0),
                 started_at: ts(r.try_get(1)?),
                 beat_at: ts(r.try_get(2)?),
+                reload_failed: failed_at
+                    .map(|at| (ts(at), errors.and_then(|n| u32::try_from(n).ok()).unwrap_or(0))),
             })
         })
         .transpose()
+    }
+
+    /// Records the running daemon's last configuration reload: `Some(errors)` when it was refused (the
+    /// previous configuration stays in use), `None` when the configuration in use is the last one loaded.
+    /// Does nothing before the daemon's first heartbeat.
+    pub async fn record_reload(&self, refused_with: Option<u32>) -> Result<()> {
+        let now = self.clock().now().timestamp();
+        self.write(move |tx| {
+            Box::pin(async move {
+                sqlx::query(
+                    "UPDATE daemon_heartbeat SET reload_failed_at = ?, reload_errors = ? WHERE id = 1",
+                )
+                .bind(refused_with.map(|_| now))
+                .bind(refused_with.map(i64::from))
+                .execute(&mut **tx)
+                .await?;
+                Ok(())
+            })
+        })
+        .await
     }
 }
 

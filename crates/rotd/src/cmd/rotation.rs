@@ -140,7 +140,7 @@ pub async fn status(store: &Store, out: Output) -> anyhow::Result<()> {
         } else if no_value && m.managed_by.is_some() {
             // The daemon creates the accounts (or the first value) right after the secret is declared.
             match m.kind {
-                rotd_core::SecretType::Generic => "awaiting first value",
+                rotd_core::SecretType::Generic | rotd_core::SecretType::Ecs => "awaiting first value",
                 _ => "creating accounts",
             }
         } else if open.is_some() {
@@ -185,8 +185,18 @@ pub async fn status(store: &Store, out: Output) -> anyhow::Result<()> {
         rows,
         docs,
     );
-    if out == Output::Table && !daemon_alive(store).await? {
-        eprintln!("note: rotd serve is not running; nothing rotates until it starts");
+    if out == Output::Table {
+        if !daemon_alive(store).await? {
+            eprintln!("note: rotd serve is not running; nothing rotates until it starts");
+        } else if let Some(h) = store.last_heartbeat().await?
+            && let Some((at, errors)) = h.reload_failed
+        {
+            eprintln!(
+                "note: the daemon refused the configuration reload at {} ({errors} error{}; see rotd check) and runs with the previous configuration",
+                ts(&at),
+                if errors == 1 { "" } else { "s" }
+            );
+        }
     }
     Ok(())
 }

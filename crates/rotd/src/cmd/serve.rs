@@ -147,6 +147,10 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
         "rotd started."
     );
 
+    // A previous daemon's refused reload no longer describes this one's configuration.
+    if let Err(e) = store.record_reload(None).await {
+        warn!(error = %e, "Could not clear the reload state for rotd status.");
+    }
     let mut promotions = engine.subscribe_promotions();
     let mut current = cfg;
     let mut purge_tick = tokio::time::interval(PURGE_EVERY);
@@ -162,6 +166,9 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
                     notify(&[sd_notify::NotifyState::Reloading]);
                     info!(secrets = next.secrets.len(), "Reloaded the configuration.");
                     reload.succeeded();
+                    if let Err(e) = store.record_reload(None).await {
+                        warn!(error = %e, "Could not record the reload for rotd status.");
+                    }
                     apply(&store, &engine, &next).await;
                     match store.keyring_reload().await {
                         Ok(state) => reload_keyring(&store, &next.daemon, state.requested).await,
@@ -182,6 +189,9 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
                         error!(error = %e, "Configuration error; keeping the previous configuration.");
                     }
                     reload.failed();
+                    if let Err(e) = store.record_reload(u32::try_from(errors.0.len()).ok()).await {
+                        warn!(error = %e, "Could not record the refused reload for rotd status.");
+                    }
                     let status = format!(
                         "running with the previous configuration: the reload found {} error(s), see rotd check",
                         errors.0.len()
