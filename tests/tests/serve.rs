@@ -5,25 +5,7 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
-use rotd_e2e::{Env, free_port, http_get, repo_root, wait_for};
-
-/// A copy of config/quickstart with its listeners moved to free ports (tests run in parallel), and the
-/// admin listener's port.
-fn quickstart() -> (Env, u16) {
-    let env = Env::new();
-    let admin = free_port();
-    let src = repo_root().join("config/quickstart");
-    let toml = std::fs::read_to_string(src.join("rotd.toml"))
-        .expect("quickstart rotd.toml")
-        .replace("127.0.0.1:8443", &format!("127.0.0.1:{}", free_port()))
-        .replace("127.0.0.1:9464", &format!("127.0.0.1:{admin}"));
-    env.write("rotd.toml", &toml);
-    for f in std::fs::read_dir(src.join("secrets.d")).expect("secrets.d") {
-        let f = f.expect("entry").path();
-        std::fs::copy(&f, env.path("secrets.d").join(f.file_name().expect("name"))).expect("copy");
-    }
-    (env, admin)
-}
+use rotd_e2e::{Env, http_get, quickstart, repo_root, wait_for};
 
 fn signal(child: &Child, sig: i32) {
     // SAFETY: kill(2) on our own child's pid has no memory effects.
