@@ -101,6 +101,13 @@ fn serve_runs_the_quickstart_from_scratch_and_follows_its_files() {
         "nothing deleted"
     );
 
+    // logrotate renames the audit log and sends SIGHUP: the daemon opens a new file at the path.
+    let audit = env.path("data/audit.log");
+    assert!(audit.exists(), "the audit log is at {}", audit.display());
+    std::fs::rename(&audit, env.path("data/audit.log.1")).expect("rotate the audit log");
+    signal(&child, libc::SIGHUP);
+    wait_for("a new audit log", Duration::from_secs(15), || audit.exists());
+
     // A broken file: the daemon reports it and keeps the previous configuration.
     env.write(
         "secrets.d/broken.toml",

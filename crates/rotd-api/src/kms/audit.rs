@@ -156,13 +156,20 @@ struct Pending {
     done: oneshot::Sender<std::io::Result<()>>,
 }
 
+/// What the writer thread is asked to do.
+enum Msg {
+    Line(Pending),
+    /// Open the path again (after logrotate moved the file away), answering when the new file is in use.
+    Reopen(oneshot::Sender<std::io::Result<()>>),
+}
+
 /// The append-only audit file, written by its own thread. Cheap to clone; the thread ends once every
 /// clone is dropped.
 #[derive(Clone)]
 pub struct AuditLog {
     path: PathBuf,
     /// Feeds the writer thread. A send fails only if that thread is gone, which fails the request.
-    tx: mpsc::Sender<Pending>,
+    tx: mpsc::Sender<Msg>,
     shared: Arc<Shared>,
 }
 
@@ -178,12 +185,8 @@ impl std::fmt::Debug for AuditLog {
 impl AuditLog {
     /// Opens (creating 0600 if needed) the audit file for appending and starts its writer thread.
     pub fn open(path: &Path) -> std::io::Result<Self> {
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(path)?;
-        let (tx, rx) = mpsc::channel::<Pending>();
+        let file = open_file(path)?;
+        let (tx, rx) = mpsc::channel::<Msg>();
         let shared = Arc::new(Shared {
             lines: AtomicU64::new(0),
             syncs: AtomicU64::new(0),
@@ -191,6 +194,7 @@ impl AuditLog {
             write_seconds: super::metrics::audit_histogram(),
         });
         let writer = Writer {
+            path: path.to_owned(),
             file,
             rx,
             shared: shared.clone(),
@@ -229,15 +233,35 @@ impl AuditLog {
         line.push(b'\n');
         let (done, outcome) = oneshot::channel();
         let stopped = || std::io::Error::other("the audit writer has stopped");
-        self.tx.send(Pending { line, done }).map_err(|_| stopped())?;
+        self.tx
+            .send(Msg::Line(Pending { line, done }))
+            .map_err(|_| stopped())?;
+        outcome.await.map_err(|_| stopped())?
+    }
+
+    /// Opens the file at the path again (SIGHUP, after logrotate renamed it): every line appended after
+    /// this returns goes to the new file. The old file is synced and closed.
+    pub async fn reopen(&self) -> std::io::Result<()> {
+        let (done, outcome) = oneshot::channel();
+        let stopped = || std::io::Error::other("the audit writer has stopped");
+        self.tx.send(Msg::Reopen(done)).map_err(|_| stopped())?;
         outcome.await.map_err(|_| stopped())?
     }
 }
 
+fn open_file(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+}
+
 /// The writer thread's state: the only handle that writes the file.
 struct Writer {
+    path: PathBuf,
     file: File,
-    rx: mpsc::Receiver<Pending>,
+    rx: mpsc::Receiver<Msg>,
     shared: Arc<Shared>,
 }
 
@@ -245,15 +269,32 @@ impl Writer {
     fn run(mut self) {
         let mut batch: Vec<Pending> = Vec::new();
         let mut buf: Vec<u8> = Vec::new();
+        let mut reopen = None;
         // Blocks until a line arrives; ends when every AuditLog is dropped.
-        while let Ok(first) = self.rx.recv() {
+        while let Ok(msg) = self.rx.recv() {
+            let first = match msg {
+                Msg::Line(p) => p,
+                Msg::Reopen(done) => {
+                    let _ = done.send(self.reopen());
+                    continue;
+                }
+            };
             buf.clear();
             buf.extend_from_slice(&first.line);
             batch.push(first);
             while batch.len() < MAX_BATCH_LINES && buf.len() < MAX_BATCH_BYTES {
-                let Ok(next) = self.rx.try_recv() else { break };
-                buf.extend_from_slice(&next.line);
-                batch.push(next);
+                match self.rx.try_recv() {
+                    Ok(Msg::Line(next)) => {
+                        buf.extend_from_slice(&next.line);
+                        batch.push(next);
+                    }
+                    // The lines before it go to the old file; the reopen comes right after them.
+                    Ok(Msg::Reopen(done)) => {
+                        reopen = Some(done);
+                        break;
+                    }
+                    Err(_) => break,
+                }
             }
             let clock = rotd_core::Clock::system();
             let started = clock.instant();
@@ -279,7 +320,18 @@ impl Writer {
                 // An appender that gave up (its connection closed) no longer listens; nothing to do.
                 let _ = p.done.send(outcome);
             }
+            if let Some(done) = reopen.take() {
+                let _ = done.send(self.reopen());
+            }
         }
+    }
+
+    /// Replaces the file with a fresh open of the path; on failure the old file stays in use.
+    fn reopen(&mut self) -> std::io::Result<()> {
+        let fresh = open_file(&self.path)?;
+        let _ = self.file.sync_data();
+        self.file = fresh;
+        Ok(())
     }
 
     /// Writes `buf` (whole lines) and syncs it. On failure the file is cut back to its length before
@@ -385,5 +437,54 @@ mod tests {
         let stats = log.stats();
         assert_eq!(stats.lines, 0);
         assert_eq!(stats.failed_batches, stats.syncs);
+    }
+
+    /// logrotate renames the file and asks for a reopen: lines before the reopen are in the renamed
+    /// file, lines after it in a new file (0600) at the path; none is lost or split, even with appenders
+    /// running while it happens.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reopen_after_a_rename_moves_later_lines_to_a_new_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("audit.log");
+        let log = AuditLog::open(&path).expect("open");
+        log.append(&record("before")).await.expect("append");
+        let rotated = dir.path().join("audit.log.1");
+        std::fs::rename(&path, &rotated).expect("rename");
+        // Still the old file until the reopen.
+        log.append(&record("renamed")).await.expect("append");
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..200 {
+            let log = log.clone();
+            tasks.spawn(async move { log.append(&record(&format!("during-{i}"))).await });
+        }
+        log.reopen().await.expect("reopen");
+        log.append(&record("after")).await.expect("append");
+        while let Some(r) = tasks.join_next().await {
+            r.expect("task").expect("append");
+        }
+        let ids = |p: &Path| -> Vec<String> {
+            std::fs::read_to_string(p)
+                .expect("read")
+                .lines()
+                .map(|l| {
+                    let v: serde_json::Value = serde_json::from_str(l).expect("a whole line");
+                    v["request_id"].as_str().expect("id").to_owned()
+                })
+                .collect()
+        };
+        let old = ids(&rotated);
+        let new = ids(&path);
+        assert_eq!(&old[..2], ["before", "renamed"]);
+        assert!(!old.contains(&"after".to_owned()));
+        assert!(
+            new.contains(&"after".to_owned()),
+            "a line after the reopen is in the new file"
+        );
+        assert_eq!(old.len() + new.len(), 203, "every line once");
+        assert_eq!(
+            std::fs::metadata(&path).expect("stat").permissions().mode() & 0o777,
+            0o600
+        );
     }
 }

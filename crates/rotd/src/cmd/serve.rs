@@ -83,6 +83,8 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
     );
     let audit = rotd_api::kms::AuditLog::open(&super::api::audit_path(&cfg.daemon))
         .context("opening the audit log")?;
+    // Kept to reopen the file on SIGHUP (logrotate).
+    let audit_file = audit.clone();
 
     // The one Prometheus registry: the binary owns it, each crate registers its own series into it.
     let mut registry = prometheus_client::registry::Registry::default();
@@ -161,44 +163,49 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
         tokio::select! {
             _ = term.recv() => { info!(signal = "SIGTERM", "Stopping."); break; }
             _ = int.recv() => { info!(signal = "SIGINT", "Stopping."); break; }
-            _ = hup.recv() => match rotd_config::load(config) {
-                Ok(next) => {
-                    notify(&[sd_notify::NotifyState::Reloading]);
-                    info!(secrets = next.secrets.len(), "Reloaded the configuration.");
-                    reload.succeeded();
-                    if let Err(e) = store.record_reload(None).await {
-                        warn!(error = %e, "Could not record the reload for rotd status.");
-                    }
-                    apply(&store, &engine, &next).await;
-                    match store.keyring_reload().await {
-                        Ok(state) => reload_keyring(&store, &next.daemon, state.requested).await,
-                        Err(e) => error!(error = %e, "Could not read the keyring reload state."),
-                    }
-                    current = next;
-                    match rotd_api::tls::server_config(&tls_dir) {
-                        Ok(c) => {
-                            tls.reload_from_config(c);
-                            reload.certificates(&tls_dir);
+            _ = hup.recv() => {
+                if let Err(e) = audit_file.reopen().await {
+                    error!(error = %e, file = %audit_file.path().display(), "Could not reopen the audit log; still writing the old file.");
+                }
+                match rotd_config::load(config) {
+                    Ok(next) => {
+                        notify(&[sd_notify::NotifyState::Reloading]);
+                        info!(secrets = next.secrets.len(), "Reloaded the configuration.");
+                        reload.succeeded();
+                        if let Err(e) = store.record_reload(None).await {
+                            warn!(error = %e, "Could not record the reload for rotd status.");
                         }
-                        Err(e) => error!(error = %e, "Could not reload the API certificate; keeping the old one."),
+                        apply(&store, &engine, &next).await;
+                        match store.keyring_reload().await {
+                            Ok(state) => reload_keyring(&store, &next.daemon, state.requested).await,
+                            Err(e) => error!(error = %e, "Could not read the keyring reload state."),
+                        }
+                        current = next;
+                        match rotd_api::tls::server_config(&tls_dir) {
+                            Ok(c) => {
+                                tls.reload_from_config(c);
+                                reload.certificates(&tls_dir);
+                            }
+                            Err(e) => error!(error = %e, "Could not reload the API certificate; keeping the old one."),
+                        }
+                        notify(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status("running")]);
                     }
-                    notify(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status("running")]);
+                    Err(errors) => {
+                        for e in &errors.0 {
+                            error!(error = %e, "Configuration error; keeping the previous configuration.");
+                        }
+                        reload.failed();
+                        if let Err(e) = store.record_reload(u32::try_from(errors.0.len()).ok()).await {
+                            warn!(error = %e, "Could not record the refused reload for rotd status.");
+                        }
+                        let status = format!(
+                            "running with the previous configuration: the reload found {} error(s), see rotd check",
+                            errors.0.len()
+                        );
+                        notify(&[sd_notify::NotifyState::Status(&status)]);
+                    }
                 }
-                Err(errors) => {
-                    for e in &errors.0 {
-                        error!(error = %e, "Configuration error; keeping the previous configuration.");
-                    }
-                    reload.failed();
-                    if let Err(e) = store.record_reload(u32::try_from(errors.0.len()).ok()).await {
-                        warn!(error = %e, "Could not record the refused reload for rotd status.");
-                    }
-                    let status = format!(
-                        "running with the previous configuration: the reload found {} error(s), see rotd check",
-                        errors.0.len()
-                    );
-                    notify(&[sd_notify::NotifyState::Status(&status)]);
-                }
-            },
+            }
             _ = purge_tick.tick() => purge(&store).await,
             _ = keyring_tick.tick() => match store.keyring_reload().await {
                 Ok(state) if state.requested > state.handled => {
