@@ -19,10 +19,9 @@
 //! - One host down holds back only its own secret.
 //! - `kill -9` at every step boundary of a key rotation leaves a key that logs in and no open rotation.
 //! - An admin key that is itself a rotd secret and rotates: the secrets that log in with it keep working.
-//!
-//! Two tests fail on purpose until a product bug is fixed (marked PRODUCT BUG): replaying a rotation
-//! request whose version already exists (an idempotent `rotd rotate --version-id` retry, or the daemon's
-//! replay after a kill right after promotion) removes the previous key before the grace is over.
+//! - Replaying a rotation request whose version already exists (an idempotent `rotd rotate --version-id`
+//!   retry, or the daemon's replay after a kill right after promotion) changes nothing, not even the
+//!   retire step the previous key is owed.
 
 use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -1069,9 +1068,6 @@ fn rotd_lines(path: &Path, secret: &str) -> Vec<String> {
 /// makes the first key), then a restart: the rotation completes, `ACSCurrent` logs in with the system
 /// client, the previous key still does, authorized_keys holds exactly those two of rotd's keys, and no
 /// rotation is left open.
-///
-/// PRODUCT BUG: fails at the last boundary, `promoted` (every earlier one passes first): the restart
-/// removes the previous key; see the comment at the final assertion.
 #[test]
 fn kill_9_at_every_step_boundary_of_a_key_rotation_leaves_a_key_that_logs_in() {
     let host = Host::start();
@@ -1194,11 +1190,9 @@ fn kill_9_at_every_step_boundary_of_a_key_rotation_leaves_a_key_that_logs_in() {
             "{boundary}: a private key reached the log"
         );
 
-        // The old key stays until the next rotation. PRODUCT BUG, fails at `promoted`: the replayed
-        // request of a rotation promoted just before the kill is recognised as done only after
-        // `rotate_once` has run the retire step the promotion owes, so the previous key is removed at
-        // restart (a `retired` entry, no new rotation). See
-        // `an_idempotent_retry_of_a_rotation_keeps_the_previous_key`.
+        // The old key stays until the next rotation, also at `promoted`, where the restart replays the
+        // request of a rotation promoted just before the kill (it must be recognised as done before any
+        // retire step runs; see `an_idempotent_retry_of_a_rotation_keeps_the_previous_key`).
         let mut want = vec![
             current.field("PublicKey").trim().to_owned(),
             next.field("PublicKey").trim().to_owned(),
@@ -1219,14 +1213,11 @@ fn kill_9_at_every_step_boundary_of_a_key_rotation_leaves_a_key_that_logs_in() {
     }
 }
 
-/// PRODUCT BUG (this test fails until it is fixed): `rotd rotate --version-id ID` with an ID that exists
-/// is documented as an idempotent retry in which "nothing is rotated", yet it removes the previous key,
-/// which the key example's default grace keeps until the next rotation. `rotate_once`
-/// (crates/rotd-engine/src/rotation.rs) first runs the retire step the last promotion owes (the loop under
-/// "A retire that is still owed must happen before a new credential takes a slot") and only then finds
-/// that the requested version exists and returns `already_done`. The daemon takes the same path when it
-/// replays the request of a rotation it was killed right after promoting (see the `promoted` boundary of
-/// the crash test above).
+/// `rotd rotate --version-id ID` with an ID that exists is an idempotent retry in which nothing is
+/// rotated: it must not remove the previous key either, which the key example's default grace keeps until
+/// the next rotation. (It once did: `rotate_once` ran the retire step the last promotion owes before it
+/// found that the requested version exists. The daemon takes the same path when it replays the request
+/// of a rotation it was killed right after promoting: the `promoted` boundary of the crash test above.)
 #[test]
 fn an_idempotent_retry_of_a_rotation_keeps_the_previous_key() {
     let host = Host::start();

@@ -479,6 +479,31 @@ async fn rotate_once(
         .map_err(store_err("read journal"))?;
     let caps = m.backend.capabilities();
 
+    // A request for a version that already exists, with nothing open, is a retry of a rotation that
+    // finished (the CLI's idempotent retry, a request replayed after a crash past promotion): it changes
+    // nothing, not even a retire step owed to the previous credential, which keeps its grace.
+    if let Some(v) = &requested
+        && open_rotation(&j).is_none()
+    {
+        match store
+            .get_value(m.name.as_str(), &Selector::Version(v.clone()))
+            .await
+        {
+            Ok(_) => {
+                let (current_slot, _) = current_account(store, m, &j).await?;
+                return Ok(Planned::Done(Outcome {
+                    rotation_id: String::new(),
+                    version_id: v.clone(),
+                    slot: current_slot,
+                    resumed: false,
+                    already_done: true,
+                }));
+            }
+            Err(StoreError::VersionNotFound { .. }) => {}
+            Err(e) => return Err(store_err("check version")(e)),
+        }
+    }
+
     // A retire that is still owed must happen before a new credential takes a slot (a RAM user holds at
     // most two AccessKeys). A rotation started now runs every remaining step early rather than wait.
     let mut j = j;
@@ -502,24 +527,6 @@ async fn rotate_once(
         }
         None => {
             let (current_slot, current) = current_account(store, m, &j).await?;
-            if let Some(v) = &requested {
-                match store
-                    .get_value(m.name.as_str(), &Selector::Version(v.clone()))
-                    .await
-                {
-                    Ok(_) => {
-                        return Ok(Planned::Done(Outcome {
-                            rotation_id: String::new(),
-                            version_id: v.clone(),
-                            slot: current_slot,
-                            resumed: false,
-                            already_done: true,
-                        }));
-                    }
-                    Err(StoreError::VersionNotFound { .. }) => {}
-                    Err(e) => return Err(store_err("check version")(e)),
-                }
-            }
             let rotation_id = new_rotation_id();
             let version_id = match requested {
                 Some(v) => v,

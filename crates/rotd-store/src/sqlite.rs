@@ -147,6 +147,57 @@ impl Store {
         self.pool.close().await;
     }
 
+    /// An online, consistent copy of the whole database into the new file `to` (SQLite's `VACUUM INTO`:
+    /// one read transaction, so it is one snapshot and writers keep going meanwhile). The values in it
+    /// stay encrypted; the keyring is not in it.
+    pub async fn backup(&self, to: &Path) -> Result<()> {
+        let to = to
+            .to_str()
+            .ok_or_else(|| corrupt("the backup path is not UTF-8"))?;
+        sqlx::query("VACUUM INTO ?").bind(to).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Folds the WAL into the database file and empties it (`PRAGMA wal_checkpoint(TRUNCATE)`), so the
+    /// file alone holds everything committed.
+    pub async fn checkpoint(&self) -> Result<()> {
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Checks the database file (`PRAGMA integrity_check`) and decrypts every version of every secret
+    /// with the keyring in use: what a restore must see before it replaces a store. Returns how many
+    /// versions were read.
+    pub async fn verify_all(&self) -> Result<usize> {
+        let check: String = sqlx::query_scalar("PRAGMA integrity_check")
+            .fetch_one(&self.pool)
+            .await?;
+        if check != "ok" {
+            return Err(corrupt(format!("integrity_check: {check}")));
+        }
+        // Every version row, also of secrets scheduled for deletion (a restore may still recover them).
+        let rows = sqlx::query(
+            "SELECT secret_name, version_id, cmk_id, cmk_version, wrapped_key, nonce, ciphertext FROM versions",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        for r in &rows {
+            let secret: String = r.try_get(0)?;
+            let version: String = r.try_get(1)?;
+            let sealed = sealed_from_row(r, 2)?;
+            self.open(
+                Context::SecretVersion {
+                    secret: &secret,
+                    version: &version,
+                },
+                &sealed,
+            )?;
+        }
+        Ok(rows.len())
+    }
+
     /// Runs `body` as one write transaction on the writer thread and returns its result once it is
     /// durable; an error from `body` rolls back its changes alone (`writer.rs`). The batch holds the
     /// write lock from `BEGIN IMMEDIATE`, so another process's writer queues on busy_timeout instead of

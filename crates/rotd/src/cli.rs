@@ -103,6 +103,20 @@ pub enum Command {
     /// Read the API audit log (one JSON object per request; never a secret value).
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Back up and restore the store (the SQLite database; the keyring is a separate file).
+    #[command(subcommand)]
+    Store(StoreCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StoreCmd {
+    /// Write an online, consistent copy of the store to FILE (a new file, mode 0600), also while the
+    /// daemon runs. Values stay encrypted in it; the keyring is NOT in it: back that up separately.
+    Backup { file: PathBuf },
+    /// Replace the store with a backup made by `rotd store backup`. The daemon must be stopped. The
+    /// backup is checked first (integrity, and every version decrypts with the current keyring); the
+    /// store it replaces is kept beside it as `<db>.before-restore-<time>`.
+    Restore { file: PathBuf },
 }
 
 #[derive(Debug, Subcommand)]

@@ -9,6 +9,7 @@ mod key;
 mod rotation;
 pub(crate) mod secret;
 mod serve;
+mod store;
 
 use std::path::Path;
 
@@ -72,6 +73,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Tls(c) => api::tls(&load_daemon(&cli.config)?, c),
         Command::Audit(c) => api::audit(&load_daemon(&cli.config)?, c),
+        Command::Store(c) => store::run(&load_daemon(&cli.config)?, c).await,
         Command::Rotation(c) => {
             let daemon = load_daemon(&cli.config)?;
             let store = open_store(&daemon).await?;
