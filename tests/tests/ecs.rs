@@ -1255,12 +1255,12 @@ fn an_idempotent_retry_of_a_rotation_keeps_the_previous_key() {
     assert!(logs_in(sshd, &k2), "ACSCurrent logs in");
     assert!(
         logs_in(sshd, &k1),
-        "PRODUCT BUG: the idempotent retry removed the previous key, which stays until the next rotation"
+        "the idempotent retry removed the previous key, which stays until the next rotation"
     );
     assert_eq!(
         steps(&env, KEY_NAME),
         journal,
-        "PRODUCT BUG: the idempotent retry journaled steps although nothing was to be rotated"
+        "the idempotent retry journaled steps although nothing was to be rotated"
     );
     served.daemon.stop();
 }
