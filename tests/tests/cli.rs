@@ -501,3 +501,95 @@ fn check_validates_a_candidate_secrets_directory() {
     assert_eq!(r.code, 64, "{}{}", r.stdout, r.stderr);
     assert!(r.stderr.contains("does not exist"), "{}", r.stderr);
 }
+
+/// `rotd store backup` copies a store online (with the daemon running), writes a new 0600 file and says
+/// the keyring is not in it; `rotd store restore` refuses while the daemon runs, refuses a backup the
+/// keyring cannot decrypt or that is not a store (changing nothing), and otherwise puts the backup in
+/// place, keeping the store it replaces.
+#[test]
+fn store_backup_and_restore() {
+    let (env, admin) = rotd_e2e::quickstart();
+    env.ok(&["init"]);
+    let r = env.run_stdin(
+        &["secret", "create", "app/token", "--value-stdin"],
+        b"before-backup",
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let daemon = rotd_e2e::Daemon::start(&env, "serve.log", &[]);
+    rotd_e2e::wait_for("the daemon", std::time::Duration::from_secs(60), || {
+        daemon.assert_alive();
+        std::net::TcpStream::connect(("127.0.0.1", admin)).is_ok()
+    });
+    let backup = env.path("backup.db");
+    let r = env.run(&["store", "backup", backup.to_str().expect("utf-8")]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("is not in the backup"), "{}", r.stdout);
+    assert_eq!(mode(&backup), 0o600);
+    let r = env.run(&["store", "backup", backup.to_str().expect("utf-8")]);
+    assert_eq!(r.code, 64, "an existing file is not overwritten: {}", r.stderr);
+    let r = env.run(&["store", "restore", backup.to_str().expect("utf-8")]);
+    assert_eq!(r.code, 69, "refused while the daemon runs: {}", r.stderr);
+    drop(daemon);
+
+    // After the backup: a new version, which the restore takes back.
+    let file = env.path("v2.txt");
+    std::fs::write(&file, "after-backup").expect("write");
+    env.ok(&[
+        "secret",
+        "put",
+        "app/token",
+        "--value-file",
+        file.to_str().expect("utf-8"),
+        "--version-id",
+        "v2",
+    ]);
+    // Heartbeats are 20 s fresh; wait until the stopped daemon no longer counts as running.
+    rotd_e2e::wait_for(
+        "the daemon to count as stopped",
+        std::time::Duration::from_secs(40),
+        || {
+            env.run(&["store", "restore", "/nonexistent"]).code == 64
+                && env.run(&["status"]).stderr.contains("not running")
+        },
+    );
+
+    // Garbage and a backup from another installation (another keyring) change nothing.
+    std::fs::write(env.path("junk.db"), b"not a database").expect("write");
+    let r = env.run(&["store", "restore", env.path("junk.db").to_str().expect("utf-8")]);
+    assert_eq!(r.code, 65, "{}{}", r.stdout, r.stderr);
+    let other = Env::new();
+    other.ok(&["init"]);
+    let r = other.run_stdin(&["secret", "create", "other/x", "--value-stdin"], b"x");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let foreign = env.path("foreign.db");
+    other.ok(&["store", "backup", foreign.to_str().expect("utf-8")]);
+    let r = env.run(&["store", "restore", foreign.to_str().expect("utf-8")]);
+    assert_eq!(
+        r.code, 65,
+        "a backup the keyring cannot decrypt: {}{}",
+        r.stdout, r.stderr
+    );
+    assert!(r.stderr.contains("nothing was changed"), "{}", r.stderr);
+    assert_eq!(
+        env.ok(&["secret", "get", "app/token", "--reveal"]),
+        "after-backup"
+    );
+
+    let r = env.run(&["store", "restore", backup.to_str().expect("utf-8")]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains("versions checked") || r.stdout.contains("version checked"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(
+        env.ok(&["secret", "get", "app/token", "--reveal"]),
+        "before-backup"
+    );
+    let kept: Vec<_> = std::fs::read_dir(env.path("data"))
+        .expect("data dir")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains("before-restore"))
+        .collect();
+    assert_eq!(kept.len(), 1, "the replaced store is kept");
+}
