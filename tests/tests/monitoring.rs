@@ -250,3 +250,16 @@ fn the_grafana_dashboard_uses_only_metrics_a_running_daemon_exports() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The README's metrics table lists every metric rotd registers (as exposed: counters with `_total`).
+#[test]
+fn the_readme_lists_every_metric() {
+    let readme = read("README.md");
+    let section = &readme[readme.find("## Monitoring").expect("a Monitoring section")..];
+    for name in registered() {
+        assert!(
+            section.contains(&format!("`{name}`")) || section.contains(&format!("`{name}_total`")),
+            "README's metrics table does not list {name}"
+        );
+    }
+}
