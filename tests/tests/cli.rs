@@ -593,3 +593,53 @@ fn store_backup_and_restore() {
         .collect();
     assert_eq!(kept.len(), 1, "the replaced store is kept");
 }
+
+/// Man pages (one per command, from the same clap definition the binary parses with) and completions
+/// for bash, zsh and fish, for packaging; the hidden generator itself has no page.
+#[test]
+fn generate_docs_writes_man_pages_and_completions() {
+    let env = Env::new();
+    let out = env.path("docs");
+    let r = env.run(&["generate-docs", "--out-dir", out.to_str().expect("utf-8")]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let pages: Vec<String> = std::fs::read_dir(out.join("man"))
+        .expect("man dir")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    for want in [
+        "rotd.1",
+        "rotd-check.1",
+        "rotd-serve.1",
+        "rotd-plan.1",
+        "rotd-secret-create.1",
+        "rotd-rotation-abandon.1",
+        "rotd-store-backup.1",
+    ] {
+        assert!(pages.contains(&want.to_owned()), "no {want} in {pages:?}");
+    }
+    assert!(!pages.iter().any(|p| p.contains("generate-docs")), "{pages:?}");
+    for p in &pages {
+        let text = std::fs::read_to_string(out.join("man").join(p)).expect("page");
+        assert!(
+            text.contains("\n.TH ") && text.contains("\n.SH NAME"),
+            "{p} is not a man page"
+        );
+    }
+    let check = std::fs::read_to_string(out.join("man/rotd-check.1")).expect("page");
+    assert!(
+        check.contains("secrets\\-dir"),
+        "the page documents the options: {check}"
+    );
+    let bash = out.join("completions/rotd.bash");
+    let syntax = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(&bash)
+        .status()
+        .expect("bash");
+    assert!(syntax.success(), "the bash completion parses");
+    let zsh = std::fs::read_to_string(out.join("completions/_rotd")).expect("zsh");
+    assert!(zsh.starts_with("#compdef rotd"), "{zsh}");
+    let fish = std::fs::read_to_string(out.join("completions/rotd.fish")).expect("fish");
+    assert!(fish.contains("complete -c rotd"), "{fish}");
+}

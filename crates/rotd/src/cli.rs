@@ -106,6 +106,13 @@ pub enum Command {
     /// Back up and restore the store (the SQLite database; the keyring is a separate file).
     #[command(subcommand)]
     Store(StoreCmd),
+    /// Write the man pages (one per command) and the shell completions (bash, zsh, fish) into DIR's
+    /// `man/` and `completions/`, for packaging.
+    #[command(hide = true)]
+    GenerateDocs {
+        #[arg(long, value_name = "DIR")]
+        out_dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]

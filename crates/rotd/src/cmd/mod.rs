@@ -74,6 +74,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tls(c) => api::tls(&load_daemon(&cli.config)?, c),
         Command::Audit(c) => api::audit(&load_daemon(&cli.config)?, c),
         Command::Store(c) => store::run(&load_daemon(&cli.config)?, c).await,
+        Command::GenerateDocs { out_dir } => generate_docs(out_dir),
         Command::Rotation(c) => {
             let daemon = load_daemon(&cli.config)?;
             let store = open_store(&daemon).await?;
@@ -91,6 +92,27 @@ pub fn db_path(daemon: &DaemonConfig) -> &Path {
     match &daemon.store {
         StoreConfig::Sqlite { path } => path,
     }
+}
+
+/// The man pages and shell completions, from the same clap definition the binary parses with, so they
+/// cannot drift from it.
+fn generate_docs(out_dir: &Path) -> anyhow::Result<()> {
+    use clap::CommandFactory;
+    let man = out_dir.join("man");
+    let completions = out_dir.join("completions");
+    std::fs::create_dir_all(&man).with_context(|| format!("creating {}", man.display()))?;
+    std::fs::create_dir_all(&completions).with_context(|| format!("creating {}", completions.display()))?;
+    clap_mangen::generate_to(Cli::command(), &man).context("writing the man pages")?;
+    for shell in [
+        clap_complete::Shell::Bash,
+        clap_complete::Shell::Zsh,
+        clap_complete::Shell::Fish,
+    ] {
+        clap_complete::generate_to(shell, &mut Cli::command(), "rotd", &completions)
+            .with_context(|| format!("writing the {shell} completions"))?;
+    }
+    println!("wrote {} and {}", man.display(), completions.display());
+    Ok(())
 }
 
 /// Opens the store of an initialized installation.
