@@ -216,29 +216,16 @@ mod tests {
 
     #[test]
     fn initial_values_in_every_form() {
+        let password = |v: &Secret| parse_value(v).expect("v").password.map(|p| p.to_string());
         let pw = initial("deploy", &Secret::from("s3cret\n"), false).expect("plain");
-        assert_eq!(
-            parse_value(&pw)
-                .expect("v")
-                .password
-                .as_deref()
-                .map(String::as_str),
-            Some("s3cret")
-        );
+        assert_eq!(password(&pw).as_deref(), Some("s3cret"));
         let json = initial(
             "deploy",
             &Secret::from(r#"{"UserName":"deploy","Password":"x"}"#),
             false,
         )
         .expect("json");
-        assert_eq!(
-            parse_value(&json)
-                .expect("v")
-                .password
-                .as_deref()
-                .map(String::as_str),
-            Some("x")
-        );
+        assert_eq!(password(&json).as_deref(), Some("x"));
         let other = initial(
             "deploy",
             &Secret::from(r#"{"UserName":"root","Password":"x"}"#),

@@ -103,36 +103,6 @@ impl std::fmt::Debug for SshBackend {
     }
 }
 
-/// A login name as the host's tools take it.
-fn valid_login(s: &str) -> bool {
-    let mut c = s.chars();
-    matches!(c.next(), Some(x) if x.is_ascii_alphabetic() || x == '_')
-        && c.all(|x| x.is_ascii_alphanumeric() || "_.-".contains(x))
-        && s.len() <= 32
-}
-
-/// The authorized_keys path: `%u` expanded, `%h/` and `~/` meaning the home directory (a relative
-/// path), and only characters that need no care in a shell or in sshd's own expansion.
-fn keys_path(template: &str, user: &str) -> Result<String, String> {
-    let mut p = template.replace("%u", user);
-    for home in ["%h/", "~/"] {
-        if let Some(rest) = p.strip_prefix(home) {
-            p = rest.to_owned();
-        }
-    }
-    let ok = !p.is_empty()
-        && !p.ends_with('/')
-        && p.chars().all(|c| c.is_ascii_alphanumeric() || "._/-".contains(c))
-        && !p.split('/').any(|seg| seg == "..");
-    if ok {
-        Ok(p)
-    } else {
-        Err(format!(
-            "authorized_keys path {template:?} must be a file path of letters, digits, '.', '_', '-' and '/', relative to the home directory or absolute, with %u for the user"
-        ))
-    }
-}
-
 fn admin_auth(material: &Secret) -> Result<AdminAuth, String> {
     let text = material
         .expose_str()
@@ -169,16 +139,17 @@ pub fn initial_value(user: &str, material: &Secret, keys: bool) -> Result<Secret
 
 impl SshBackend {
     pub fn new(cfg: SshConfig) -> Result<Self, String> {
-        if !valid_login(&cfg.user) {
+        if !rotd_core::is_login_name(&cfg.user) {
             return Err(format!("{:?} is not a login name", cfg.user));
         }
-        if !valid_login(&cfg.admin_user) {
+        if !rotd_core::is_login_name(&cfg.admin_user) {
             return Err(format!("{:?} is not a login name", cfg.admin_user));
         }
         if !cfg.host_key_sha256.starts_with("SHA256:") {
             return Err("host_key_sha256 must be a SHA256: fingerprint".to_owned());
         }
-        let keys_path = keys_path(&cfg.authorized_keys, &cfg.user)?;
+        let keys_path = rotd_core::authorized_keys_path(&cfg.authorized_keys, &cfg.user)
+            .map_err(|why| format!("authorized_keys {:?} {why}", cfg.authorized_keys))?;
         let admin = admin_auth(&cfg.admin)?;
         Ok(Self {
             ep: Endpoint {
@@ -251,7 +222,7 @@ impl SshBackend {
         }
     }
 
-    /// Runs a script as root through the management login; `secret` (the payload's secret part) is
+    /// Runs a script as root over its own management login; `secret` (the payload's secret part) is
     /// scrubbed from any message.
     async fn run(
         &self,
@@ -262,12 +233,27 @@ impl SshBackend {
         secret: Option<&str>,
     ) -> BackendResult<Output> {
         let session = self.admin_session(op).await?;
+        let out = self.run_on(&session, op, script, args, stdin, secret).await;
+        session.close().await;
+        out
+    }
+
+    /// [`run`](Self::run) over a management login the caller holds, so the steps of one edit (read,
+    /// then write) share one SSH handshake. The sudo password, like `secret`, is scrubbed from messages.
+    async fn run_on(
+        &self,
+        session: &remote::Session,
+        op: &'static str,
+        script: &str,
+        args: &[&str],
+        stdin: &[u8],
+        secret: Option<&str>,
+    ) -> BackendResult<Output> {
         let cmd = remote::command(script, args, self.cfg.sudo);
         let sudo_pw = self.sudo_password();
         let out = session
             .run(&cmd, sudo_pw.as_deref().map(String::as_str), stdin)
             .await;
-        session.close().await;
         let at = self.node();
         let mut out = out.map_err(|e| match e {
             ExecFailure::Transport(m) => BackendError::retryable(KIND, op, format!("{at}: {m}")),
@@ -291,7 +277,11 @@ impl SshBackend {
                 BackendError::permanent(KIND, op, format!("{at}: the command printed more than rotd reads"))
             }
         })?;
-        if let Some(s) = secret.filter(|s| !s.is_empty()) {
+        for s in [secret, sudo_pw.as_deref().map(String::as_str)]
+            .into_iter()
+            .flatten()
+            .filter(|s| !s.is_empty())
+        {
             out.stderr = out.stderr.replace(s, "[redacted]");
         }
         Ok(out)
@@ -323,9 +313,14 @@ impl SshBackend {
     }
 
     /// The user's authorized_keys: its content and the checksum a write must find, or `None` if missing.
-    async fn read_keys(&self, op: &'static str) -> BackendResult<Option<(String, String)>> {
+    async fn read_keys(
+        &self,
+        session: &remote::Session,
+        op: &'static str,
+    ) -> BackendResult<Option<(String, String)>> {
         let out = self
-            .run(
+            .run_on(
+                session,
                 op,
                 &scripts::read_keys(),
                 &[&self.cfg.user, &self.keys_path],
@@ -360,9 +355,16 @@ impl SshBackend {
         }
     }
 
-    async fn write_keys(&self, op: &'static str, content: &str, expect: &str) -> BackendResult<()> {
+    async fn write_keys(
+        &self,
+        session: &remote::Session,
+        op: &'static str,
+        content: &str,
+        expect: &str,
+    ) -> BackendResult<()> {
         let out = self
-            .run(
+            .run_on(
+                session,
                 op,
                 &scripts::write_keys(),
                 &[&self.cfg.user, &self.keys_path, expect],
@@ -375,6 +377,39 @@ impl SshBackend {
         } else {
             Err(self.script_err(op, &out))
         }
+    }
+
+    /// One edit of the user's authorized_keys over one management login: read it, let `change` make the
+    /// new content from the current one (`None`: nothing to write), write it if nobody changed the file
+    /// meanwhile. A concurrent edit is retried once at once, then left to the engine's backoff.
+    async fn edit_keys(
+        &self,
+        op: &'static str,
+        change: impl Fn(&str) -> Option<String>,
+    ) -> BackendResult<()> {
+        let session = self.admin_session(op).await?;
+        let mut result = Ok(());
+        for attempt in 0..2 {
+            result = match self.read_keys(&session, op).await {
+                Ok(current) => {
+                    let (content, expect) = match &current {
+                        Some((c, sum)) => (c.as_str(), sum.as_str()),
+                        None => ("", "missing"),
+                    };
+                    match change(content) {
+                        None => Ok(()),
+                        Some(next) => self.write_keys(&session, op, &next, expect).await,
+                    }
+                }
+                Err(e) => Err(e),
+            };
+            match &result {
+                Err(e) if attempt == 0 && e.is_retryable() => continue,
+                _ => break,
+            }
+        }
+        session.close().await;
+        result
     }
 
     /// Checks a password through the management login (for hosts that refuse password logins).
@@ -496,10 +531,9 @@ impl Backend for SshBackend {
                 self.node(),
                 self.cfg.host_key_sha256
             )];
+            let session = self.admin_session("inspect").await?;
             if self.cfg.sudo {
-                let session = self.admin_session("inspect").await?;
                 let probe = session.run(scripts::sudo_probe(), None, &[]).await;
-                session.close().await;
                 let how = match probe {
                     Ok(o) if o.status == Some(0) => "sudo without a password".to_owned(),
                     Ok(_) if self.sudo_password().is_some() => "sudo with the password".to_owned(),
@@ -512,8 +546,14 @@ impl Backend for SshBackend {
             } else {
                 lines.push(format!("management login {} (no sudo)", self.cfg.admin_user));
             }
-            if self.is_keys() {
-                match self.read_keys("inspect").await? {
+            let keys = if self.is_keys() {
+                Some(self.read_keys(&session, "inspect").await)
+            } else {
+                None
+            };
+            session.close().await;
+            if let Some(keys) = keys {
+                match keys? {
                     Some((content, _)) => {
                         let (all, ours) = authorized::census(&content, &self.cfg.secret_name);
                         lines.push(format!(
@@ -556,10 +596,6 @@ impl Backend for SshBackend {
             }
             Credential::Key(kind) => self.compose_key(kind, version_id),
         }
-    }
-
-    fn slot_of(&self, _value: &Secret) -> Option<Slot> {
-        None
     }
 
     fn apply<'a>(&'a self, _slot: Slot, new: &'a Secret) -> BoxFuture<'a, BackendResult<()>> {
@@ -605,23 +641,8 @@ impl Backend for SshBackend {
                 }
                 Credential::Key(_) => {
                     let (line, blob) = self.public_of("apply", &v)?;
-                    // Two tries: a concurrent edit of the file between read and write is retried once at
-                    // once, then left to the engine's backoff.
-                    for attempt in 0..2 {
-                        let current = self.read_keys("apply").await?;
-                        let (content, expect) = match &current {
-                            Some((c, sum)) => (c.as_str(), sum.as_str()),
-                            None => ("", "missing"),
-                        };
-                        let Some(next) = authorized::add(content, &line, &blob) else {
-                            return Ok(());
-                        };
-                        match self.write_keys("apply", &next, expect).await {
-                            Err(e) if attempt == 0 && e.is_retryable() => continue,
-                            other => return other,
-                        }
-                    }
-                    Ok(())
+                    self.edit_keys("apply", |content| authorized::add(content, &line, &blob))
+                        .await
                 }
             }
         })
@@ -680,30 +701,23 @@ impl Backend for SshBackend {
             }
             let v = self.value_for("retire", old)?;
             let (_, blob) = self.public_of("retire", &v)?;
-            for attempt in 0..2 {
-                let Some((content, expect)) = self.read_keys("retire").await? else {
-                    return Ok(());
-                };
-                let next = match authorized::remove(&content, &blob, &self.cfg.secret_name) {
-                    authorized::Removal::Absent => return Ok(()),
+            self.edit_keys("retire", |content| {
+                match authorized::remove(content, &blob, &self.cfg.secret_name) {
+                    authorized::Removal::Absent => None,
                     authorized::Removal::NotOurs => {
                         warn!(secret = %self.cfg.secret_name, key = %keys::fingerprint(v.public.as_deref().unwrap_or_default()).unwrap_or_default(),
                             "The old key was not added by rotd (an imported key); it stays in authorized_keys. Remove it yourself once no client uses it.");
-                        return Ok(());
+                        None
                     }
                     authorized::Removal::Last => {
                         warn!(secret = %self.cfg.secret_name,
                             "The old key is the only one rotd added for this secret (the current key is missing from authorized_keys); it stays so the user is not locked out. The next rotation adds a new key.");
-                        return Ok(());
+                        None
                     }
-                    authorized::Removal::Removed(next) => next,
-                };
-                match self.write_keys("retire", &next, &expect).await {
-                    Err(e) if attempt == 0 && e.is_retryable() => continue,
-                    other => return other,
+                    authorized::Removal::Removed(next) => Some(next),
                 }
-            }
-            Ok(())
+            })
+            .await
         })
     }
 }
@@ -711,26 +725,6 @@ impl Backend for SshBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn keys_paths() {
-        assert_eq!(
-            keys_path(".ssh/authorized_keys", "u").as_deref(),
-            Ok(".ssh/authorized_keys")
-        );
-        assert_eq!(
-            keys_path("%h/.ssh/authorized_keys", "u").as_deref(),
-            Ok(".ssh/authorized_keys")
-        );
-        assert_eq!(
-            keys_path("/etc/ssh/keys/%u", "batch").as_deref(),
-            Ok("/etc/ssh/keys/batch")
-        );
-        assert!(keys_path("../x", "u").is_err());
-        assert!(keys_path("a b", "u").is_err());
-        assert!(keys_path("$(id)", "u").is_err());
-        assert!(keys_path(".ssh/", "u").is_err());
-    }
 
     #[test]
     fn admin_credentials_in_every_form() {

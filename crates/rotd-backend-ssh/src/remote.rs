@@ -280,8 +280,7 @@ impl Session {
         ch.exec(true, command.as_bytes()).await.map_err(t)?;
         let mut stdout = Vec::new();
         let mut stderr = Vec::new();
-        let mut prompts_answered = 0usize;
-        let mut prompts_seen = 0usize;
+        let mut answered = false;
         let mut ready = false;
         let mut status = None;
         while let Some(msg) = ch.wait().await {
@@ -305,30 +304,27 @@ impl Session {
                     if stderr.len() < MAX_STDERR * 4 {
                         stderr.extend_from_slice(&data);
                     }
-                    if !ready {
-                        prompts_seen = count(&stderr, PROMPT.as_bytes());
-                        if prompts_seen > prompts_answered {
-                            if prompts_answered > 0 {
-                                let _ = ch.close().await;
-                                return Err(ExecFailure::SudoRefused);
-                            }
-                            let Some(pw) = sudo_password else {
-                                let _ = ch.close().await;
-                                return Err(ExecFailure::SudoNeedsPassword);
-                            };
-                            let mut line = Zeroizing::new(Vec::with_capacity(pw.len() + 1));
-                            line.extend_from_slice(pw.as_bytes());
-                            line.push(b'\n');
-                            ch.data_bytes(line.to_vec()).await.map_err(t)?;
-                            prompts_answered += 1;
+                    // A prompt after the one answered means sudo refused the password.
+                    if !ready && count(&stderr, PROMPT.as_bytes()) > usize::from(answered) {
+                        if answered {
+                            let _ = ch.close().await;
+                            return Err(ExecFailure::SudoRefused);
                         }
+                        let Some(pw) = sudo_password else {
+                            let _ = ch.close().await;
+                            return Err(ExecFailure::SudoNeedsPassword);
+                        };
+                        let mut line = Zeroizing::new(Vec::with_capacity(pw.len() + 1));
+                        line.extend_from_slice(pw.as_bytes());
+                        line.push(b'\n');
+                        ch.data_bytes(line.to_vec()).await.map_err(t)?;
+                        answered = true;
                     }
                 }
                 ChannelMsg::ExitStatus { exit_status } => status = Some(exit_status),
                 _ => {}
             }
         }
-        let _ = prompts_seen;
         // The prompt is rotd's own text; it says nothing to an operator.
         let text = String::from_utf8_lossy(&stderr).replace(PROMPT, "");
         let mut stderr = text.trim().to_owned();

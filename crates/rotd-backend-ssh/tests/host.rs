@@ -10,11 +10,11 @@ mod common;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::sync::Arc;
 
-use common::{Admin, Host, SECRET, Setup, ed25519, field};
+use common::{Admin, Host, SECRET, Setup, ed25519, system_client_logs_in};
 use rotd_backend_ssh::{Credential, SshBackend};
-use rotd_core::{Backend, PasswordPolicy, Secret, SecretName, SecretType, Slot, Tags};
+use rotd_core::{Backend, PasswordPolicy, Secret, SecretName, SecretType, Slot};
 use rotd_engine::{Managed, StepLimits, rotate};
-use rotd_store::{NewSecret, Selector, Store};
+use rotd_store::{Selector, Store};
 
 fn start(setup: Setup) -> Host {
     tokio::task::block_in_place(|| Host::start(setup))
@@ -74,35 +74,19 @@ async fn authorized_keys_keeps_foreign_lines_owner_and_mode() {
     assert!(leftovers.is_empty(), "temp files left: {leftovers:?}");
 
     // Both keys log in with the system client (StrictModes is on); retiring v1 leaves v2 and the rest.
-    assert!(
-        host.sshd
-            .ssh_key_login(host.user.name(), &field(&k1, "PrivateKey"))
-    );
-    assert!(
-        host.sshd
-            .ssh_key_login(host.user.name(), &field(&k2, "PrivateKey"))
-    );
+    assert!(system_client_logs_in(&host, &k1));
+    assert!(system_client_logs_in(&host, &k2));
     backend.retire(Slot::Single, &k1, 1).await.expect("retire v1");
     let retired = std::fs::read_to_string(&path).expect("read");
     assert_eq!(retired, format!("{foreign_then_newline}{}\n", added[1]));
-    assert!(
-        !host
-            .sshd
-            .ssh_key_login(host.user.name(), &field(&k1, "PrivateKey"))
-    );
-    assert!(
-        host.sshd
-            .ssh_key_login(host.user.name(), &field(&k2, "PrivateKey"))
-    );
+    assert!(!system_client_logs_in(&host, &k1));
+    assert!(system_client_logs_in(&host, &k2));
     // The last key rotd added is never removed, and a foreign key is never touched.
     backend
         .retire(Slot::Single, &k2, 1)
         .await
         .expect("retire the last: refused quietly");
-    assert!(
-        host.sshd
-            .ssh_key_login(host.user.name(), &field(&k2, "PrivateKey"))
-    );
+    assert!(system_client_logs_in(&host, &k2));
     assert_eq!(std::fs::read_to_string(&path).expect("read"), retired);
 }
 
@@ -119,10 +103,7 @@ async fn a_new_file_is_the_users_and_0600() {
     let dir = std::fs::metadata(path.parent().expect("dir")).expect("stat dir");
     assert_eq!((file.uid(), file.mode() & 0o7777), (uid, 0o600));
     assert_eq!((dir.uid(), dir.mode() & 0o7777), (uid, 0o700));
-    assert!(
-        host.sshd
-            .ssh_key_login(host.user.name(), &field(&k, "PrivateKey"))
-    );
+    assert!(system_client_logs_in(&host, &k));
 }
 
 /// The user points `~/.ssh` at a directory holding root's keys; rotd, running as root, must not add the
@@ -273,17 +254,7 @@ async fn sshd_down_mid_rotation_keeps_it_open_until_it_is_back() {
         .expect("store");
     store
         .create_secret(
-            NewSecret {
-                name: SecretName::parse(SECRET).expect("name"),
-                kind: SecretType::Ecs,
-                description: String::new(),
-                tags: Tags::default(),
-                cmk_id: "default".into(),
-                extended_config: None,
-                rotation: None,
-                policy: None,
-                managed_by: None,
-            },
+            rotd_testkit::store_suite::new_secret(SECRET, SecretType::Ecs),
             None,
         )
         .await
@@ -311,10 +282,7 @@ async fn sshd_down_mid_rotation_keeps_it_open_until_it_is_back() {
         .await
         .expect("current")
         .value;
-    assert!(
-        host.sshd
-            .ssh_key_login(host.user.name(), &field(&first, "PrivateKey"))
-    );
+    assert!(system_client_logs_in(&host, &first));
 
     tokio::task::block_in_place(|| host.sshd.stop());
     let e = rotate(&store, &managed, &limits, None)
@@ -325,8 +293,7 @@ async fn sshd_down_mid_rotation_keeps_it_open_until_it_is_back() {
         .expect("the rotation stays open");
     tokio::task::block_in_place(|| host.sshd.restart());
     assert!(
-        host.sshd
-            .ssh_key_login(host.user.name(), &field(&first, "PrivateKey")),
+        system_client_logs_in(&host, &first),
         "ACSCurrent works while the rotation is open"
     );
     let done = rotate(&store, &managed, &limits, None).await.expect("resumed");
@@ -340,24 +307,13 @@ async fn sshd_down_mid_rotation_keeps_it_open_until_it_is_back() {
         .await
         .expect("current")
         .value;
+    assert!(system_client_logs_in(&host, &current));
     assert!(
-        host.sshd
-            .ssh_key_login(host.user.name(), &field(&current, "PrivateKey"))
-    );
-    assert!(
-        host.sshd
-            .ssh_key_login(host.user.name(), &field(&first, "PrivateKey")),
+        system_client_logs_in(&host, &first),
         "the previous key stays until the next rotation"
     );
     // The next rotation retires the first key before it adds its own.
     rotate(&store, &managed, &limits, None).await.expect("next");
-    assert!(
-        !host
-            .sshd
-            .ssh_key_login(host.user.name(), &field(&first, "PrivateKey"))
-    );
-    assert!(
-        host.sshd
-            .ssh_key_login(host.user.name(), &field(&current, "PrivateKey"))
-    );
+    assert!(!system_client_logs_in(&host, &first));
+    assert!(system_client_logs_in(&host, &current));
 }

@@ -211,11 +211,7 @@ pub(crate) fn account_name(d: &mut Diag<'_>, v: &Spanned<String>, key: &str) -> 
 /// A Unix login name as `useradd` accepts it by default, at most 32 characters.
 pub(crate) fn login_name(d: &mut Diag<'_>, v: &Spanned<String>, key: &str) -> Option<String> {
     let s = v.get_ref();
-    let mut chars = s.chars();
-    let ok = matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
-        && s.len() <= 32;
-    if !ok {
+    if !rotd_core::is_login_name(s) {
         return d.at(
             v,
             key,

@@ -1864,29 +1864,11 @@ fn validate_ecs(d: &mut Diag<'_>, raw: &S<RawEcs>, base: &Path) -> Option<EcsSpe
         (Some(v), Some(Mode::Password)) => {
             d.at(v, "ecs.authorized_keys", "only applies to mode = \"ssh_key\"")
         }
-        (Some(v), _) => {
-            let p = v.get_ref();
-            let body = p
-                .strip_prefix("%h/")
-                .or_else(|| p.strip_prefix("~/"))
-                .unwrap_or(p);
-            let ok = !body.is_empty()
-                && !body.ends_with('/')
-                && body
-                    .replace("%u", "u")
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "._/-".contains(c))
-                && !body.split('/').any(|seg| seg == "..");
-            if ok {
-                Some(p.clone())
-            } else {
-                d.at(
-                    v,
-                    "ecs.authorized_keys",
-                    "must be a file path relative to the user's home directory (or absolute) of letters, digits, '.', '_', '-' and '/', with %u for the user",
-                )
-            }
-        }
+        // Checked for any valid user name: `%u` expands to letters, digits, '_', '.' or '-' only.
+        (Some(v), _) => match rotd_core::authorized_keys_path(v.get_ref(), "u") {
+            Ok(_) => Some(v.get_ref().clone()),
+            Err(why) => d.at(v, "ecs.authorized_keys", why),
+        },
         (None, _) => Some(".ssh/authorized_keys".to_owned()),
     };
     let instance_id = match &r.instance_id {

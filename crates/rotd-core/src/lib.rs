@@ -6,6 +6,7 @@
 mod backend;
 mod clock;
 mod error;
+mod host;
 mod net;
 mod password;
 mod rotation;
@@ -19,6 +20,7 @@ pub use backend::{
 };
 pub use clock::Clock;
 pub use error::ValidationError;
+pub use host::{authorized_keys_path, is_login_name};
 pub use net::{IpNet, IpNetError, canonical_ip};
 pub use password::{PasswordPolicy, generate_password};
 pub use rotation::{RotationInterval, RotationPolicy, RotationSchedule};

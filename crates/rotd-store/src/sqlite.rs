@@ -158,15 +158,6 @@ impl Store {
         Ok(())
     }
 
-    /// Folds the WAL into the database file and empties it (`PRAGMA wal_checkpoint(TRUNCATE)`), so the
-    /// file alone holds everything committed.
-    pub async fn checkpoint(&self) -> Result<()> {
-        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
     /// Checks the database file (`PRAGMA integrity_check`) and decrypts every version of every secret
     /// with the keyring in use: what a restore must see before it replaces a store. Returns how many
     /// versions were read.

@@ -99,9 +99,15 @@ fn text(version: &str, value: &str) -> NewVersion {
 }
 
 fn generic(n: &str) -> NewSecret {
+    new_secret(n, SecretType::Generic)
+}
+
+/// A secret of `kind` named `n` with every other field empty (no rotation policy, no tags, the
+/// `default` CMK), for tests that create one directly in a store.
+pub fn new_secret(n: &str, kind: SecretType) -> NewSecret {
     NewSecret {
         name: name(n),
-        kind: SecretType::Generic,
+        kind,
         description: String::new(),
         tags: Tags::default(),
         cmk_id: "default".into(),

@@ -68,7 +68,7 @@ async fn restore(daemon: &DaemonConfig, file: &Path) -> anyhow::Result<()> {
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
     let staged = sibling(&db, "restore-tmp");
-    let _ = std::fs::remove_file(&staged);
+    remove_db(&staged);
     std::fs::copy(file, &staged).with_context(|| format!("copying {}", file.display()))?;
     let checked = async {
         let keyring = crate::keyfile::load(&daemon.keyring)?;
@@ -76,8 +76,6 @@ async fn restore(daemon: &DaemonConfig, file: &Path) -> anyhow::Result<()> {
             .await
             .context("opening the backup")?;
         let n = store.verify_all().await;
-        // One file, no WAL beside it: what is renamed into place is complete.
-        let _ = sqlx_checkpoint(&store).await;
         store.close().await;
         n.context("checking the backup with the current keyring")
     }
@@ -85,29 +83,24 @@ async fn restore(daemon: &DaemonConfig, file: &Path) -> anyhow::Result<()> {
     let versions = match checked {
         Ok(n) => n,
         Err(e) => {
-            remove_with_wal(&staged);
+            remove_db(&staged);
             return Err(Fail::data(format!("{e:#}; nothing was changed")));
         }
     };
+    // Each database moves with its WAL and shared-memory files, so neither copy can lose what only its
+    // WAL holds.
     let kept = if db.exists() {
-        // Fold the current store's WAL into its file, so the copy kept aside is complete on its own.
-        let current = super::open_store(daemon).await?;
-        let _ = sqlx_checkpoint(&current).await;
-        current.close().await;
         let stamp = rotd_core::Clock::system()
             .now()
             .format("%Y%m%dT%H%M%SZ")
             .to_string();
         let kept = sibling(&db, &format!("before-restore-{stamp}"));
-        std::fs::rename(&db, &kept).with_context(|| format!("moving {} aside", db.display()))?;
-        remove_with_wal(&db);
+        move_db(&db, &kept).with_context(|| format!("moving {} aside", db.display()))?;
         Some(kept)
     } else {
         None
     };
-    remove_wal(&staged);
-    std::fs::rename(&staged, &db)
-        .with_context(|| format!("putting the backup in place at {}", db.display()))?;
+    move_db(&staged, &db).with_context(|| format!("putting the backup in place at {}", db.display()))?;
     if let Ok(d) = std::fs::File::open(&dir) {
         let _ = d.sync_all();
     }
@@ -131,20 +124,30 @@ fn sibling(db: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(p)
 }
 
-fn remove_wal(db: &Path) {
-    for s in ["wal", "shm"] {
-        let mut p = db.as_os_str().to_owned();
-        p.push("-");
-        p.push(s);
-        let _ = std::fs::remove_file(PathBuf::from(p));
+/// A database file's companions: itself, its WAL and its shared-memory file.
+fn files_of(db: &Path) -> [PathBuf; 3] {
+    [db.to_owned(), sibling_dash(db, "wal"), sibling_dash(db, "shm")]
+}
+
+fn sibling_dash(db: &Path, suffix: &str) -> PathBuf {
+    let mut p = db.as_os_str().to_owned();
+    p.push("-");
+    p.push(suffix);
+    PathBuf::from(p)
+}
+
+/// Renames a database and whichever of its WAL and shared-memory files exist.
+fn move_db(from: &Path, to: &Path) -> std::io::Result<()> {
+    for (a, b) in files_of(from).iter().zip(files_of(to)) {
+        if a.exists() {
+            std::fs::rename(a, b)?;
+        }
     }
+    Ok(())
 }
 
-fn remove_with_wal(db: &Path) {
-    let _ = std::fs::remove_file(db);
-    remove_wal(db);
-}
-
-async fn sqlx_checkpoint(store: &rotd_store::Store) -> anyhow::Result<()> {
-    store.checkpoint().await.context("checkpointing the WAL")
+fn remove_db(db: &Path) {
+    for f in files_of(db) {
+        let _ = std::fs::remove_file(f);
+    }
 }
