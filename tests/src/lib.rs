@@ -342,3 +342,100 @@ pub fn quickstart() -> (Env, u16) {
     }
     (env, admin)
 }
+
+/// The KMS API of a running daemon as an application reaches it: requests V3-signed with the
+/// installation's first admin access key (`data/admin-access-key.json`), over TLS trusting only the
+/// installation's CA (`data/tls/ca.pem`).
+pub struct Api {
+    addr: String,
+    key: rotd_aliyun::AccessKey,
+    tls: std::sync::Arc<rustls::ClientConfig>,
+}
+
+impl std::fmt::Debug for Api {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Api")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Api {
+    /// The API at `addr` (`127.0.0.1:PORT`) of the daemon serving `env`'s installation.
+    pub fn new(env: &Env, addr: &str) -> Api {
+        let doc: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(env.path("data/admin-access-key.json")).expect("the first admin access key"),
+        )
+        .expect("json");
+        let key = rotd_aliyun::AccessKey::new(
+            doc["AccessKeyId"].as_str().expect("id"),
+            rotd_core::Secret::from(doc["AccessKeySecret"].as_str().expect("secret")),
+        );
+        let mut roots = rustls::RootCertStore::empty();
+        let pem = std::fs::read(env.path("data/tls/ca.pem")).expect("ca.pem");
+        for c in
+            <rustls_pki_types::CertificateDer<'_> as rustls_pki_types::pem::PemObject>::pem_slice_iter(&pem)
+        {
+            roots.add(c.expect("pem")).expect("add the CA");
+        }
+        let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        Api {
+            addr: addr.to_owned(),
+            key,
+            tls: std::sync::Arc::new(tls),
+        }
+    }
+
+    /// GetSecretValue of `name` (at `stage`, or the default ACSCurrent): (HTTP status, body).
+    pub fn get_secret_value(&self, name: &str, stage: Option<&str>) -> (u16, serde_json::Value) {
+        use std::io::{Read, Write};
+        let mut query = vec![("SecretName".to_owned(), name.to_owned())];
+        if let Some(stage) = stage {
+            query.push(("VersionStage".to_owned(), stage.to_owned()));
+        }
+        let mut headers = vec![
+            ("host".to_owned(), self.addr.clone()),
+            ("x-acs-action".to_owned(), "GetSecretValue".to_owned()),
+            ("x-acs-version".to_owned(), "2016-01-20".to_owned()),
+        ];
+        let parts = rotd_aliyun::RequestParts {
+            method: "POST",
+            path: "/",
+            query: &query,
+            headers: &headers,
+            body: b"",
+        };
+        headers.extend(rotd_aliyun::v3::sign_request(
+            &self.key,
+            &parts,
+            rotd_core::Clock::system().now(),
+            &rotd_aliyun::random_nonce(),
+        ));
+        let qs: Vec<String> = query
+            .iter()
+            .map(|(k, v)| format!("{k}={}", rotd_aliyun::percent::encode(v)))
+            .collect();
+        let mut head = format!("POST /?{} HTTP/1.1\r\n", qs.join("&"));
+        for (n, v) in &headers {
+            head.push_str(&format!("{n}: {v}\r\n"));
+        }
+        head.push_str("content-length: 0\r\nconnection: close\r\n\r\n");
+        let server = rustls_pki_types::ServerName::try_from("localhost").expect("name");
+        let conn = rustls::ClientConnection::new(std::sync::Arc::clone(&self.tls), server).expect("client");
+        let tcp = std::net::TcpStream::connect(&self.addr).expect("connect to the API");
+        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        tls.write_all(head.as_bytes()).expect("write");
+        let mut out = Vec::new();
+        let _ = tls.read_to_end(&mut out);
+        let text = String::from_utf8_lossy(&out).into_owned();
+        let (h, b) = text.split_once("\r\n\r\n").expect("an HTTP response");
+        let status = h.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status");
+        (status, serde_json::from_str(b).unwrap_or(serde_json::Value::Null))
+    }
+}

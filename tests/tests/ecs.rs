@@ -23,15 +23,12 @@
 //!   retry, or the daemon's replay after a kill right after promotion) changes nothing, not even the
 //!   retire step the previous key is owed.
 
-use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Duration;
 
-use rotd_aliyun::{AccessKey, RequestParts, percent, random_nonce};
-use rotd_e2e::{Daemon, Env, http_get, repo_root, wait_for};
+use rotd_e2e::{Api, Daemon, Env, http_get, repo_root, wait_for};
 use rotd_testkit::fixtures::sshd::{Sshd, SshdOptions, SudoMode, TestUser};
 use rotd_testkit::proc_sampler::ProcSampler;
 
@@ -287,10 +284,8 @@ impl Version {
 /// and its admin listener.
 struct Served {
     daemon: Daemon,
-    api: String,
     admin: u16,
-    key: AccessKey,
-    tls: Arc<rustls::ClientConfig>,
+    api: Api,
 }
 
 /// Starts `rotd serve` and waits until it listens.
@@ -319,86 +314,18 @@ fn serve(env: &Env, log: &str, vars: &[(&str, &str)]) -> Served {
         .next()
         .and_then(|p| p.parse().ok())
         .expect("admin port");
-    let doc: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(env.path("data/admin-access-key.json")).expect("the first admin access key"),
-    )
-    .expect("json");
-    let key = AccessKey::new(
-        doc["AccessKeyId"].as_str().expect("id"),
-        rotd_core::Secret::from(doc["AccessKeySecret"].as_str().expect("secret")),
-    );
-    let mut roots = rustls::RootCertStore::empty();
-    let pem = std::fs::read(env.path("data/tls/ca.pem")).expect("ca.pem");
-    for c in <rustls_pki_types::CertificateDer<'_> as rustls_pki_types::pem::PemObject>::pem_slice_iter(&pem)
-    {
-        roots.add(c.expect("pem")).expect("add the CA");
-    }
-    let tls = Arc::new(
-        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-            .with_safe_default_protocol_versions()
-            .expect("versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth(),
-    );
+    let client = Api::new(env, &api);
     Served {
         daemon,
-        api,
         admin,
-        key,
-        tls,
+        api: client,
     }
 }
 
 impl Served {
-    /// A V3-signed GetSecretValue at `stage`: (HTTP status, body).
-    fn get_secret_value(&self, name: &str, stage: &str) -> (u16, serde_json::Value) {
-        let query = vec![
-            ("SecretName".to_owned(), name.to_owned()),
-            ("VersionStage".to_owned(), stage.to_owned()),
-        ];
-        let mut headers = vec![
-            ("host".to_owned(), self.api.clone()),
-            ("x-acs-action".to_owned(), "GetSecretValue".to_owned()),
-            ("x-acs-version".to_owned(), "2016-01-20".to_owned()),
-        ];
-        let parts = RequestParts {
-            method: "POST",
-            path: "/",
-            query: &query,
-            headers: &headers,
-            body: b"",
-        };
-        headers.extend(rotd_aliyun::v3::sign_request(
-            &self.key,
-            &parts,
-            rotd_core::Clock::system().now(),
-            &random_nonce(),
-        ));
-        let qs: Vec<String> = query
-            .iter()
-            .map(|(k, v)| format!("{k}={}", percent::encode(v)))
-            .collect();
-        let mut head = format!("POST /?{} HTTP/1.1\r\n", qs.join("&"));
-        for (n, v) in &headers {
-            head.push_str(&format!("{n}: {v}\r\n"));
-        }
-        head.push_str("content-length: 0\r\nconnection: close\r\n\r\n");
-        let server = rustls_pki_types::ServerName::try_from("localhost").expect("name");
-        let conn = rustls::ClientConnection::new(Arc::clone(&self.tls), server).expect("client");
-        let tcp = std::net::TcpStream::connect(&self.api).expect("connect to the API");
-        let mut tls = rustls::StreamOwned::new(conn, tcp);
-        tls.write_all(head.as_bytes()).expect("write");
-        let mut out = Vec::new();
-        let _ = tls.read_to_end(&mut out);
-        let text = String::from_utf8_lossy(&out).into_owned();
-        let (h, b) = text.split_once("\r\n\r\n").expect("an HTTP response");
-        let status = h.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status");
-        (status, serde_json::from_str(b).unwrap_or(serde_json::Value::Null))
-    }
-
     /// The version at `stage`, or `None` while the secret has none there (or does not exist yet).
     fn value(&self, name: &str, stage: &str) -> Option<Version> {
-        let (status, body) = self.get_secret_value(name, stage);
+        let (status, body) = self.api.get_secret_value(name, Some(stage));
         if status != 200 {
             let code = body["Code"].as_str().unwrap_or_default();
             assert!(
@@ -894,14 +821,7 @@ fn a_changed_host_key_stops_the_rotation_before_any_login_and_status_and_metrics
     let mut host = Host::start();
     let user = host.sshd.create_user("batch");
     let env = installation("");
-    let creds = credentials(&env, &host.root_key);
-    declare(
-        &env,
-        "ecs-sshkey.toml",
-        "ecs-sshkey.toml",
-        &target(&host.sshd, user.name(), "root"),
-    );
-    check(&env, Some(&creds));
+    let creds = declare_key_example(&env, &host, &user);
     let creds_var = creds.to_str().expect("utf-8");
     let served = serve(&env, "serve.log", &[("CREDENTIALS_DIRECTORY", creds_var)]);
     let first = served.first_value(KEY_NAME);
@@ -1064,6 +984,21 @@ fn rotd_lines(path: &Path, secret: &str) -> Vec<String> {
         .collect()
 }
 
+/// The key example, unchanged but for the target, declared for `user` on `host` and managed by root
+/// with the key systemd hands the service as a credential; `rotd check` passes. Returns the credentials
+/// directory to serve with.
+fn declare_key_example(env: &Env, host: &Host, user: &TestUser) -> PathBuf {
+    let creds = credentials(env, &host.root_key);
+    declare(
+        env,
+        "ecs-sshkey.toml",
+        "ecs-sshkey.toml",
+        &target(&host.sshd, user.name(), "root"),
+    );
+    check(env, Some(&creds));
+    creds
+}
+
 /// `kill -9` of the daemon at every step boundary of a key rotation (and of the rotation at start that
 /// makes the first key), then a restart: the rotation completes, `ACSCurrent` logs in with the system
 /// client, the previous key still does, authorized_keys holds exactly those two of rotd's keys, and no
@@ -1074,14 +1009,7 @@ fn kill_9_at_every_step_boundary_of_a_key_rotation_leaves_a_key_that_logs_in() {
     let sshd = &host.sshd;
     let user = sshd.create_user("batch");
     let env = installation("step_timeout = \"20s\"\n");
-    let creds = credentials(&env, &host.root_key);
-    declare(
-        &env,
-        "ecs-sshkey.toml",
-        "ecs-sshkey.toml",
-        &target(sshd, user.name(), "root"),
-    );
-    check(&env, Some(&creds));
+    let creds = declare_key_example(&env, &host, &user);
     let creds_var = creds.to_str().expect("utf-8");
     let keys_file = authorized_keys(&user);
 
@@ -1224,14 +1152,7 @@ fn an_idempotent_retry_of_a_rotation_keeps_the_previous_key() {
     let sshd = &host.sshd;
     let user = sshd.create_user("batch");
     let env = installation("");
-    let creds = credentials(&env, &host.root_key);
-    declare(
-        &env,
-        "ecs-sshkey.toml",
-        "ecs-sshkey.toml",
-        &target(sshd, user.name(), "root"),
-    );
-    check(&env, Some(&creds));
+    let creds = declare_key_example(&env, &host, &user);
     let creds_var = creds.to_str().expect("utf-8");
     let served = serve(&env, "serve.log", &[("CREDENTIALS_DIRECTORY", creds_var)]);
     let k1 = served.first_value(KEY_NAME);

@@ -1,12 +1,9 @@
 //! The running daemon follows the keyring: after the README's `rotd key rotate && rotd key rewrap`, API
 //! reads keep working without a restart; a rewrap the daemon could not follow is refused.
 
-use std::io::{Read, Write};
-use std::sync::Arc;
 use std::time::Duration;
 
-use rotd_aliyun::{AccessKey, RequestParts, percent, random_nonce};
-use rotd_e2e::{Daemon, Env, free_port, wait_for};
+use rotd_e2e::{Api, Daemon, Env, free_port, wait_for};
 
 fn env() -> Env {
     let env = Env::new();
@@ -36,77 +33,15 @@ fn api_addr(daemon: &Daemon) -> String {
     addr.expect("api address")
 }
 
-fn admin_key(env: &Env) -> AccessKey {
-    let v: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(env.path("data/admin-access-key.json")).expect("key file"))
-            .expect("json");
-    AccessKey::new(
-        v["AccessKeyId"].as_str().expect("id"),
-        rotd_core::Secret::from(v["AccessKeySecret"].as_str().expect("secret")),
-    )
-}
-
-/// A V3-signed GetSecretValue over TLS (trusting the instance CA); returns (status, body).
-fn get_secret_value(env: &Env, addr: &str, key: &AccessKey, name: &str) -> (u16, serde_json::Value) {
-    let query = vec![("SecretName".to_owned(), name.to_owned())];
-    let mut headers = vec![
-        ("host".to_owned(), addr.to_owned()),
-        ("x-acs-action".to_owned(), "GetSecretValue".to_owned()),
-        ("x-acs-version".to_owned(), "2016-01-20".to_owned()),
-    ];
-    let parts = RequestParts {
-        method: "POST",
-        path: "/",
-        query: &query,
-        headers: &headers,
-        body: b"",
-    };
-    headers.extend(rotd_aliyun::v3::sign_request(
-        key,
-        &parts,
-        rotd_core::Clock::system().now(),
-        &random_nonce(),
-    ));
-    let mut head = format!("POST /?SecretName={} HTTP/1.1\r\n", percent::encode(name));
-    for (n, v) in &headers {
-        head.push_str(&format!("{n}: {v}\r\n"));
-    }
-    head.push_str("content-length: 0\r\nconnection: close\r\n\r\n");
-
-    let mut roots = rustls::RootCertStore::empty();
-    let pem = std::fs::read(env.path("data/tls/ca.pem")).expect("ca.pem");
-    for c in <rustls_pki_types::CertificateDer<'_> as rustls_pki_types::pem::PemObject>::pem_slice_iter(&pem)
-    {
-        roots.add(c.expect("pem")).expect("add");
-    }
-    let config =
-        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-            .with_safe_default_protocol_versions()
-            .expect("versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-    let name = rustls_pki_types::ServerName::try_from("localhost").expect("name");
-    let conn = rustls::ClientConnection::new(Arc::new(config), name).expect("client");
-    let tcp = std::net::TcpStream::connect(addr).expect("connect");
-    let mut tls = rustls::StreamOwned::new(conn, tcp);
-    tls.write_all(head.as_bytes()).expect("write");
-    let mut out = Vec::new();
-    let _ = tls.read_to_end(&mut out);
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let (h, b) = text.split_once("\r\n\r\n").expect("response");
-    let status = h.split(' ').nth(1).expect("status").parse().expect("status");
-    (status, serde_json::from_str(b).unwrap_or(serde_json::Value::Null))
-}
-
 #[test]
 fn key_rotate_and_rewrap_reach_the_running_daemon() {
     let env = env();
     let daemon = Daemon::start(&env, "serve.log", &[]);
     let addr = api_addr(&daemon);
-    let key = admin_key(&env);
+    let api = Api::new(&env, &addr);
     let r = env.run_stdin(&["secret", "create", "demo/db", "--value-stdin"], b"hunter2");
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let (s, b) = get_secret_value(&env, &addr, &key, "demo/db");
+    let (s, b) = api.get_secret_value("demo/db", None);
     assert_eq!(s, 200, "{b}");
 
     // The README's walkthrough step, against the running daemon.
@@ -124,7 +59,7 @@ fn key_rotate_and_rewrap_reach_the_running_daemon() {
         "data keys moved to version 2: {listed}"
     );
     for _ in 0..3 {
-        let (s, b) = get_secret_value(&env, &addr, &key, "demo/db");
+        let (s, b) = api.get_secret_value("demo/db", None);
         assert_eq!(s, 200, "an API read after rotate + rewrap, without restart: {b}");
         assert_eq!(b["SecretData"], "hunter2");
     }
@@ -159,7 +94,7 @@ fn key_rotate_and_rewrap_reach_the_running_daemon() {
     daemon.signal(libc::SIGCONT);
     // Once it runs again it answers the pending request, and the rewrap goes through.
     env.ok(&["key", "rewrap"]);
-    let (s, b) = get_secret_value(&env, &addr, &key, "demo/db");
+    let (s, b) = api.get_secret_value("demo/db", None);
     assert_eq!(s, 200, "{b}");
     let log = daemon.stop();
     assert!(!log.contains("hunter2"), "a value reached the log");

@@ -311,23 +311,8 @@ fn watchdog_cleans_up_after_abort() {
         std::process::abort();
     }
 
-    let exe = std::env::current_exe().expect("current test executable");
-    let output = Command::new(exe)
-        .args([
-            "--exact",
-            "watchdog_cleans_up_after_abort",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(ABORT_CHILD_ENV, "1")
-        .output()
-        .expect("run the aborting child test");
-    assert!(!output.status.success(), "the child run must abort");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let line = stdout
-        .lines()
-        .find_map(|l| l.split_once("ROTD_CHILD ").map(|(_, rest)| rest))
-        .unwrap_or_else(|| panic!("child did not report its server: {stdout}"));
+    let line = run_aborting_child("watchdog_cleans_up_after_abort", ABORT_CHILD_ENV);
+    let line = line.as_str();
     let mut port = 0u16;
     let mut dir = PathBuf::new();
     for field in line.split_whitespace() {
@@ -720,23 +705,8 @@ fn sshd_watchdog_cleans_up_after_abort() {
         std::process::abort();
     }
 
-    let exe = std::env::current_exe().expect("current test executable");
-    let output = Command::new(exe)
-        .args([
-            "--exact",
-            "sshd_watchdog_cleans_up_after_abort",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(SSHD_ABORT_CHILD_ENV, "1")
-        .output()
-        .expect("run the aborting child test");
-    assert!(!output.status.success(), "the child run must abort");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let line = stdout
-        .lines()
-        .find_map(|l| l.split_once("ROTD_CHILD ").map(|(_, rest)| rest))
-        .unwrap_or_else(|| panic!("child did not report its server: {stdout}"));
+    let line = run_aborting_child("sshd_watchdog_cleans_up_after_abort", SSHD_ABORT_CHILD_ENV);
+    let line = line.as_str();
     let field = |key: &str| {
         line.split_whitespace()
             .find_map(|f| f.strip_prefix(key))
@@ -800,4 +770,22 @@ fn proc_sampler_sees_short_lived_argv_and_environ() {
         !format!("{samples:?}").contains("rotd-needle"),
         "Debug shows only counts"
     );
+}
+
+/// Runs test `name` again in a child process with `env_var` set, where it starts fixtures, prints their
+/// details on a `ROTD_CHILD ` line and aborts (skipping every destructor, as a SIGKILL would); returns that
+/// line's fields.
+fn run_aborting_child(name: &str, env_var: &str) -> String {
+    let exe = std::env::current_exe().expect("current test executable");
+    let output = Command::new(exe)
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(env_var, "1")
+        .output()
+        .expect("run the aborting child test");
+    assert!(!output.status.success(), "the child run must abort");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    stdout
+        .lines()
+        .find_map(|l| l.split_once("ROTD_CHILD ").map(|(_, rest)| rest.to_owned()))
+        .unwrap_or_else(|| panic!("child did not report its server: {stdout}"))
 }
