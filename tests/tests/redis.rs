@@ -23,12 +23,14 @@ fn replicate(nodes: &[Redis]) {
     }
 }
 
-/// Makes `replica` a replica of `primary` and waits until it has synced and the primary reports it.
+/// Makes `replica` a replica of `primary` and waits until it has synced and the primary reports it
+/// online.
 fn replicate_one(primary: &Redis, replica: &Redis) {
     replica.admin_cli(&["CONFIG", "SET", "masteruser", replica.admin_user()]);
     replica.admin_cli(&["CONFIG", "SET", "masterauth", replica.admin_password()]);
     replica.admin_cli(&["REPLICAOF", "127.0.0.1", &primary.port().to_string()]);
-    let listed = format!("port={}", replica.port());
+    // ROLE, which `discover` reads, reports a replica only once it is online; INFO lists it earlier.
+    let listed = format!("port={},state=online", replica.port());
     wait_for("the replica to sync", Duration::from_secs(30), || {
         replica.admin_cli(&["EXISTS", "rotd:e2e"]) == "1"
             && primary.admin_cli(&["INFO", "replication"]).contains(&listed)
