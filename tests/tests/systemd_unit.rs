@@ -22,7 +22,7 @@ fn unit_file_verifies_without_warnings() {
     let path = dir.path().join("rotd.service");
     std::fs::write(
         &path,
-        unit.replace("/usr/local/bin/rotd", rotd_bin().to_str().expect("utf8")),
+        unit.replace("/usr/bin/rotd", rotd_bin().to_str().expect("utf8")),
     )
     .expect("write");
     let out = Command::new(systemd_analyze())

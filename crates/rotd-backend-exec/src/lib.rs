@@ -213,10 +213,10 @@ impl ExecBackend {
             }
             Err(_elapsed) => {
                 if tokio::time::timeout(REAP_GRACE, child.wait()).await.is_err() {
-                    tracing::warn!(secret = %self.cfg.secret_name, action = op, "exec plug-in not reaped after SIGKILL");
+                    tracing::warn!(action = op, "exec plug-in not reaped after SIGKILL");
                 }
                 let after = human_duration(self.cfg.timeout);
-                tracing::warn!(secret = %self.cfg.secret_name, action = op, program, "exec plug-in timed out after {after}");
+                tracing::warn!(action = op, program, "exec plug-in timed out after {after}");
                 return Err(BackendError::retryable(
                     KIND,
                     op,
@@ -228,10 +228,10 @@ impl ExecBackend {
         };
         let result = self.judge(op, status, &out, &err, &redactor);
         tracing::debug!(
-            secret = %self.cfg.secret_name,
             action = op,
             exit_code = status.code(),
-            elapsed_ms = u64::try_from(rotd_core::Clock::system().elapsed(started).as_millis()).unwrap_or(u64::MAX),
+            elapsed_ms =
+                u64::try_from(rotd_core::Clock::system().elapsed(started).as_millis()).unwrap_or(u64::MAX),
             ok = result.is_ok(),
             "exec plug-in finished"
         );

@@ -705,12 +705,12 @@ impl Backend for SshBackend {
                 match authorized::remove(content, &blob, &self.cfg.secret_name) {
                     authorized::Removal::Absent => None,
                     authorized::Removal::NotOurs => {
-                        warn!(secret = %self.cfg.secret_name, key = %keys::fingerprint(v.public.as_deref().unwrap_or_default()).unwrap_or_default(),
+                        warn!(key = %keys::fingerprint(v.public.as_deref().unwrap_or_default()).unwrap_or_default(),
                             "The old key was not added by rotd (an imported key); it stays in authorized_keys. Remove it yourself once no client uses it.");
                         None
                     }
                     authorized::Removal::Last => {
-                        warn!(secret = %self.cfg.secret_name,
+                        warn!(
                             "The old key is the only one rotd added for this secret (the current key is missing from authorized_keys); it stays so the user is not locked out. The next rotation adds a new key.");
                         None
                     }

@@ -80,10 +80,10 @@ pub async fn attempt(
         Ok(outcome) => {
             let now = store.clock().now();
             if let Err(e) = store.record_success(name, now).await {
-                warn!(secret = %name, error = %e, "Could not record the rotation's success.");
+                warn!(error = %e, "Could not record the rotation's success.");
             }
             if !outcome.already_done {
-                info!(secret = %name, version = %outcome.version_id, slot = %outcome.slot, resumed = outcome.resumed, "Rotation promoted.");
+                info!(rotation_id = %outcome.rotation_id, version = %outcome.version_id, slot = %outcome.slot, resumed = outcome.resumed, "Rotation promoted.");
             }
             AttemptResult::Done(outcome)
         }
@@ -111,6 +111,7 @@ pub async fn attempt(
                 .checked_add_signed(backoff)
                 .unwrap_or(DateTime::<Utc>::MAX_UTC);
             let next = if quarantine { next_window } else { Some(retry_at) };
+            let rotation_id = open.as_ref().map(|o| o.rotation_id.clone());
             let message = error.to_string();
             let failure = Failure {
                 failed_step: error.step().to_owned(),
@@ -129,20 +130,20 @@ pub async fn attempt(
                 version_id: open.map(|o| o.version_id),
             };
             if let Err(e) = store.journal_append(&rec).await {
-                warn!(secret = %name, error = %e, "Could not journal a failed attempt.");
+                warn!(error = %e, "Could not journal a failed attempt.");
             }
             if let Err(e) = store.record_failure(name, &message, next, quarantine).await {
-                warn!(secret = %name, error = %e, "Could not record a failed attempt.");
+                warn!(error = %e, "Could not record a failed attempt.");
             }
             if quarantine {
                 // One clear line per quarantine; retries before it log at WARN once each.
-                error!(secret = %name, error = %message, attempts = failures, permanent, "Rotation quarantined; run `rotd rotation resume` after fixing the cause.");
+                error!(rotation_id = rotation_id.as_deref(), error = %message, attempts = failures, permanent, "Rotation quarantined; run `rotd rotation resume` after fixing the cause.");
                 AttemptResult::Quarantined {
                     error,
                     until: next_window,
                 }
             } else {
-                warn!(secret = %name, error = %message, attempt = failures, must_finish, retry_at = %retry_at.format("%Y-%m-%dT%H:%M:%SZ"), "Rotation failed; will retry.");
+                warn!(rotation_id = rotation_id.as_deref(), error = %message, attempt = failures, must_finish, retry_at = %retry_at.format("%Y-%m-%dT%H:%M:%SZ"), "Rotation failed; will retry.");
                 AttemptResult::Retry { error, retry_at }
             }
         }

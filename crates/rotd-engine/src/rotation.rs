@@ -31,7 +31,7 @@ use rotd_store::{
     Expect, JournalEntry, JournalRecord, NewVersion, Planned as PlannedStep, RetirePlan, Selector, StageMove,
     Step, StepKind, Store, StoreError,
 };
-use tracing::{info, warn};
+use tracing::{Instrument, info, warn};
 
 /// The journal's step names as stored ([`StepKind::as_str`]), for errors and tests. The journal itself is
 /// typed: [`rotd_store::Step`].
@@ -109,9 +109,9 @@ impl Default for StepLimits {
 }
 
 /// Parks the rotation forever at a named boundary when the failpoint is set (crash tests only).
-async fn failpoint(limits: &StepLimits, m: &Managed, boundary: &str) {
+async fn failpoint(limits: &StepLimits, boundary: &str) {
     if limits.failpoint.as_deref() == Some(boundary) {
-        warn!(secret = %m.name, boundary, "Failpoint reached; parking this rotation.");
+        warn!(boundary, "Failpoint reached; parking this rotation.");
         std::future::pending::<()>().await;
     }
 }
@@ -330,7 +330,7 @@ pub async fn current_account(
         None => {
             let slot = current_slot(journal, true);
             if current.is_some() {
-                warn!(secret = %m.name, slot = %slot, "ACSCurrent's value names neither account; taking its slot from the journal.");
+                warn!(slot = %slot, "ACSCurrent's value names neither account; taking its slot from the journal.");
             }
             slot
         }
@@ -445,7 +445,7 @@ pub async fn rotate(
             // A request for a new version found another rotation open: that one is finished first, then
             // the requested one runs, so the version the caller named really exists afterwards.
             Planned::Done(o) if o.resumed && requested.as_ref().is_some_and(|v| *v != o.version_id) => {
-                info!(secret = %m.name, finished = %o.version_id, "Finished the open rotation; now the requested one.");
+                info!(finished = %o.version_id, "Finished the open rotation; now the requested one.");
             }
             Planned::Done(outcome) => return Ok(outcome),
             Planned::Replan(abandoned) => {
@@ -522,7 +522,7 @@ async fn rotate_once(
 
     let (open, resumed) = match open_rotation(&j) {
         Some(open) => {
-            info!(secret = %m.name, rotation = %open.rotation_id, step = %open.step, "Resuming an unfinished rotation.");
+            info!(rotation_id = %open.rotation_id, step = %open.step, "Resuming an unfinished rotation.");
             (open, true)
         }
         None => {
@@ -565,12 +565,26 @@ async fn rotate_once(
             )
         }
     };
+    let span = tracing::info_span!("rotation", rotation_id = %open.rotation_id);
+    carry_out(store, m, limits, open, resumed).instrument(span).await
+}
+
+/// The steps of an open rotation from `pending` on, inside its `rotation` span, so every line they
+/// log (the backend's too) names the rotation id.
+async fn carry_out(
+    store: &Store,
+    m: &Managed,
+    limits: &StepLimits,
+    open: OpenRotation,
+    resumed: bool,
+) -> Result<Planned, RotationError> {
+    let caps = m.backend.capabilities();
     if !resumed {
-        failpoint(limits, m, "pending").await;
+        failpoint(limits, "pending").await;
     }
 
     let value = pending_value(store, m, limits, &open, resumed).await?;
-    failpoint(limits, m, "stored").await;
+    failpoint(limits, "stored").await;
     // The configuration may have changed shape since the rotation was planned (single ↔ dual). A
     // rotation that has not touched the target is planned again; one past `applied` continues on the
     // account its value names (a single account became the dual pair's primary), since that account
@@ -584,11 +598,11 @@ async fn rotate_once(
             .filter(|s| slot_fits(*s, caps.dual_accounts))
         {
             Some(slot) if !untouched => {
-                warn!(secret = %m.name, from = %open.slot, to = %slot, "The accounts changed shape during the rotation; finishing it on the account its value names.");
+                warn!(from = %open.slot, to = %slot, "The accounts changed shape during the rotation; finishing it on the account its value names.");
                 open.slot = slot;
             }
             _ if untouched => {
-                warn!(secret = %m.name, slot = %open.slot, "The accounts changed shape before the target was changed; planning the rotation again.");
+                warn!(slot = %open.slot, "The accounts changed shape before the target was changed; planning the rotation again.");
                 abandon(
                     store,
                     &m.name,
@@ -625,7 +639,7 @@ async fn rotate_once(
                 .await
                 .map_err(store_err(step::APPLIED))?;
             if !matches_expect(expect, stages.get(&StageLabel::current())) {
-                warn!(secret = %m.name, rotation = %open.rotation_id, "ACSCurrent moved before the target was changed; planning the rotation again.");
+                warn!("ACSCurrent moved before the target was changed; planning the rotation again.");
                 abandon(store, &m.name, &open, "ACSCurrent moved before apply")
                     .await
                     .map_err(store_err(step::ABANDONED))?;
@@ -641,7 +655,7 @@ async fn rotate_once(
             journal(store, m, rid, Step::Applied { slot }, Some(vid))
                 .await
                 .map_err(store_err(step::APPLIED))?;
-            failpoint(limits, m, "applied").await;
+            failpoint(limits, "applied").await;
         }
     }
     if open.step != StepKind::Verified {
@@ -649,12 +663,12 @@ async fn rotate_once(
         journal(store, m, rid, Step::Verified { slot }, Some(vid))
             .await
             .map_err(store_err(step::VERIFIED))?;
-        failpoint(limits, m, "verified").await;
+        failpoint(limits, "verified").await;
     }
     if !promote(store, m, limits, &open).await? {
         return Ok(Planned::Replan(open.version_id));
     }
-    failpoint(limits, m, "promoted").await;
+    failpoint(limits, "promoted").await;
     Ok(Planned::Done(Outcome {
         rotation_id: open.rotation_id,
         version_id: open.version_id,
@@ -700,7 +714,10 @@ async fn pending_value(
         let known = known_values(store, m).await?;
         let found = with_timeout(limits, m, step::MINTING, m.backend.reconcile(open.slot, &known)).await?;
         if found.removed > 0 {
-            warn!(secret = %m.name, removed = found.removed, "Removed credentials at the target that the store did not know (left by an interrupted mint).");
+            warn!(
+                removed = found.removed,
+                "Removed credentials at the target that the store did not know (left by an interrupted mint)."
+            );
         }
         with_timeout(
             limits,
@@ -823,7 +840,7 @@ async fn promote(
             }
             Err(e) => return Err(store_err(step::PROMOTED)(e)),
         }
-        failpoint(limits, m, "promoted-store").await;
+        failpoint(limits, "promoted-store").await;
     } else if stages.get(&StageLabel::pending()) == Some(&open.version_id) {
         // Promoted by a process that died before cleaning up ACSPending (cannot happen with the single
         // transaction above, but a manual stage move could leave it).
@@ -880,7 +897,10 @@ async fn replan(
     open: &OpenRotation,
     reason: &str,
 ) -> Result<bool, RotationError> {
-    warn!(secret = %m.name, rotation = %open.rotation_id, reason, "Someone else changed ACSCurrent; abandoning this rotation and planning it again.");
+    warn!(
+        reason,
+        "Someone else changed ACSCurrent; abandoning this rotation and planning it again."
+    );
     abandon(store, &m.name, open, reason)
         .await
         .map_err(store_err(step::ABANDONED))?;
@@ -889,6 +909,16 @@ async fn replan(
 
 /// Revokes the old credential of a promoted rotation and journals it.
 pub async fn retire(
+    store: &Store,
+    m: &Managed,
+    limits: &StepLimits,
+    r: &PendingRetire,
+) -> Result<(), RotationError> {
+    let span = tracing::info_span!("rotation", rotation_id = %r.rotation_id);
+    retire_step(store, m, limits, r).instrument(span).await
+}
+
+async fn retire_step(
     store: &Store,
     m: &Managed,
     limits: &StepLimits,
@@ -913,7 +943,7 @@ pub async fn retire(
             .await?
         }
         None => {
-            warn!(secret = %m.name, version = %r.old_version, "The version to retire is gone; nothing to revoke.")
+            warn!(version = %r.old_version, "The version to retire is gone; nothing to revoke.")
         }
     }
     journal(

@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use rotd_core::{Backend, Clock, CompiledSchedule, RotationPolicy, VersionId};
 use rotd_store::{RequestKind, RequestOutcome, RotationRequest, SecretUpdate, StepKind, Store};
 use tokio::sync::{Notify, Semaphore, watch};
-use tracing::{error, info, warn};
+use tracing::{Instrument, error, info, warn};
 
 use crate::decorators::{Limited, Measured};
 use crate::metrics::Metrics;
@@ -404,6 +404,8 @@ impl Engine {
             )
         };
         let this = Arc::clone(self);
+        // Every line the task logs (the backend's too) carries the secret's name from this span.
+        let span = tracing::info_span!("secret", secret = %managed.name);
         tokio::spawn(async move {
             let _slots = this.slots(target).await;
             if this.stopping.load(std::sync::atomic::Ordering::SeqCst) {
@@ -411,70 +413,16 @@ impl Engine {
                 // open for the next start).
                 return;
             }
-            this.metrics.in_progress().inc();
-            let started = Clock::system().instant();
-            let state = this
-                .store
-                .rotation_state(managed.name.as_str())
-                .await
-                .unwrap_or_default();
-            if state.quarantined {
-                let _ = this.store.clear_quarantine(managed.name.as_str()).await;
-            }
-            let next_window = policy_next.as_ref().and_then(|c| c.next_due(this.clock().now()));
-            let result = attempt(
-                &this.store,
+            this.run_attempt(
                 &managed,
-                &this.cfg.limits,
-                &this.cfg.failure,
+                &hooks,
+                policy_next.as_ref(),
+                nominal,
                 requested,
-                next_window,
+                request,
             )
+            .instrument(span)
             .await;
-            let secs = Clock::system().elapsed(started).as_secs_f64();
-            let kind = managed.kind.as_str();
-            let summary = match &result {
-                AttemptResult::Done(o) => {
-                    this.metrics.attempt_finished(kind, "success", secs);
-                    this.metrics.set_lagging_node(managed.name.as_str(), None);
-                    this.metrics.set_identity_mismatch(managed.name.as_str(), false);
-                    if !o.already_done {
-                        let now = this.clock().now();
-                        let last = rotd_core::recorded_rotation_time(policy_next.as_ref(), nominal, now);
-                        let next_due = policy_next.as_ref().and_then(|c| c.next_due(last));
-                        let update = SecretUpdate {
-                            last_rotation_at: Some(Some(last)),
-                            next_rotation_at: Some(next_due),
-                            ..Default::default()
-                        };
-                        if let Err(e) = this.store.update_secret(managed.name.as_str(), update).await {
-                            warn!(secret = %managed.name, error = %e, "Could not record the rotation time.");
-                        }
-                        run_hooks(&managed, &o.version_id, &hooks).await;
-                        let _ = this.promoted.send(managed.name.to_string());
-                    }
-                    RequestOutcome::Ok(format!("version {}", o.version_id))
-                }
-                AttemptResult::Retry { error, .. } => {
-                    this.metrics.attempt_finished(kind, "failure", secs);
-                    this.metrics.set_lagging_node(managed.name.as_str(), error.node());
-                    this.metrics
-                        .set_identity_mismatch(managed.name.as_str(), error.identity_mismatch());
-                    RequestOutcome::Error(error.to_string())
-                }
-                AttemptResult::Quarantined { error, .. } => {
-                    this.metrics.attempt_finished(kind, "quarantined", secs);
-                    this.metrics.set_lagging_node(managed.name.as_str(), error.node());
-                    this.metrics
-                        .set_identity_mismatch(managed.name.as_str(), error.identity_mismatch());
-                    RequestOutcome::Quarantined(error.to_string())
-                }
-            };
-            if let Some(id) = request
-                && let Err(e) = this.store.finish_request(id, &summary).await
-            {
-                warn!(error = %e, "Could not finish a rotation request.");
-            }
             this.metrics.in_progress().dec();
             // Refresh before freeing the secret, so the loop never sees it idle with a stale view.
             this.refresh(managed.name.as_str()).await;
@@ -482,6 +430,84 @@ impl Engine {
             this.wake.notify_one();
         });
         true
+    }
+
+    /// One attempt of a launched task, with its metrics, hooks and request outcome.
+    async fn run_attempt(
+        &self,
+        managed: &Managed,
+        hooks: &[Hook],
+        policy_next: Option<&CompiledSchedule>,
+        nominal: Option<DateTime<Utc>>,
+        requested: Option<VersionId>,
+        request: Option<i64>,
+    ) {
+        self.metrics.in_progress().inc();
+        let started = Clock::system().instant();
+        let state = self
+            .store
+            .rotation_state(managed.name.as_str())
+            .await
+            .unwrap_or_default();
+        if state.quarantined {
+            let _ = self.store.clear_quarantine(managed.name.as_str()).await;
+        }
+        let next_window = policy_next.and_then(|c| c.next_due(self.clock().now()));
+        let result = attempt(
+            &self.store,
+            managed,
+            &self.cfg.limits,
+            &self.cfg.failure,
+            requested,
+            next_window,
+        )
+        .await;
+        let secs = Clock::system().elapsed(started).as_secs_f64();
+        let kind = managed.kind.as_str();
+        let summary = match &result {
+            AttemptResult::Done(o) => {
+                self.metrics.attempt_finished(kind, "success", secs);
+                self.metrics.set_lagging_node(managed.name.as_str(), None);
+                self.metrics.set_identity_mismatch(managed.name.as_str(), false);
+                if !o.already_done {
+                    let now = self.clock().now();
+                    let last = rotd_core::recorded_rotation_time(policy_next, nominal, now);
+                    let next_due = policy_next.and_then(|c| c.next_due(last));
+                    let update = SecretUpdate {
+                        last_rotation_at: Some(Some(last)),
+                        next_rotation_at: Some(next_due),
+                        ..Default::default()
+                    };
+                    if let Err(e) = self.store.update_secret(managed.name.as_str(), update).await {
+                        warn!(error = %e, "Could not record the rotation time.");
+                    }
+                    // The hooks belong to the rotation: their lines carry its id.
+                    let span = tracing::info_span!("rotation", rotation_id = %o.rotation_id);
+                    run_hooks(managed, &o.version_id, hooks).instrument(span).await;
+                    let _ = self.promoted.send(managed.name.to_string());
+                }
+                RequestOutcome::Ok(format!("version {}", o.version_id))
+            }
+            AttemptResult::Retry { error, .. } => {
+                self.metrics.attempt_finished(kind, "failure", secs);
+                self.metrics.set_lagging_node(managed.name.as_str(), error.node());
+                self.metrics
+                    .set_identity_mismatch(managed.name.as_str(), error.identity_mismatch());
+                RequestOutcome::Error(error.to_string())
+            }
+            AttemptResult::Quarantined { error, .. } => {
+                self.metrics.attempt_finished(kind, "quarantined", secs);
+                self.metrics.set_lagging_node(managed.name.as_str(), error.node());
+                self.metrics
+                    .set_identity_mismatch(managed.name.as_str(), error.identity_mismatch());
+                RequestOutcome::Quarantined(error.to_string())
+            }
+        };
+        if let Some(id) = request
+            && let Err(e) = self.store.finish_request(id, &summary).await
+        {
+            warn!(error = %e, "Could not finish a rotation request.");
+        }
     }
 
     /// Re-reads a secret's state from the store after a change (attempt finished, operator request).
@@ -718,22 +744,27 @@ impl Engine {
             (m, e.target.clone(), guard)
         };
         let this = Arc::clone(self);
+        let span = tracing::info_span!("secret", secret = %managed.name);
         tokio::spawn(async move {
             let name = managed.name.to_string();
             let _slots = this.slots(target).await;
-            if let Ok(j) = this.store.journal_tail(&name).await
-                && let Some(r) =
-                    rotation::pending_retire(&j, managed.backend.capabilities().retire_steps, managed.grace)
-            {
-                match rotation::retire(&this.store, &managed, &this.cfg.limits, &r).await {
-                    Ok(()) => {
-                        info!(secret = %name, version = %r.old_version, step = r.step, "Retired the old credential (step done).")
-                    }
-                    Err(e) => {
-                        warn!(secret = %name, error = %e, "Retiring the old credential failed; will retry.")
+            async {
+                if let Ok(j) = this.store.journal_tail(&name).await
+                    && let Some(r) =
+                        rotation::pending_retire(&j, managed.backend.capabilities().retire_steps, managed.grace)
+                {
+                    match rotation::retire(&this.store, &managed, &this.cfg.limits, &r).await {
+                        Ok(()) => {
+                            info!(rotation_id = %r.rotation_id, version = %r.old_version, step = r.step, "Retired the old credential (step done).")
+                        }
+                        Err(e) => {
+                            warn!(rotation_id = %r.rotation_id, error = %e, "Retiring the old credential failed; will retry.")
+                        }
                     }
                 }
             }
+            .instrument(span)
+            .await;
             this.refresh(&name).await;
             drop(guard);
             this.wake.notify_one();
@@ -806,13 +837,13 @@ async fn run_hooks(m: &Managed, version: &VersionId, hooks: &[Hook]) {
                 r
             }
             Err(e) => {
-                warn!(secret = %m.name, hook = %program, error = %e, "Could not start a post-rotation hook.");
+                warn!(hook = %program, error = %e, "Could not start a post-rotation hook.");
                 continue;
             }
         };
         match result {
             Ok(Ok(out)) if out.status.success() => {
-                info!(secret = %m.name, hook = %program, "Post-rotation hook succeeded.")
+                info!(hook = %program, "Post-rotation hook succeeded.")
             }
             Ok(Ok(out)) => {
                 let stderr = String::from_utf8_lossy(&out.stderr);
@@ -824,11 +855,11 @@ async fn run_hooks(m: &Managed, version: &VersionId, hooks: &[Hook]) {
                     .into_iter()
                     .rev()
                     .collect();
-                warn!(secret = %m.name, hook = %program, status = %out.status, stderr = %tail.trim(), "Post-rotation hook failed.");
+                warn!(hook = %program, status = %out.status, stderr = %tail.trim(), "Post-rotation hook failed.");
             }
-            Ok(Err(e)) => warn!(secret = %m.name, hook = %program, error = %e, "Post-rotation hook failed."),
+            Ok(Err(e)) => warn!(hook = %program, error = %e, "Post-rotation hook failed."),
             Err(_) => {
-                warn!(secret = %m.name, hook = %program, timeout_secs = hook.timeout.as_secs(), "Post-rotation hook timed out and was killed.")
+                warn!(hook = %program, timeout_secs = hook.timeout.as_secs(), "Post-rotation hook timed out and was killed.")
             }
         }
     }

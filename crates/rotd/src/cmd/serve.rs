@@ -28,6 +28,7 @@ const DRAIN: Duration = Duration::from_secs(30);
 const KEYRING_POLL: Duration = Duration::from_secs(1);
 
 fn init_tracing(log: &LogConfig) -> anyhow::Result<()> {
+    use tracing_subscriber::prelude::*;
     let filter = tracing_subscriber::EnvFilter::try_new(&log.level)
         .with_context(|| format!("log.level {:?} is not a valid filter", log.level))?;
     let builder = tracing_subscriber::fmt()
@@ -35,11 +36,44 @@ fn init_tracing(log: &LogConfig) -> anyhow::Result<()> {
         .with_writer(std::io::stderr);
     let result = match log.format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        // journald stamps every line itself; a second timestamp is noise.
-        LogFormat::Journald => builder.without_time().with_ansi(false).try_init(),
+        LogFormat::Journald => match journald_layer() {
+            Ok(journald) => {
+                // A fresh filter: the builder above owns the first one.
+                let filter = tracing_subscriber::EnvFilter::try_new(&log.level)
+                    .with_context(|| format!("log.level {:?} is not a valid filter", log.level))?;
+                tracing_subscriber::registry()
+                    .with(journald.with_filter(filter))
+                    .try_init()
+                    .map_err(|e| anyhow::anyhow!("installing the log subscriber: {e}"))?;
+                return Ok(());
+            }
+            Err(e) => {
+                // No journal here (a container, a shell): plain lines on stderr, and say why.
+                let r = builder.without_time().with_ansi(false).try_init();
+                warn!(error = %e, "log.format is journald but the journal socket cannot be opened; logging text to stderr.");
+                r
+            }
+        },
         LogFormat::Text => builder.with_ansi(false).try_init(),
     };
     result.map_err(|e| anyhow::anyhow!("installing the log subscriber: {e}"))
+}
+
+/// Native journal protocol: each field is its own journal field (`SECRET=`, `ROTATION_ID=`, `ERROR=`,
+/// with the span's `secret` and `rotation_id` on every line logged inside it), `SYSLOG_IDENTIFIER=rotd`,
+/// and priorities that match the level (INFO is 6, not the crate's default 5).
+fn journald_layer() -> std::io::Result<tracing_journald::Layer> {
+    use tracing_journald::{Priority, PriorityMappings};
+    Ok(tracing_journald::layer()?
+        .with_field_prefix(None)
+        .with_syslog_identifier("rotd".to_owned())
+        .with_priority_mappings(PriorityMappings {
+            error: Priority::Error,
+            warn: Priority::Warning,
+            info: Priority::Informational,
+            debug: Priority::Debug,
+            trace: Priority::Debug,
+        }))
 }
 
 /// Applies a configuration: declared secrets into the store, rotatable ones into the engine.
