@@ -48,8 +48,9 @@ fn init_tracing(log: &LogConfig) -> anyhow::Result<()> {
                 return Ok(());
             }
             Err(e) => {
-                // No journal here (a container, a shell): plain lines on stderr, and say why.
-                let r = builder.without_time().with_ansi(false).try_init();
+                // No journal here (a container, a shell): text lines on stderr, with timestamps since
+                // nothing else adds them, and say why.
+                let r = builder.with_ansi(false).try_init();
                 warn!(error = %e, "log.format is journald but the journal socket cannot be opened; logging text to stderr.");
                 r
             }
